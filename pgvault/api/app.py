@@ -1,0 +1,121 @@
+"""The FastAPI application: routers, authentication, error bodies and the worker pool's life."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pgvault import __version__
+from pgvault.api import dataprotection, resources
+from pgvault.api.deps import Svc, error_response
+from pgvault.context import Context
+from pgvault.errors import BadRequest, PgVaultError
+from pgvault.service import Service
+from pgvault.workers import WorkerPool
+
+log = logging.getLogger("pgvault.api")
+
+_CANONICAL = {
+    s.lower(): s
+    for s in (
+        "subscriptions", "resourceGroups", "providers", "Microsoft.DataProtection",
+        "Microsoft.DBforPostgreSQL", "Microsoft.KeyVault", "Microsoft.Storage", "backupVaults",
+        "backupPolicies", "backupInstances", "recoveryPoints", "backupJobs", "operationStatus",
+        "operationResults", "storageAccounts", "blobServices", "validateForBackup",
+        "validateRestore",
+    )
+}
+
+
+class CanonicalPath:
+    """ARM paths are case-insensitive: rewrite fixed segments to the casing routes use."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            parts = scope["path"].split("/")
+            fixed = "/".join(_CANONICAL.get(p.lower(), p) for p in parts)
+            if fixed != scope["path"]:
+                scope = dict(scope, path=fixed, raw_path=fixed.encode())
+        await self.app(scope, receive, send)
+
+
+def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
+    """The API over one service; the worker pool starts and stops with the app."""
+    pool = WorkerPool(ctx, ctx.settings.workers) if start_workers else None
+    service = Service(ctx, pool)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        note = service.bootstrap()
+        if note:
+            log.warning(note)
+        if pool is not None:
+            pool.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            if pool is not None:
+                pool.stop()
+
+    app = FastAPI(title="pgvault", version=__version__, lifespan=lifespan)
+    app.state.service = service
+    app.state.ready = False
+    app.include_router(resources.router)
+    app.include_router(dataprotection.router)
+
+    @app.exception_handler(PgVaultError)
+    async def _pgvault_error(_: Request, exc: PgVaultError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(
+            BadRequest(f"Invalid request: {where}: {first.get('msg', 'invalid value')}",
+                       code="InvalidRequestContent", target=where)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(PgVaultError(
+            f"Internal error ({type(exc).__name__}); see the service log.", code="InternalError"
+        ))
+
+    @app.get("/healthz")
+    def healthz(request: Request) -> JSONResponse:
+        ready = bool(request.app.state.ready)
+        return JSONResponse({"status": "ok" if ready else "starting", "version": __version__},
+                            status_code=200 if ready else 503)
+
+    @app.post("/oauth2/token")
+    def token(
+        svc: Svc,
+        grant_type: str = Form(...),
+        client_id: str = Form(...),
+        client_secret: str = Form(...),
+        scope: str | None = Form(default=None),
+    ) -> JSONResponse:
+        if grant_type != "client_credentials":
+            return error_response(BadRequest(
+                "Only grant_type=client_credentials is supported.", code="unsupported_grant_type"
+            ))
+        access, lifetime = svc.issue_token(client_id, client_secret)
+        body: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
+                                "expires_in": lifetime}
+        return JSONResponse(body)
+
+    app.add_middleware(CanonicalPath)
+    return app

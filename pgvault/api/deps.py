@@ -1,0 +1,65 @@
+"""Request plumbing shared by the routers: the service, the caller, LRO headers, errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from pgvault.errors import PgVaultError, Unauthorized
+from pgvault.identity import Caller
+from pgvault.service import Service
+
+RETRY_AFTER = "1"
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Caller:
+    """Every API call needs a valid bearer token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "This call needs 'Authorization: Bearer TOKEN'. Get a token with `pgvault auth token` "
+            "or POST /oauth2/token.",
+            code="AuthenticationFailed",
+        )
+    return svc.authenticate(token.strip())
+
+
+Svc = Annotated[Service, Depends(service)]
+Auth = Annotated[Caller, Depends(caller)]
+
+
+def base_url(request: Request) -> str:
+    """The URL the client used to reach us (for LRO headers and generated URIs)."""
+    return str(request.base_url).rstrip("/")
+
+
+def public_url(request: Request, svc: Service) -> str:
+    return (svc.ctx.settings.public_url or base_url(request)).rstrip("/")
+
+
+def accepted(request: Request, scope_id: str, op_id: str) -> Response:
+    """202 with the Azure async-operation headers pointing at operationStatus/Results."""
+    base = base_url(request)
+    version = request.query_params.get("api-version", "2025-07-01")
+    headers = {
+        "Azure-AsyncOperation": f"{base}{scope_id}/operationStatus/{op_id}?api-version={version}",
+        "Location": f"{base}{scope_id}/operationResults/{op_id}?api-version={version}",
+        "Retry-After": RETRY_AFTER,
+    }
+    return Response(status_code=202, headers=headers)
+
+
+def error_response(exc: PgVaultError) -> JSONResponse:
+    return JSONResponse(status_code=exc.status, content=exc.to_body())
+
+
+def json_response(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body)

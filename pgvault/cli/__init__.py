@@ -1,0 +1,1 @@
+"""The `pgvault` command line: a thin client of the REST API, like `az`."""

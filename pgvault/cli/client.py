@@ -1,0 +1,130 @@
+"""HTTP client for the CLI: finds the service, gets a token, turns error bodies into messages."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pgvault.config import Settings
+
+API_VERSION = "2025-07-01"
+
+
+class ApiError(Exception):
+    """An error answer from the service (or no answer at all)."""
+
+    def __init__(self, code: str, message: str, action: str | None = None,
+                 details: list[dict[str, Any]] | None = None, status: int = 0) -> None:
+        super().__init__(message)
+        self.code, self.message, self.action = code, message, action
+        self.details, self.status = details or [], status
+
+    @classmethod
+    def from_body(cls, status: int, body: Any) -> ApiError:
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        if not err:
+            return cls("HttpError", f"HTTP {status}", status=status)
+        info = {}
+        for extra in err.get("additionalInfo") or []:
+            info = extra.get("info", {}) or {}
+        actions = info.get("recommendedAction") or []
+        return cls(err.get("code", "Error"), err.get("message", ""),
+                   actions[0] if actions else None, err.get("details") or [], status)
+
+
+def _base_url() -> str:
+    return os.environ.get("PGVAULT_URL", "http://127.0.0.1:8080").rstrip("/")
+
+
+@dataclass
+class Client:
+    base_url: str
+    token: str | None = None
+    _subscription: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Client:
+        return cls(_base_url(), os.environ.get("PGVAULT_TOKEN"))
+
+    def _http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=60.0)
+
+    def fetch_token(self, client_id: str | None = None, secret: str | None = None) -> str:
+        """A token for the given client, or for the admin credentials under PGVAULT_HOME."""
+        if client_id is None:
+            path = Settings.from_env().credentials_file
+            if not path.exists():
+                raise ApiError(
+                    "NoCredentials",
+                    f"No credentials at {path}.",
+                    "Start the service once (`pgvault serve`) with the same PGVAULT_HOME, "
+                    "or set PGVAULT_TOKEN.",
+                )
+            creds = json.loads(Path(path).read_text())
+            client_id, secret = creds["clientId"], creds["clientSecret"]
+        form = {"grant_type": "client_credentials", "client_id": client_id,
+                "client_secret": secret or ""}
+        data = self._send("POST", "/oauth2/token", data=form, auth=False)
+        token: str = data["access_token"]
+        return token
+
+    def _auth_header(self) -> dict[str, str]:
+        if self.token is None:
+            self.token = self.fetch_token()
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _send(self, method: str, path: str, *, auth: bool = True, **kw: Any) -> Any:
+        headers = self._auth_header() if auth else {}
+        params = dict(kw.pop("params", {}) or {})
+        params.setdefault("api-version", API_VERSION)
+        try:
+            with self._http() as http:
+                resp = http.request(method, path, headers=headers, params=params, **kw)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                "ServiceUnreachable",
+                f"Cannot reach pgvault at {self.base_url}: {exc}",
+                "Start it with `pgvault serve`, or set PGVAULT_URL to where it runs.",
+            ) from None
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            raise ApiError.from_body(resp.status_code, body)
+        if resp.status_code == 202:
+            return {"_async": resp.headers.get("Azure-AsyncOperation")}
+        if not resp.content:
+            return {}
+        return resp.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._send("GET", path, params=params)
+
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        return self._send("PUT", path, json=body)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._send("POST", path, json=body or {})
+
+    def delete(self, path: str) -> Any:
+        return self._send("DELETE", path)
+
+    def operation(self, url: str) -> Any:
+        """Follow an Azure-AsyncOperation URL (absolute) to its status body."""
+        path = url[len(self.base_url):] if url.startswith(self.base_url) else url
+        return self._send("GET", path.split("?", 1)[0])
+
+    def default_subscription(self) -> str:
+        if self._subscription is None:
+            subs = self.get("/subscriptions")["value"]
+            default = [s for s in subs if s.get("isDefault")] or subs
+            if not default:
+                raise ApiError("SubscriptionNotFound", "The service has no subscription.")
+            self._subscription = str(default[0]["subscriptionId"])
+        return self._subscription

@@ -1,0 +1,67 @@
+"""Settings, read once from the environment and passed down explicitly (no global)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("pgvault", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where pgvault keeps its state and how it reaches its backends.
+
+    Every field has an embedded default so that `pgvault serve` works with no
+    configuration: SQLite metadata and a local datastore under `home`.
+    """
+
+    home: Path = field(default_factory=_default_home)
+    database_url: str | None = None
+    datastore_url: str | None = None
+    master_key: str | None = None
+    public_url: str | None = None
+    workers: int = 2
+    heartbeat_seconds: float = 5.0
+    stale_after_seconds: float = 30.0
+    token_lifetime_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build settings from `PGVAULT_*` variables; explicit overrides win."""
+        env = os.environ
+        values: dict[str, object] = {}
+        if "PGVAULT_HOME" in env:
+            values["home"] = Path(env["PGVAULT_HOME"])
+        for key in ("database_url", "datastore_url", "master_key", "public_url"):
+            name = f"PGVAULT_{key.upper()}"
+            if env.get(name):
+                values[key] = env[name]
+        if env.get("PGVAULT_WORKERS"):
+            values["workers"] = int(env["PGVAULT_WORKERS"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def metadata_url(self) -> str:
+        """SQLAlchemy URL of the metadata database (SQLite under home by default)."""
+        return self.database_url or f"sqlite:///{self.home / 'pgvault.db'}"
+
+    @property
+    def datastore(self) -> str:
+        """URL of the vault datastore (a local directory under home by default)."""
+        return self.datastore_url or (self.home / "datastore").as_uri()
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def credentials_file(self) -> Path:
+        """The admin principal's client credentials, readable by the owner only."""
+        return self.home / "credentials.json"

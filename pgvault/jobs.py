@@ -1,0 +1,244 @@
+"""Jobs: the durable record of every backup and restore, and the queue workers take them from.
+
+A job is created `InProgress` in phase `Queued` with no worker; a worker claims it
+with a conditional UPDATE (safe across processes and machines), heartbeats while
+it runs, and finishes it Completed or Failed. A job whose worker stopped
+heartbeating is failed by the next sweep, with the reason, so none stays
+InProgress forever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from pgvault.db import Base, UTCDateTime
+from pgvault.errors import Conflict, NotFound, PgVaultError
+
+IN_PROGRESS = "InProgress"
+COMPLETED = "Completed"
+FAILED = "Failed"
+CANCELLED = "Cancelled"
+COMPLETED_WITH_WARNINGS = "CompletedWithWarnings"
+TERMINAL = (COMPLETED, FAILED, CANCELLED, COMPLETED_WITH_WARNINGS)
+
+BACKUP = "Backup"
+RESTORE = "Restore"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    vault_id: Mapped[str] = mapped_column(ForeignKey("backup_vaults.id"), index=True)
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey("backup_instances.id"))
+    operation: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    phase: Mapped[str] = mapped_column(String(64))
+    phases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    recommended_action: Mapped[str | None] = mapped_column(Text)
+    recovery_point_id: Mapped[str | None] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    is_user_triggered: Mapped[bool] = mapped_column(default=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Operation(Base):
+    """A long-running operation as the ARM async pattern reports it."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    resource_id: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+def create(
+    s: Session,
+    *,
+    vault_id: str,
+    instance_id: str | None,
+    operation: str,
+    params: dict[str, Any],
+    now: datetime,
+    recovery_point_id: str | None = None,
+    priority: int = 0,
+) -> Job:
+    """Queue a job. At most one backup per instance runs at a time."""
+    if operation == BACKUP and instance_id and running_backup(s, instance_id):
+        raise Conflict(
+            "A backup of this instance is already in progress. Wait for it to finish "
+            "(`pgvault job list`) and try again.",
+            code="UserErrorMaxConcurrentOperationLimitReached",
+        )
+    job = Job(
+        id=str(uuid.uuid4()),
+        vault_id=vault_id,
+        instance_id=instance_id,
+        operation=operation,
+        category=operation,
+        status=IN_PROGRESS,
+        phase="Queued",
+        phases=[],
+        bytes_done=0,
+        created_at=now,
+        params=params,
+        result={},
+        recovery_point_id=recovery_point_id,
+        priority=priority,
+    )
+    s.add(job)
+    s.flush()
+    return job
+
+
+def running_backup(s: Session, instance_id: str) -> Job | None:
+    return s.scalar(
+        select(Job).where(
+            Job.instance_id == instance_id, Job.operation == BACKUP, Job.status == IN_PROGRESS
+        )
+    )
+
+
+def get(s: Session, job_id: str, vault_id: str | None = None) -> Job:
+    job = s.get(Job, job_id.lower())
+    if job is None or (vault_id and job.vault_id != vault_id):
+        raise NotFound(
+            f"Job {job_id!r} not found. List jobs with `pgvault job list`.",
+            code="ResourceNotFound",
+        )
+    return job
+
+
+def list_jobs(s: Session, vault_ids: list[str], limit: int = 200, offset: int = 0) -> list[Job]:
+    q = (
+        select(Job)
+        .where(Job.vault_id.in_(vault_ids))
+        .order_by(Job.created_at.desc(), Job.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(s.scalars(q))
+
+
+def claim_next(s: Session, worker_id: str, now: datetime) -> Job | None:
+    """Take the most urgent unclaimed job; the conditional UPDATE makes it race-free."""
+    candidates = s.scalars(
+        select(Job.id)
+        .where(Job.status == IN_PROGRESS, Job.worker_id.is_(None))
+        .order_by(Job.priority.desc(), Job.created_at)
+        .limit(5)
+    ).all()
+    for job_id in candidates:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.worker_id.is_(None), Job.status == IN_PROGRESS)
+            .values(worker_id=worker_id, heartbeat_at=now, started_at=now, phase="Starting")
+        )
+        if res.rowcount == 1:  # type: ignore[attr-defined]
+            s.flush()
+            job = s.get(Job, job_id)
+            if job is not None:
+                s.refresh(job)
+            return job
+    return None
+
+
+@dataclass
+class Progress:
+    phase: str | None = None
+    bytes_done: int | None = None
+    bytes_total: int | None = None
+
+
+def start_phase(job: Job, name: str, now: datetime) -> None:
+    """Close the running phase and open `name` (phases become the job's subTasks)."""
+    phases = [dict(p) for p in job.phases]
+    for p in phases:
+        if p.get("status") == "InProgress":
+            p["status"], p["end"] = "Completed", now.isoformat()
+    phases.append({"name": name, "status": "InProgress", "start": now.isoformat()})
+    job.phases, job.phase = phases, name
+
+
+def finish(
+    job: Job, now: datetime, error: PgVaultError | None = None, status: str | None = None
+) -> None:
+    """Mark a job terminal; the running phase ends with the same outcome."""
+    final = status or (FAILED if error else COMPLETED)
+    phases = [dict(p) for p in job.phases]
+    for p in phases:
+        if p.get("status") == "InProgress":
+            p["status"], p["end"] = ("Failed" if error else "Completed"), now.isoformat()
+    job.phases = phases
+    job.status, job.ended_at = final, now
+    job.phase = "Failed" if error else "Done"
+    if error is not None:
+        job.error_code, job.error_message = error.code, error.message
+        job.recommended_action = error.recommended_action
+
+
+def heartbeat(s: Session, worker_id: str, now: datetime) -> None:
+    s.execute(
+        update(Job)
+        .where(Job.worker_id == worker_id, Job.status == IN_PROGRESS)
+        .values(heartbeat_at=now)
+    )
+
+
+def stale(s: Session, now: datetime, after: timedelta, dead_workers: set[str]) -> list[Job]:
+    """Running jobs whose worker is known dead or has not heartbeated within `after`."""
+    rows = s.scalars(
+        select(Job).where(Job.status == IN_PROGRESS, Job.worker_id.is_not(None))
+    ).all()
+    return [
+        j
+        for j in rows
+        if j.worker_id in dead_workers or (j.heartbeat_at is None or j.heartbeat_at < now - after)
+    ]
+
+
+def new_operation(
+    s: Session, now: datetime, *, job_id: str | None = None, resource_id: str | None = None,
+    error: PgVaultError | None = None,
+) -> Operation:
+    """Record a finished long-running operation (its work continues, if at all, as a job)."""
+    op = Operation(
+        id=str(uuid.uuid4()),
+        status="Failed" if error else "Succeeded",
+        job_id=job_id,
+        resource_id=resource_id,
+        error=error.to_body()["error"] if error else None,
+        started_at=now,
+        ended_at=now,
+    )
+    s.add(op)
+    s.flush()
+    return op
+
+
+def get_operation(s: Session, op_id: str) -> Operation:
+    op = s.get(Operation, op_id.lower())
+    if op is None:
+        raise NotFound(f"Operation {op_id!r} not found.", code="ResourceNotFound")
+    return op

@@ -1,0 +1,56 @@
+"""Throttled progress: engines report every chunk; the job row is written at most twice a second."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import update
+
+from pgvault import jobs
+from pgvault.context import Context
+from pgvault.errors import PgVaultError
+from pgvault.jobs import Job
+
+
+class JobProgress:
+    """Writes `bytes_done` (and phase changes) of one job to the metadata DB, throttled."""
+
+    def __init__(self, ctx: Context, job_id: str, interval: float = 0.5) -> None:
+        self.ctx, self.job_id, self.interval = ctx, job_id, interval
+        self._last = 0.0
+        self._offset = 0
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        """Open a new phase; byte counters restart from zero for it."""
+        with self.ctx.db.session() as s:
+            job = s.get(Job, self.job_id)
+            assert job is not None
+            jobs.start_phase(job, name, self.ctx.clock.now())
+            job.bytes_done = 0
+            if total is not None:
+                job.bytes_total = total
+        self._last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        self.write(done)
+
+    def write(self, done: int, total: int | None = None) -> None:
+        values: dict[str, object] = {"bytes_done": done, "heartbeat_at": self.ctx.clock.now()}
+        if total is not None:
+            values["bytes_total"] = total
+        with self.ctx.db.session() as s:
+            s.execute(update(Job).where(Job.id == self.job_id).values(**values))
+
+
+def fail(ctx: Context, job_id: str, exc: BaseException) -> None:
+    """End a job Failed with a stable code; unexpected errors keep their type, not their text."""
+    error = exc if isinstance(exc, PgVaultError) else PgVaultError(
+        f"Unexpected {type(exc).__name__} in the worker; see the service log.",
+        code="InternalError",
+    )
+    with ctx.db.session() as s:
+        jobs.finish(jobs.get(s, job_id), ctx.clock.now(), error=error)

@@ -1,0 +1,78 @@
+"""Recovery points: one verified full backup of an instance, with its manifest.
+
+A row exists only for a point whose objects and manifest are all stored and
+verified: the backup job inserts it as its very last step, in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from pgvault.db import Base, UTCDateTime
+from pgvault.errors import NotFound
+
+VAULT_STORE = "VaultStore"
+ARCHIVE_STORE = "ArchiveStore"
+
+
+class RecoveryPoint(Base):
+    __tablename__ = "recovery_points"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("backup_instances.id"), index=True)
+    vault_id: Mapped[str] = mapped_column(ForeignKey("backup_vaults.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    tier: Mapped[str] = mapped_column(String(16), default=VAULT_STORE)
+    location: Mapped[str] = mapped_column(String(500))
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+    dump_bytes: Mapped[int] = mapped_column(BigInteger)
+    retention_tag: Mapped[str] = mapped_column(String(32), default="Default")
+    policy_name: Mapped[str | None] = mapped_column(String(63))
+    policy_version: Mapped[int | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+def add(s: Session, point: RecoveryPoint) -> RecoveryPoint:
+    s.add(point)
+    s.flush()
+    return point
+
+
+def get(s: Session, instance_id: str, point_id: str) -> RecoveryPoint:
+    point = s.scalar(
+        select(RecoveryPoint).where(
+            RecoveryPoint.instance_id == instance_id, RecoveryPoint.id == point_id.lower()
+        )
+    )
+    if point is None:
+        raise NotFound(
+            f"Recovery point {point_id!r} not found for this backup instance. "
+            "List them with `pgvault recovery-point list`.",
+            code="UserErrorRecoveryPointNotFound",
+        )
+    return point
+
+
+def list_points(
+    s: Session,
+    instance_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[RecoveryPoint]:
+    """Points of an instance, latest first, optionally within [start, end]."""
+    q = select(RecoveryPoint).where(RecoveryPoint.instance_id == instance_id)
+    if start:
+        q = q.where(RecoveryPoint.created_at >= start)
+    if end:
+        q = q.where(RecoveryPoint.created_at <= end)
+    return list(s.scalars(q.order_by(RecoveryPoint.created_at.desc())))
+
+
+def latest(s: Session, instance_id: str) -> RecoveryPoint | None:
+    points = list_points(s, instance_id)
+    return points[0] if points else None

@@ -1,0 +1,222 @@
+"""Key vaults and their versioned secrets, encrypted at rest.
+
+A secret is addressed by its URI, `{base}/keyvaults/{vault}/secrets/{name}[/{version}]`
+(Azure's `https://{vault}.vault.azure.net/secrets/{name}[/{version}]` is accepted too);
+without a version the newest enabled one is used. Values are decrypted only inside
+the service, for the worker that needs them, and never returned by a read.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from pgvault import arm, regions, tenancy
+from pgvault.crypto import Cipher
+from pgvault.db import Base, UTCDateTime
+from pgvault.errors import BadRequest, NotFound, UserError
+
+MAX_SECRET_BYTES = 25 * 1024
+
+
+class KeyVault(Base):
+    __tablename__ = "key_vaults"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    arm_key: Mapped[str] = mapped_column(String(400), unique=True)
+    name: Mapped[str] = mapped_column(String(24), unique=True)
+    subscription_id: Mapped[str] = mapped_column(String(36))
+    resource_group: Mapped[str] = mapped_column(String(90))
+    location: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def arm_id(self) -> str:
+        return arm.keyvault_id(self.subscription_id, self.resource_group, self.name)
+
+
+class SecretVersion(Base):
+    __tablename__ = "secret_versions"
+    __table_args__ = (UniqueConstraint("key_vault_id", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key_vault_id: Mapped[str] = mapped_column(ForeignKey("key_vaults.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(127))
+    version: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A parsed secret URI."""
+
+    vault: str
+    name: str
+    version: str | None
+
+
+def secret_uri(base_url: str, vault: str, name: str, version: str | None = None) -> str:
+    uri = f"{base_url.rstrip('/')}/keyvaults/{vault}/secrets/{name}"
+    return f"{uri}/{version}" if version else uri
+
+
+def parse_secret_uri(uri: str) -> SecretRef:
+    """Parse a pgvault or Azure-style secret URI; a malformed one is UserErrorInvalidSecret."""
+    parts = urlsplit(str(uri or "").strip())
+    segs = [p for p in parts.path.split("/") if p]
+    lowered = [p.lower() for p in segs]
+    vault: str | None = None
+    if "keyvaults" in lowered and lowered.index("keyvaults") + 1 < len(segs):
+        i = lowered.index("keyvaults")
+        vault, segs = segs[i + 1], segs[i + 2 :]
+    elif parts.hostname and ".vault." in parts.hostname:
+        vault = parts.hostname.split(".", 1)[0]
+    if vault and len(segs) in (2, 3) and segs[0].lower() == "secrets":
+        return SecretRef(vault.lower(), segs[1], segs[2] if len(segs) == 3 else None)
+    raise UserError(
+        f"{uri!r} is not a key-vault secret URI. Use the secretUri that "
+        "`pgvault keyvault secret set` printed, e.g. "
+        "'http://HOST:PORT/keyvaults/KV/secrets/NAME'.",
+        code="UserErrorInvalidSecret",
+        recommended_action="Pass the secretUri of an existing key-vault secret.",
+    )
+
+
+def create_vault(
+    s: Session, sub: str, rg: str, name: str, location: str, now: datetime
+) -> KeyVault:
+    """Create or update a key vault (PUT). Names are global, like Azure's."""
+    arm.check_global_name(name, "key vault")
+    tenancy.require_group(s, sub, rg)
+    key = arm.keyvault_id(sub, rg, name).lower()
+    existing = s.scalar(select(KeyVault).where(KeyVault.name == name))
+    if existing is not None:
+        if existing.arm_key != key:
+            raise BadRequest(
+                f"The key vault name {name!r} is already in use elsewhere; names are global.",
+                code="VaultAlreadyExists",
+            )
+        existing.location = regions.normalize(location)
+        return existing
+    kv = KeyVault(
+        id=str(uuid.uuid4()),
+        arm_key=key,
+        name=name,
+        subscription_id=sub.lower(),
+        resource_group=rg,
+        location=regions.normalize(location),
+        created_at=now,
+    )
+    s.add(kv)
+    s.flush()
+    return kv
+
+
+def get_vault(s: Session, sub: str, rg: str, name: str) -> KeyVault:
+    kv = s.scalar(select(KeyVault).where(KeyVault.arm_key == arm.keyvault_id(sub, rg, name).lower()))
+    if kv is None:
+        raise NotFound(
+            f"Key vault {name!r} not found in resource group {rg!r}. "
+            "Create it with `pgvault keyvault create`.",
+            code="ResourceNotFound",
+        )
+    return kv
+
+
+def list_vaults(s: Session, sub: str, rg: str | None) -> list[KeyVault]:
+    q = select(KeyVault).where(KeyVault.subscription_id == sub.lower())
+    if rg:
+        q = q.where(KeyVault.resource_group == rg)
+    return list(s.scalars(q.order_by(KeyVault.name)))
+
+
+def delete_vault(s: Session, kv: KeyVault) -> None:
+    s.execute(SecretVersion.__table__.delete().where(SecretVersion.key_vault_id == kv.id))
+    s.delete(kv)
+
+
+def set_secret(
+    s: Session,
+    cipher: Cipher,
+    kv: KeyVault,
+    name: str,
+    value: str,
+    now: datetime,
+    content_type: str | None = None,
+) -> SecretVersion:
+    """Store a new version of a secret, encrypted; the value is never stored in clear."""
+    if not _SECRET_NAME.match(name or ""):
+        raise BadRequest(
+            f"Invalid secret name {name!r}: use 1-127 letters, digits or '-'.",
+            code="BadParameter",
+        )
+    if not isinstance(value, str) or not value:
+        raise BadRequest("A secret needs a non-empty value.", code="BadParameter")
+    if len(value.encode()) > MAX_SECRET_BYTES:
+        raise BadRequest("A secret value may be at most 25 KiB.", code="BadParameter")
+    version = uuid.uuid4().hex
+    row = SecretVersion(
+        key_vault_id=kv.id,
+        name=name,
+        version=version,
+        ciphertext=cipher.encrypt(value.encode(), f"{kv.id}/{name}/{version}"),
+        content_type=content_type,
+        created_at=now,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_secret_version(s: Session, kv: KeyVault, name: str, version: str | None) -> SecretVersion:
+    q = select(SecretVersion).where(SecretVersion.key_vault_id == kv.id, SecretVersion.name == name)
+    if version:
+        q = q.where(SecretVersion.version == version)
+    row = s.scalar(q.order_by(SecretVersion.created_at.desc(), SecretVersion.id.desc()).limit(1))
+    if row is None:
+        raise UserError(
+            f"Secret {name!r}{' version ' + version if version else ''} does not exist in key "
+            f"vault {kv.name!r}.",
+            code="UserErrorInvalidSecret",
+            recommended_action="Create the secret with `pgvault keyvault secret set`, "
+            "or pass the URI of an existing one.",
+        )
+    return row
+
+
+def list_secrets(s: Session, kv: KeyVault) -> list[SecretVersion]:
+    """The newest version of each secret in the vault."""
+    rows = s.scalars(
+        select(SecretVersion)
+        .where(SecretVersion.key_vault_id == kv.id)
+        .order_by(SecretVersion.name, SecretVersion.created_at.desc(), SecretVersion.id.desc())
+    )
+    newest: dict[str, SecretVersion] = {}
+    for row in rows:
+        newest.setdefault(row.name, row)
+    return list(newest.values())
+
+
+def resolve(s: Session, cipher: Cipher, uri: str) -> str:
+    """The clear value behind a secret URI; for workers only, never for a response."""
+    ref = parse_secret_uri(uri)
+    kv = s.scalar(select(KeyVault).where(KeyVault.name == ref.vault))
+    if kv is None:
+        raise UserError(
+            f"Key vault {ref.vault!r} named in the secret URI does not exist.",
+            code="UserErrorInvalidSecretStore",
+            recommended_action="Create the key vault or fix the secret URI.",
+        )
+    row = get_secret_version(s, kv, ref.name, ref.version)
+    return cipher.decrypt(row.ciphertext, f"{kv.id}/{row.name}/{row.version}").decode()

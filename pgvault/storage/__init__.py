@@ -1,0 +1,1 @@
+"""Storage: object-store backends (datastore, restore targets) and storage accounts."""

@@ -1,0 +1,137 @@
+"""Backup vaults: a region, a datastore area, and a system-assigned managed identity.
+
+The vault's objects live in the datastore under `vaults/{vault.id}/`, keyed by the
+immutable id rather than the name, so a vault re-created with the same name never
+sees the old one's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from pgvault import arm, identity, regions, tenancy
+from pgvault.db import Base, UTCDateTime
+from pgvault.errors import BadRequest, Conflict, NotFound
+
+DEFAULT_PROPERTIES: dict[str, Any] = {
+    "storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}],
+    "securitySettings": {
+        "softDeleteSettings": {"state": "On", "retentionDurationInDays": 14},
+        "immutabilitySettings": {"state": "Disabled"},
+    },
+    "featureSettings": {
+        "crossRegionRestoreSettings": {"state": "Disabled"},
+        "crossSubscriptionRestoreSettings": {"state": "Enabled"},
+    },
+    "monitoringSettings": {"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}},
+}
+
+
+class Vault(Base):
+    __tablename__ = "backup_vaults"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    arm_key: Mapped[str] = mapped_column(String(400), unique=True)
+    name: Mapped[str] = mapped_column(String(63))
+    subscription_id: Mapped[str] = mapped_column(String(36))
+    resource_group: Mapped[str] = mapped_column(String(90))
+    location: Mapped[str] = mapped_column(String(40))
+    principal_id: Mapped[str] = mapped_column(String(36))
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def arm_id(self) -> str:
+        return arm.vault_id(self.subscription_id, self.resource_group, self.name)
+
+    @property
+    def datastore_prefix(self) -> str:
+        return f"vaults/{self.id}"
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in patch.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def create_or_update(
+    s: Session,
+    sub: str,
+    rg: str,
+    name: str,
+    location: str,
+    properties: dict[str, Any],
+    tags: dict[str, Any],
+    now: datetime,
+) -> tuple[Vault, bool]:
+    """Create a vault with its managed identity, or update its settings; returns (vault, created)."""
+    arm.check_name(name, "backup vault")
+    tenancy.require_group(s, sub, rg)
+    region = regions.normalize(location)
+    vault = s.scalar(select(Vault).where(Vault.arm_key == arm.vault_id(sub, rg, name).lower()))
+    allowed = {k: v for k, v in properties.items() if k in DEFAULT_PROPERTIES}
+    if vault is not None:
+        if vault.location != region:
+            raise BadRequest(
+                f"Vault {name!r} is in {vault.location}; a vault cannot move to {region}.",
+                code="LocationCannotBeChanged",
+            )
+        vault.properties = _merge(vault.properties, allowed)
+        vault.tags = tags or vault.tags
+        return vault, False
+    principal, _ = identity.create_principal(
+        s, f"vault-{uuid.uuid4().hex[:12]}-{name}"[:63], identity.MANAGED_IDENTITY, now,
+        with_secret=False,
+    )
+    vault = Vault(
+        id=str(uuid.uuid4()),
+        arm_key=arm.vault_id(sub, rg, name).lower(),
+        name=name,
+        subscription_id=sub.lower(),
+        resource_group=rg,
+        location=region,
+        principal_id=principal.id,
+        tags=tags,
+        properties=_merge(DEFAULT_PROPERTIES, allowed),
+        created_at=now,
+    )
+    s.add(vault)
+    s.flush()
+    return vault, True
+
+
+def get(s: Session, sub: str, rg: str, name: str) -> Vault:
+    vault = s.scalar(select(Vault).where(Vault.arm_key == arm.vault_id(sub, rg, name).lower()))
+    if vault is None:
+        raise NotFound(
+            f"Backup vault {name!r} not found in resource group {rg!r}. "
+            "Create it with `pgvault vault create`.",
+            code="ResourceNotFound",
+        )
+    return vault
+
+
+def list_vaults(s: Session, sub: str, rg: str | None) -> list[Vault]:
+    q = select(Vault).where(Vault.subscription_id == sub.lower())
+    if rg:
+        q = q.where(Vault.resource_group == rg)
+    return list(s.scalars(q.order_by(Vault.name)))
+
+
+def delete(s: Session, vault: Vault, instance_count: int) -> None:
+    """Delete an empty vault; one that still protects databases is refused."""
+    if instance_count:
+        raise Conflict(
+            f"Vault {vault.name!r} still has {instance_count} backup instance(s). "
+            "Stop protection and delete them first.",
+            code="UserErrorVaultNotEmpty",
+        )
+    s.delete(vault)

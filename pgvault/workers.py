@@ -1,0 +1,159 @@
+"""The in-process worker pool: threads that claim queued jobs from the metadata database.
+
+Claiming is a conditional UPDATE, so several `pgvault serve` processes (or
+machines) sharing one PostgreSQL metadata database never run a job twice. Each
+worker heartbeats its running jobs; a sweep fails jobs whose worker is gone and
+removes what they left half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from pgvault import backups, jobs, restore
+from pgvault.context import Context
+from pgvault.errors import PgVaultError
+
+log = logging.getLogger("pgvault.workers")
+
+Handler = Callable[[Context, str], None]
+HANDLERS: dict[str, Handler] = {jobs.BACKUP: backups.run, jobs.RESTORE: restore.run}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_workers(worker_ids: set[str]) -> set[str]:
+    """Workers on this host whose process no longer exists (or is this one's predecessor)."""
+    host = socket.gethostname()
+    dead = set()
+    for wid in worker_ids:
+        parts = wid.split(":")
+        if len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
+            pid = int(parts[1])
+            if pid != os.getpid() and not _pid_alive(pid):
+                dead.add(wid)
+    return dead
+
+
+def sweep_abandoned(ctx: Context) -> int:
+    """Fail running jobs whose worker died; clean what they left. Returns how many."""
+    now = ctx.clock.now()
+    with ctx.db.session() as s:
+        running = {
+            j.worker_id for j in s.query(jobs.Job).filter(jobs.Job.status == jobs.IN_PROGRESS)
+            if j.worker_id
+        }
+        stale = jobs.stale(
+            s, now, timedelta(seconds=ctx.settings.stale_after_seconds),
+            dead_local_workers(running),
+        )
+        for job in stale:
+            seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
+            error = PgVaultError(
+                f"The worker running this job stopped (last heartbeat {seen}). Nothing partial "
+                "was kept; run the operation again.",
+                code="WorkerLost",
+                recommended_action="Run the operation again.",
+                retryable=True,
+            )
+            if job.operation == jobs.BACKUP and job.params.get("location"):
+                backups.cleanup(ctx, job.params["location"])
+            elif job.operation == jobs.RESTORE:
+                restore.cleanup_abandoned(ctx, s, job)
+            jobs.finish(job, now, error=error)
+            log.warning("job %s failed: worker %s lost", job.id, job.worker_id)
+        return len(stale)
+
+
+class WorkerPool:
+    """N worker threads plus one heartbeat/sweep thread, woken early by `notify()`."""
+
+    def __init__(self, ctx: Context, size: int) -> None:
+        self.ctx = ctx
+        self.size = max(1, size)
+        self.ident = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def worker_id(self, n: int) -> str:
+        return f"{self.ident}:{n}"
+
+    def start(self) -> None:
+        sweep_abandoned(self.ctx)
+        for n in range(self.size):
+            t = threading.Thread(target=self._loop, args=(n,), name=f"pgvault-worker-{n}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._heartbeat, name="pgvault-heartbeat", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self, n: int) -> None:
+        wid = self.worker_id(n)
+        while not self._stop.is_set():
+            try:
+                with self.ctx.db.session() as s:
+                    job = jobs.claim_next(s, wid, self.ctx.clock.now())
+                    claimed = (job.id, job.operation) if job else None
+            except Exception:
+                log.exception("claiming a job failed")
+                claimed = None
+            if claimed is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            job_id, operation = claimed
+            log.info("worker %s runs %s job %s", wid, operation, job_id)
+            try:
+                HANDLERS[operation](self.ctx, job_id)
+            except Exception:
+                log.exception("job %s crashed", job_id)
+            except BaseException as exc:  # e.g. a Rust panic surfacing from a binding
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                log.exception("job %s crashed", job_id)
+            self._ensure_finished(job_id)
+
+    def _ensure_finished(self, job_id: str) -> None:
+        """A handler must end its job; if one did not, fail it rather than leave it running."""
+        with self.ctx.db.session() as s:
+            job = jobs.get(s, job_id)
+            if job.status == jobs.IN_PROGRESS:
+                error = PgVaultError("The job ended without a result; see the service log.")
+                jobs.finish(job, self.ctx.clock.now(), error=error)
+
+    def _heartbeat(self) -> None:
+        interval = self.ctx.settings.heartbeat_seconds
+        while not self._stop.wait(interval):
+            try:
+                with self.ctx.db.session() as s:
+                    for n in range(self.size):
+                        jobs.heartbeat(s, self.worker_id(n), self.ctx.clock.now())
+                sweep_abandoned(self.ctx)
+            except Exception:
+                log.exception("heartbeat failed")
