@@ -7,6 +7,7 @@ whatever the attempt wrote, so the datastore never holds half a point.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 
@@ -21,8 +22,13 @@ from pgvault.recovery_points import RecoveryPoint
 
 
 def queue(
-    s: Session, vault: vaults.Vault, inst: instances.Instance, now: datetime,
-    rule_name: str | None = None, retention_tag: str | None = None, user_triggered: bool = True,
+    s: Session,
+    vault: vaults.Vault,
+    inst: instances.Instance,
+    now: datetime,
+    rule_name: str | None = None,
+    retention_tag: str | None = None,
+    user_triggered: bool = True,
 ) -> jobs.Job:
     """Create the job for an on-demand backup (a second concurrent one is refused)."""
     point_id = uuid.uuid4().hex
@@ -60,7 +66,8 @@ def run(ctx: Context, job_id: str) -> None:
         assert inst is not None
         server = s.get(servers.Server, inst.server_id)
         policy = s.get(policies.Policy, inst.policy_id)
-        assert server is not None and policy is not None
+        assert server is not None
+        assert policy is not None
         params = dict(job.params)
         location = ctx.datastore.child(params["location"])
     try:
@@ -112,7 +119,5 @@ def run(ctx: Context, job_id: str) -> None:
 
 def cleanup(ctx: Context, location: str) -> None:
     """Delete the objects of a point that never became visible (idempotent)."""
-    try:
+    with contextlib.suppress(Exception):  # the next sweep tries again
         ctx.datastore.child(location).delete_all()
-    except Exception:  # the sweep retries on the next start
-        pass

@@ -100,10 +100,7 @@ def parse(text: str) -> Credentials:
     text = (text or "").strip()
     if not text:
         raise _unsupported("it is empty")
-    if text.startswith(("postgresql://", "postgres://")):
-        values = _from_uri(text)
-    else:
-        values = _pairs(text)
+    values = _from_uri(text) if text.startswith(("postgresql://", "postgres://")) else _pairs(text)
     if not values.get("user"):
         raise _unsupported("no user name ('User Id=')")
     if "password" not in values:

@@ -208,9 +208,7 @@ def heartbeat(s: Session, worker_id: str, now: datetime) -> None:
 
 def stale(s: Session, now: datetime, after: timedelta, dead_workers: set[str]) -> list[Job]:
     """Running jobs whose worker is known dead or has not heartbeated within `after`."""
-    rows = s.scalars(
-        select(Job).where(Job.status == IN_PROGRESS, Job.worker_id.is_not(None))
-    ).all()
+    rows = s.scalars(select(Job).where(Job.status == IN_PROGRESS, Job.worker_id.is_not(None))).all()
     return [
         j
         for j in rows
@@ -219,7 +217,11 @@ def stale(s: Session, now: datetime, after: timedelta, dead_workers: set[str]) -
 
 
 def new_operation(
-    s: Session, now: datetime, *, job_id: str | None = None, resource_id: str | None = None,
+    s: Session,
+    now: datetime,
+    *,
+    job_id: str | None = None,
+    resource_id: str | None = None,
     error: PgVaultError | None = None,
 ) -> Operation:
     """Record a finished long-running operation (its work continues, if at all, as a job)."""

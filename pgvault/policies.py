@@ -88,15 +88,15 @@ def _validate(properties: dict[str, Any]) -> dict[str, Any]:
         )
     types = props.get("datasourceTypes") or [DATASOURCE_TYPE]
     if [t.lower() for t in types] != [DATASOURCE_TYPE.lower()]:
-        raise BadRequest(
-            f"datasourceTypes must be [{DATASOURCE_TYPE!r}].", code="BadParameter"
-        )
-    return {"objectType": "BackupPolicy", "datasourceTypes": [DATASOURCE_TYPE], "policyRules": rules}
+        raise BadRequest(f"datasourceTypes must be [{DATASOURCE_TYPE!r}].", code="BadParameter")
+    return {
+        "objectType": "BackupPolicy",
+        "datasourceTypes": [DATASOURCE_TYPE],
+        "policyRules": rules,
+    }
 
 
-def put(
-    s: Session, vault_id: str, name: str, properties: dict[str, Any], now: datetime
-) -> Policy:
+def put(s: Session, vault_id: str, name: str, properties: dict[str, Any], now: datetime) -> Policy:
     """Create or replace a policy (synchronous, like Azure's PUT)."""
     arm.check_name(name, "backup policy")
     props = _validate(properties)
@@ -159,7 +159,9 @@ def delete(s: Session, policy: Policy, in_use: int) -> None:
 def default_retention(policy: Policy) -> str:
     """The VaultStore delete-after duration of the Default retention rule (ISO 8601)."""
     for rule in policy.properties.get("policyRules", []):
-        if str(rule.get("objectType", "")).lower() == "azureretentionrule" and rule.get("isDefault"):
+        if str(rule.get("objectType", "")).lower() == "azureretentionrule" and rule.get(
+            "isDefault"
+        ):
             for lc in rule.get("lifecycles", []):
                 duration = lc.get("deleteAfter", {}).get("duration")
                 if duration:

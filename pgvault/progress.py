@@ -48,9 +48,13 @@ class JobProgress:
 
 def fail(ctx: Context, job_id: str, exc: BaseException) -> None:
     """End a job Failed with a stable code; unexpected errors keep their type, not their text."""
-    error = exc if isinstance(exc, PgVaultError) else PgVaultError(
-        f"Unexpected {type(exc).__name__} in the worker; see the service log.",
-        code="InternalError",
+    error = (
+        exc
+        if isinstance(exc, PgVaultError)
+        else PgVaultError(
+            f"Unexpected {type(exc).__name__} in the worker; see the service log.",
+            code="InternalError",
+        )
     )
     with ctx.db.session() as s:
         jobs.finish(jobs.get(s, job_id), ctx.clock.now(), error=error)

@@ -8,6 +8,7 @@ Validation runs every check and reports all failures at once.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,14 +54,20 @@ class RestoreRequest:
         return "RestoreAsDatabase" if isinstance(self.target, DatabaseTarget) else "RestoreAsFiles"
 
     def to_params(self) -> dict[str, Any]:
-        return {"restoreType": self.restore_type, "recoveryPointId": self.recovery_point_id,
-                "sourceDataStoreType": self.source_datastore, "target": asdict(self.target)}
+        return {
+            "restoreType": self.restore_type,
+            "recoveryPointId": self.recovery_point_id,
+            "sourceDataStoreType": self.source_datastore,
+            "target": asdict(self.target),
+        }
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RestoreRequest:
         t = params["target"]
         target: DatabaseTarget | FilesTarget = (
-            DatabaseTarget(**t) if params["restoreType"] == "RestoreAsDatabase" else FilesTarget(**t)
+            DatabaseTarget(**t)
+            if params["restoreType"] == "RestoreAsDatabase"
+            else FilesTarget(**t)
         )
         return cls(params["recoveryPointId"], params["sourceDataStoreType"], target)
 
@@ -113,29 +120,43 @@ class Checked:
 
 
 def _db_checks(
-    ctx: Context, s: Session, vault: vaults.Vault, inst: instances.Instance,
-    point: recovery_points.RecoveryPoint, t: DatabaseTarget, errors: list[PgVaultError],
+    ctx: Context,
+    s: Session,
+    vault: vaults.Vault,
+    inst: instances.Instance,
+    point: recovery_points.RecoveryPoint,
+    t: DatabaseTarget,
+    errors: list[PgVaultError],
 ) -> pgtools.Endpoint | None:
     instances.check_database_name(t.database)
     try:
         server = servers.get_by_id(s, t.server_id)
     except PgVaultError as exc:
-        errors.append(UserError(exc.message, code="UserErrorDBNotFound",
-                                recommended_action="Register the target server first."))
+        errors.append(
+            UserError(
+                exc.message,
+                code="UserErrorDBNotFound",
+                recommended_action="Register the target server first.",
+            )
+        )
         return None
     if server.location != vault.location:
-        errors.append(UserError(
-            f"Target server {server.name!r} is in {server.location}; this vault restores only to "
-            f"servers in {vault.location}.",
-            code="UserErrorTargetRegionMismatch",
-            recommended_action="Pick a server in the vault's region, or use cross-region restore.",
-        ))
+        errors.append(
+            UserError(
+                f"Target server {server.name!r} is in {server.location}; this vault restores only to "
+                f"servers in {vault.location}.",
+                code="UserErrorTargetRegionMismatch",
+                recommended_action="Pick a server in the vault's region, or use cross-region restore.",
+            )
+        )
     if server.id == inst.server_id and t.database == inst.database:
-        errors.append(UserError(
-            "Restoring over the original database is not supported; restore into a new database.",
-            code="UserErrorRestoreOverOriginalNotSupported",
-            recommended_action="Choose another target database name.",
-        ))
+        errors.append(
+            UserError(
+                "Restoring over the original database is not supported; restore into a new database.",
+                code="UserErrorRestoreOverOriginalNotSupported",
+                recommended_action="Choose another target database name.",
+            )
+        )
     try:
         creds = connstr.parse(secrets.resolve(s, ctx.cipher, t.secret_uri))
     except PgVaultError as exc:
@@ -149,25 +170,31 @@ def _db_checks(
         return None
     source_major = int(point.manifest.get("serverVersionNum", 0)) // 10000
     if info.server_version_num // 10000 < source_major:
-        errors.append(UserError(
-            f"The target server runs PostgreSQL {info.server_version_num // 10000}, older than the "
-            f"source's {source_major}; restoring to a lower major version is not supported.",
-            code="UserErrorRestoreToLowerVersion",
-            recommended_action="Restore to a server of the same or a newer major version.",
-        ))
+        errors.append(
+            UserError(
+                f"The target server runs PostgreSQL {info.server_version_num // 10000}, older than the "
+                f"source's {source_major}; restoring to a lower major version is not supported.",
+                code="UserErrorRestoreToLowerVersion",
+                recommended_action="Restore to a server of the same or a newer major version.",
+            )
+        )
     if info.database_exists:
-        errors.append(UserError(
-            f"Database {t.database!r} already exists on server {server.name!r}.",
-            code="UserErrorDatabaseNameAlreadyInUse",
-            recommended_action="Choose a new target database name (restores never overwrite).",
-        ))
+        errors.append(
+            UserError(
+                f"Database {t.database!r} already exists on server {server.name!r}.",
+                code="UserErrorDatabaseNameAlreadyInUse",
+                recommended_action="Choose a new target database name (restores never overwrite).",
+            )
+        )
     if not info.can_create_db:
-        errors.append(UserError(
-            f"User {creds.user!r} cannot create databases on server {server.name!r}.",
-            code="UserErrorMissingDBPermissions",
-            recommended_action=f"Run on the target: ALTER ROLE {pgtools.quote_ident(creds.user)} "
-            "CREATEDB;",
-        ))
+        errors.append(
+            UserError(
+                f"User {creds.user!r} cannot create databases on server {server.name!r}.",
+                code="UserErrorMissingDBPermissions",
+                recommended_action=f"Run on the target: ALTER ROLE {pgtools.quote_ident(creds.user)} "
+                "CREATEDB;",
+            )
+        )
     return ep
 
 
@@ -181,28 +208,34 @@ def _files_checks(
         errors.append(exc)
         return None
     if account.location != vault.location:
-        errors.append(UserError(
-            f"Storage account {account.name!r} is in {account.location}; this vault restores only "
-            f"to storage in {vault.location}.",
-            code="UserErrorTargetRegionMismatch",
-            recommended_action="Pick a storage account in the vault's region.",
-        ))
+        errors.append(
+            UserError(
+                f"Storage account {account.name!r} is in {account.location}; this vault restores only "
+                f"to storage in {vault.location}.",
+                code="UserErrorTargetRegionMismatch",
+                recommended_action="Pick a storage account in the vault's region.",
+            )
+        )
     location = accounts.container_location(ctx.cipher, account, container.name)
     try:
         location.check_writable()
     except PgVaultError as exc:
-        errors.append(UserError(
-            f"Cannot write to container {container.name!r}: {exc.message}",
-            code="UserErrorContainerNotAccessible",
-            recommended_action="Check the storage account's endpoint and credentials.",
-        ))
+        errors.append(
+            UserError(
+                f"Cannot write to container {container.name!r}: {exc.message}",
+                code="UserErrorContainerNotAccessible",
+                recommended_action="Check the storage account's endpoint and credentials.",
+            )
+        )
     for name in (f"{t.file_prefix}.dump", f"{t.file_prefix}.manifest.json"):
         if location.exists(name):
-            errors.append(UserError(
-                f"{name!r} already exists in container {container.name!r}.",
-                code="UserErrorFileAlreadyExists",
-                recommended_action="Choose another file prefix (restores never overwrite).",
-            ))
+            errors.append(
+                UserError(
+                    f"{name!r} already exists in container {container.name!r}.",
+                    code="UserErrorFileAlreadyExists",
+                    recommended_action="Choose another file prefix (restores never overwrite).",
+                )
+            )
     return location
 
 
@@ -232,8 +265,13 @@ def queue(
 ) -> jobs.Job:
     validate(ctx, s, vault, inst, req)
     return jobs.create(
-        s, vault_id=vault.id, instance_id=inst.id, operation=jobs.RESTORE,
-        params=req.to_params(), now=ctx.clock.now(), recovery_point_id=req.recovery_point_id,
+        s,
+        vault_id=vault.id,
+        instance_id=inst.id,
+        operation=jobs.RESTORE,
+        params=req.to_params(),
+        now=ctx.clock.now(),
+        recovery_point_id=req.recovery_point_id,
     )
 
 
@@ -264,8 +302,9 @@ def run(ctx: Context, job_id: str) -> None:
             _note(ctx, job_id, {"createdDatabase": req.target.database})
             progress.phase("Transferring data", manifest.storedBytes)
             engine.into_database(checked.endpoint, req.target.database, source, manifest, progress)
-            result = {"recoveryDestination": f"{req.target.server_id}/databases/"
-                      f"{req.target.database}"}
+            result: dict[str, Any] = {
+                "recoveryDestination": f"{req.target.server_id}/databases/{req.target.database}"
+            }
         else:
             assert checked.container is not None
             progress.phase("Transferring data", manifest.storedBytes)
@@ -276,8 +315,11 @@ def run(ctx: Context, job_id: str) -> None:
         with ctx.db.session() as s:
             job = jobs.get(s, job_id)
             job.bytes_done = job.bytes_total or 0
-            job.result = {**job.result, **result,
-                          "dataTransferredInBytes": manifest.bytesTransferred}
+            job.result = {
+                **job.result,
+                **result,
+                "dataTransferredInBytes": manifest.bytesTransferred,
+            }
             jobs.finish(job, ctx.clock.now())
     except BaseException as exc:
         if created is not None and req is not None and isinstance(req.target, DatabaseTarget):
@@ -294,10 +336,8 @@ def _note(ctx: Context, job_id: str, values: dict[str, Any]) -> None:
 
 
 def _drop_quietly(ep: pgtools.Endpoint, database: str) -> None:
-    try:
+    with contextlib.suppress(Exception):
         engine.drop_database(ep, database)
-    except Exception:
-        pass
 
 
 def cleanup_abandoned(ctx: Context, s: Session, job: jobs.Job) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, regions, tenancy
@@ -124,7 +124,9 @@ def create_vault(
 
 
 def get_vault(s: Session, sub: str, rg: str, name: str) -> KeyVault:
-    kv = s.scalar(select(KeyVault).where(KeyVault.arm_key == arm.keyvault_id(sub, rg, name).lower()))
+    kv = s.scalar(
+        select(KeyVault).where(KeyVault.arm_key == arm.keyvault_id(sub, rg, name).lower())
+    )
     if kv is None:
         raise NotFound(
             f"Key vault {name!r} not found in resource group {rg!r}. "
@@ -142,7 +144,7 @@ def list_vaults(s: Session, sub: str, rg: str | None) -> list[KeyVault]:
 
 
 def delete_vault(s: Session, kv: KeyVault) -> None:
-    s.execute(SecretVersion.__table__.delete().where(SecretVersion.key_vault_id == kv.id))
+    s.execute(delete(SecretVersion).where(SecretVersion.key_vault_id == kv.id))
     s.delete(kv)
 
 

@@ -46,9 +46,7 @@ def _check_address(host: str, port: int) -> None:
             target="host",
         )
     if not isinstance(port, int) or not 0 < port < 65536:
-        raise BadRequest(
-            f"Invalid port {port!r}: use 1-65535.", code="BadParameter", target="port"
-        )
+        raise BadRequest(f"Invalid port {port!r}: use 1-65535.", code="BadParameter", target="port")
 
 
 def upsert(

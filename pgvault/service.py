@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from pgvault import (
     arm,
@@ -33,7 +33,7 @@ from pgvault import (
 from pgvault.context import Context
 from pgvault.engine import backup as backup_engine
 from pgvault.engine import pgtools
-from pgvault.errors import BadRequest, Conflict, PgVaultError, UserError
+from pgvault.errors import BadRequest, Conflict, PgVaultError, Unauthorized, UserError
 from pgvault.storage import accounts
 from pgvault.workers import WorkerPool
 
@@ -93,9 +93,7 @@ class Service:
             if admin is not None:
                 s.delete(admin)
                 s.flush()
-            principal, secret = identity.create_principal(
-                s, ADMIN, identity.SERVICE_PRINCIPAL, now
-            )
+            principal, secret = identity.create_principal(s, ADMIN, identity.SERVICE_PRINCIPAL, now)
             self._write_credentials(principal.client_id or "", secret or "")
         return (
             f"Created the admin principal; its client credentials are in "
@@ -116,8 +114,9 @@ class Service:
         with self.ctx.db.session() as s:
             principal = identity.authenticate_client(s, client_id, client_secret)
             lifetime = self.ctx.settings.token_lifetime_seconds
-            token = identity.issue_token(self.ctx.token_key, principal, self.ctx.clock.now(),
-                                         lifetime)
+            token = identity.issue_token(
+                self.ctx.token_key, principal, self.ctx.clock.now(), lifetime
+            )
         return token, lifetime
 
     def authenticate(self, token: str) -> identity.Caller:
@@ -125,7 +124,7 @@ class Service:
         with self.ctx.db.session() as s:
             principal = s.get(identity.Principal, str(claims.get("sub")))
             if principal is None or not principal.enabled:
-                raise identity.Unauthorized(
+                raise Unauthorized(
                     "The token's principal no longer exists or is disabled.",
                     code="InvalidAuthenticationToken",
                 )
@@ -164,9 +163,7 @@ class Service:
     def delete_server(self, sub: str, rg: str, name: str) -> None:
         with self.ctx.db.session() as s:
             server = servers.get(s, sub, rg, name)
-            used = s.scalar(
-                select(func.count()).where(instances.Instance.server_id == server.id)
-            )
+            used = s.scalar(select(func.count()).where(instances.Instance.server_id == server.id))
             if used:
                 raise Conflict(
                     f"Server {name!r} has protected databases; stop protection first.",
@@ -242,8 +239,7 @@ class Service:
     ) -> tuple[accounts.StorageAccount, accounts.Container]:
         with self.ctx.db.session() as s:
             account = accounts.get_account(s, sub, rg, account_name)
-            row = accounts.create_container(s, self.ctx.cipher, account, name,
-                                            self.ctx.clock.now())
+            row = accounts.create_container(s, self.ctx.cipher, account, name, self.ctx.clock.now())
             return account, row
 
     def get_container(
@@ -263,7 +259,12 @@ class Service:
     # -- vaults and policies ---------------------------------------------------------------
 
     def put_vault(
-        self, sub: str, rg: str, name: str, location: str, properties: dict[str, Any],
+        self,
+        sub: str,
+        rg: str,
+        name: str,
+        location: str,
+        properties: dict[str, Any],
         tags: dict[str, Any],
     ) -> tuple[vaults.Vault, bool]:
         with self.ctx.db.session() as s:
@@ -312,9 +313,7 @@ class Service:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             policy = policies.get(s, vault.id, name)
-            used = s.scalar(
-                select(func.count()).where(instances.Instance.policy_id == policy.id)
-            )
+            used = s.scalar(select(func.count()).where(instances.Instance.policy_id == policy.id))
             policies.delete(s, policy, int(used or 0))
 
     # -- backup instances ------------------------------------------------------------------
@@ -393,8 +392,15 @@ class Service:
                     recommended_action="A database can be protected by one vault only.",
                 )
             inst = instances.create(
-                s, vault.id, name, server.id, database, server.database_id(database), policy.id,
-                spec.secret_uri, self.ctx.clock.now(),
+                s,
+                vault.id,
+                name,
+                server.id,
+                database,
+                server.database_id(database),
+                policy.id,
+                spec.secret_uri,
+                self.ctx.clock.now(),
             )
             return self._view(s, inst)
 
@@ -414,8 +420,10 @@ class Service:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
             if jobs.running_backup(s, inst.id):
-                raise Conflict("A backup of this instance is running; wait for it to finish.",
-                               code="UserErrorOperationInProgress")
+                raise Conflict(
+                    "A backup of this instance is running; wait for it to finish.",
+                    code="UserErrorOperationInProgress",
+                )
             points = recovery_points.list_points(s, inst.id)
         for point in points:
             self.ctx.datastore.child(point.location).delete_all()
@@ -423,9 +431,7 @@ class Service:
             for point in recovery_points.list_points(s, inst.id):
                 s.delete(point)
             s.execute(
-                jobs.Job.__table__.update()
-                .where(jobs.Job.instance_id == inst.id)
-                .values(instance_id=None)
+                update(jobs.Job).where(jobs.Job.instance_id == inst.id).values(instance_id=None)
             )
             s.delete(s.get(instances.Instance, inst.id))
 
@@ -442,8 +448,13 @@ class Service:
         return job
 
     def list_points(
-        self, sub: str, rg: str, vault_name: str, name: str,
-        start: datetime | None = None, end: datetime | None = None,
+        self,
+        sub: str,
+        rg: str,
+        vault_name: str,
+        name: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> tuple[InstanceView, list[recovery_points.RecoveryPoint]]:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
@@ -505,7 +516,10 @@ class Service:
             return self._job_view(s, jobs.get(s, job_id, vault.id))
 
     def record_operation(
-        self, *, job_id: str | None = None, resource_id: str | None = None,
+        self,
+        *,
+        job_id: str | None = None,
+        resource_id: str | None = None,
         error: PgVaultError | None = None,
     ) -> jobs.Operation:
         with self.ctx.db.session() as s:

@@ -88,7 +88,10 @@ def create_or_update(
         vault.tags = tags or vault.tags
         return vault, False
     principal, _ = identity.create_principal(
-        s, f"vault-{uuid.uuid4().hex[:12]}-{name}"[:63], identity.MANAGED_IDENTITY, now,
+        s,
+        f"vault-{uuid.uuid4().hex[:12]}-{name}"[:63],
+        identity.MANAGED_IDENTITY,
+        now,
         with_secret=False,
     )
     vault = Vault(

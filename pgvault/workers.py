@@ -54,11 +54,14 @@ def sweep_abandoned(ctx: Context) -> int:
     now = ctx.clock.now()
     with ctx.db.session() as s:
         running = {
-            j.worker_id for j in s.query(jobs.Job).filter(jobs.Job.status == jobs.IN_PROGRESS)
+            j.worker_id
+            for j in s.query(jobs.Job).filter(jobs.Job.status == jobs.IN_PROGRESS)
             if j.worker_id
         }
         stale = jobs.stale(
-            s, now, timedelta(seconds=ctx.settings.stale_after_seconds),
+            s,
+            now,
+            timedelta(seconds=ctx.settings.stale_after_seconds),
             dead_local_workers(running),
         )
         for job in stale:
@@ -96,8 +99,9 @@ class WorkerPool:
     def start(self) -> None:
         sweep_abandoned(self.ctx)
         for n in range(self.size):
-            t = threading.Thread(target=self._loop, args=(n,), name=f"pgvault-worker-{n}",
-                                 daemon=True)
+            t = threading.Thread(
+                target=self._loop, args=(n,), name=f"pgvault-worker-{n}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         t = threading.Thread(target=self._heartbeat, name="pgvault-heartbeat", daemon=True)

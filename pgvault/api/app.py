@@ -25,10 +25,23 @@ log = logging.getLogger("pgvault.api")
 _CANONICAL = {
     s.lower(): s
     for s in (
-        "subscriptions", "resourceGroups", "providers", "Microsoft.DataProtection",
-        "Microsoft.DBforPostgreSQL", "Microsoft.KeyVault", "Microsoft.Storage", "backupVaults",
-        "backupPolicies", "backupInstances", "recoveryPoints", "backupJobs", "operationStatus",
-        "operationResults", "storageAccounts", "blobServices", "validateForBackup",
+        "subscriptions",
+        "resourceGroups",
+        "providers",
+        "Microsoft.DataProtection",
+        "Microsoft.DBforPostgreSQL",
+        "Microsoft.KeyVault",
+        "Microsoft.Storage",
+        "backupVaults",
+        "backupPolicies",
+        "backupInstances",
+        "recoveryPoints",
+        "backupJobs",
+        "operationStatus",
+        "operationResults",
+        "storageAccounts",
+        "blobServices",
+        "validateForBackup",
         "validateRestore",
     )
 }
@@ -83,22 +96,29 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(
-            BadRequest(f"Invalid request: {where}: {first.get('msg', 'invalid value')}",
-                       code="InvalidRequestContent", target=where)
+            BadRequest(
+                f"Invalid request: {where}: {first.get('msg', 'invalid value')}",
+                code="InvalidRequestContent",
+                target=where,
+            )
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return error_response(PgVaultError(
-            f"Internal error ({type(exc).__name__}); see the service log.", code="InternalError"
-        ))
+        return error_response(
+            PgVaultError(
+                f"Internal error ({type(exc).__name__}); see the service log.", code="InternalError"
+            )
+        )
 
     @app.get("/healthz")
     def healthz(request: Request) -> JSONResponse:
         ready = bool(request.app.state.ready)
-        return JSONResponse({"status": "ok" if ready else "starting", "version": __version__},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ok" if ready else "starting", "version": __version__},
+            status_code=200 if ready else 503,
+        )
 
     @app.post("/oauth2/token")
     def token(
@@ -109,12 +129,18 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         scope: str | None = Form(default=None),
     ) -> JSONResponse:
         if grant_type != "client_credentials":
-            return error_response(BadRequest(
-                "Only grant_type=client_credentials is supported.", code="unsupported_grant_type"
-            ))
+            return error_response(
+                BadRequest(
+                    "Only grant_type=client_credentials is supported.",
+                    code="unsupported_grant_type",
+                )
+            )
         access, lifetime = svc.issue_token(client_id, client_secret)
-        body: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
-                                "expires_in": lifetime}
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+        }
         return JSONResponse(body)
 
     app.add_middleware(CanonicalPath)

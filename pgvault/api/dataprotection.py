@@ -58,7 +58,9 @@ def delete_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> Response:
     return Response(status_code=200)
 
 
-@router.get("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults")
+@router.get(
+    "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults"
+)
 def list_vaults_rg(sub: str, rg: str, svc: Svc, _: Auth) -> JSONResponse:
     return json_response(shapes.page([shapes.vault(v) for v in svc.list_vaults(sub, rg)]))
 
@@ -126,8 +128,10 @@ def _lro(request: Request, svc: Svc, scope: str, action: Any) -> Response:
 def validate_for_backup(
     request: Request, sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: Any = JSON
 ) -> Response:
-    spec = _spec(b.get(b.require(body, "backupInstance", kind=dict), "properties")
-                 or b.get(body, "backupInstance"))
+    spec = _spec(
+        b.get(b.require(body, "backupInstance", kind=dict), "properties")
+        or b.get(body, "backupInstance")
+    )
 
     def action() -> None:
         svc.validate_for_backup(sub, rg, vault, spec)
@@ -150,7 +154,9 @@ def get_instance(sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth) -> J
 
 @router.get(V + "/backupInstances")
 def list_instances(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> JSONResponse:
-    return json_response(shapes.page([shapes.instance(v) for v in svc.list_instances(sub, rg, vault)]))
+    return json_response(
+        shapes.page([shapes.instance(v) for v in svc.list_instances(sub, rg, vault)])
+    )
 
 
 @router.delete(BI)
@@ -161,7 +167,13 @@ def delete_instance(sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth) -
 
 @router.post(BI + "/backup")
 def adhoc_backup(
-    request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth,
+    request: Request,
+    sub: str,
+    rg: str,
+    vault: str,
+    bi: str,
+    svc: Svc,
+    _: Auth,
     body: Any = JSON,
 ) -> Response:
     opts = b.as_dict(b.get(body, "backupRuleOptions"), "backupRuleOptions")
@@ -197,7 +209,12 @@ def _filter_dates(text: str | None) -> tuple[datetime | None, datetime | None]:
 
 @router.get(BI + "/recoveryPoints")
 def list_points(
-    sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth,
+    sub: str,
+    rg: str,
+    vault: str,
+    bi: str,
+    svc: Svc,
+    _: Auth,
     filter_: str | None = Query(default=None, alias="$filter"),
 ) -> JSONResponse:
     start, end = _filter_dates(filter_)
@@ -248,7 +265,9 @@ def restore_request(obj: Any) -> restore.RestoreRequest:
                 "('.../servers/SERVER/databases/NEWDB').",
                 code="InvalidRequestContent",
             )
-        server_id = b.get(info, "datasourceSetInfo", "resourceID") or db_id.rsplit("/databases/", 1)[0]
+        server_id = (
+            b.get(info, "datasourceSetInfo", "resourceID") or db_id.rsplit("/databases/", 1)[0]
+        )
         target = restore.DatabaseTarget(
             server_id=server_id,
             database=database,
@@ -260,7 +279,13 @@ def restore_request(obj: Any) -> restore.RestoreRequest:
 
 @router.post(BI + "/validateRestore")
 def validate_restore(
-    request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth,
+    request: Request,
+    sub: str,
+    rg: str,
+    vault: str,
+    bi: str,
+    svc: Svc,
+    _: Auth,
     body: Any = JSON,
 ) -> Response:
     req = restore_request(b.get(body, "restoreRequestObject") or body)
@@ -273,12 +298,20 @@ def validate_restore(
 
 @router.post(BI + "/restore")
 def trigger_restore(
-    request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth,
+    request: Request,
+    sub: str,
+    rg: str,
+    vault: str,
+    bi: str,
+    svc: Svc,
+    _: Auth,
     body: Any = JSON,
 ) -> Response:
     req = restore_request(body)
     return _lro(
-        request, svc, _vault_id(sub, rg, vault),
+        request,
+        svc,
+        _vault_id(sub, rg, vault),
         lambda: svc.trigger_restore(sub, rg, vault, bi, req).id,
     )
 
@@ -288,7 +321,11 @@ def trigger_restore(
 
 @router.get(V + "/backupJobs")
 def list_jobs(
-    sub: str, rg: str, vault: str, svc: Svc, _: Auth,
+    sub: str,
+    rg: str,
+    vault: str,
+    svc: Svc,
+    _: Auth,
     skip: int = Query(default=0, alias="$skip", ge=0),
     top: int = Query(default=200, alias="$top", ge=1, le=1000),
 ) -> JSONResponse:
@@ -315,8 +352,9 @@ def operation_result(sub: str, rg: str, vault: str, op_id: str, svc: Svc, _: Aut
     op, view = svc.get_operation(op_id)
     if op.status == "Failed" and op.error:
         err = PgVaultError(op.error.get("message", ""), code=op.error.get("code"))
-        return JSONResponse(status_code=400, content={"error": op.error} if op.error else
-                            err.to_body())
+        return JSONResponse(
+            status_code=400, content={"error": op.error} if op.error else err.to_body()
+        )
     body: dict[str, Any] = {"objectType": "OperationJobExtendedInfo"}
     if view is not None:
         body["jobId"] = f"{view.vault.arm_id}/backupJobs/{view.job.id}"

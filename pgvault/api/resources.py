@@ -45,8 +45,10 @@ def put_server(sub: str, rg: str, name: str, svc: Svc, _: Auth, body: Any = JSON
     host = b.get(props, "fullyQualifiedDomainName") or b.get(props, "host")
     port = b.get(props, "port", default=5432)
     if not isinstance(host, str):
-        raise BadRequest("properties.fullyQualifiedDomainName (the host) is required.",
-                         code="InvalidRequestContent")
+        raise BadRequest(
+            "properties.fullyQualifiedDomainName (the host) is required.",
+            code="InvalidRequestContent",
+        )
     if not isinstance(port, int) or isinstance(port, bool):
         raise BadRequest("properties.port must be an integer.", code="InvalidRequestContent")
     location = b.require(body, "location")
@@ -90,7 +92,9 @@ def get_keyvault(request: Request, sub: str, rg: str, name: str, svc: Svc, _: Au
 @router.get(KV)
 def list_keyvaults(request: Request, sub: str, rg: str, svc: Svc, _: Auth) -> JSONResponse:
     url = public_url(request, svc)
-    return json_response(shapes.page([shapes.keyvault(k, url) for k in svc.list_keyvaults(sub, rg)]))
+    return json_response(
+        shapes.page([shapes.keyvault(k, url) for k in svc.list_keyvaults(sub, rg)])
+    )
 
 
 @router.delete(KV + "/{name}")
@@ -105,8 +109,9 @@ def put_secret(
 ) -> JSONResponse:
     value = b.require(body, "properties", "value")
     content_type = b.get(body, "properties", "contentType")
-    vault, row = svc.put_secret(sub, rg, kv, name, value,
-                                content_type if isinstance(content_type, str) else None)
+    vault, row = svc.put_secret(
+        sub, rg, kv, name, value, content_type if isinstance(content_type, str) else None
+    )
     return json_response(shapes.secret(vault, row, public_url(request, svc)))
 
 
@@ -138,7 +143,11 @@ def put_storage_account(
     backend = b.as_dict(b.get(body, "properties", "backend"), "properties.backend")
     kind = b.get(backend, "type") or "local"
     account = svc.put_storage_account(
-        sub, rg, name, b.require(body, "location"), kind,
+        sub,
+        rg,
+        name,
+        b.require(body, "location"),
+        kind,
         {k: v for k, v in backend.items() if k.lower() != "type"},
     )
     return json_response(shapes.storage_account(account, public_url(request, svc)))
@@ -161,7 +170,13 @@ def list_storage_accounts(request: Request, sub: str, rg: str, svc: Svc, _: Auth
 
 @router.put(CONTAINERS + "/{name}")
 def put_container(
-    request: Request, sub: str, rg: str, account: str, name: str, svc: Svc, _: Auth,
+    request: Request,
+    sub: str,
+    rg: str,
+    account: str,
+    name: str,
+    svc: Svc,
+    _: Auth,
     body: Any = JSON,
 ) -> JSONResponse:
     acct, row = svc.put_container(sub, rg, account, name)

@@ -76,8 +76,11 @@ def secret(kv: secrets.KeyVault, row: secrets.SecretVersion, base_url: str) -> d
             "secretUri": secrets.secret_uri(base_url, kv.name, row.name),
             "secretUriWithVersion": secrets.secret_uri(base_url, kv.name, row.name, row.version),
             "contentType": row.content_type,
-            "attributes": {"enabled": True, "created": int(row.created_at.timestamp()),
-                           "updated": int(row.created_at.timestamp())},
+            "attributes": {
+                "enabled": True,
+                "created": int(row.created_at.timestamp()),
+                "updated": int(row.created_at.timestamp()),
+            },
         },
     }
 
@@ -116,10 +119,17 @@ def vault(v: vaults.Vault) -> dict[str, Any]:
         "type": "Microsoft.DataProtection/backupVaults",
         "location": v.location,
         "tags": v.tags or {},
-        "identity": {"type": "SystemAssigned", "principalId": v.principal_id,
-                     "tenantId": v.subscription_id},
-        "properties": {**v.properties, "provisioningState": "Succeeded",
-                       "resourceMoveState": "Unknown", "isVaultProtectedByResourceGuard": False},
+        "identity": {
+            "type": "SystemAssigned",
+            "principalId": v.principal_id,
+            "tenantId": v.subscription_id,
+        },
+        "properties": {
+            **v.properties,
+            "provisioningState": "Succeeded",
+            "resourceMoveState": "Unknown",
+            "isVaultProtectedByResourceGuard": False,
+        },
     }
 
 
@@ -163,8 +173,10 @@ def instance(view: InstanceView) -> dict[str, Any]:
                 "objectType": "SecretStoreBasedAuthCredentials",
                 "secretStoreResource": {"secretStoreType": "AzureKeyVault", "uri": inst.secret_uri},
             },
-            "policyInfo": {"policyId": f"{v.arm_id}/backupPolicies/{p.name}",
-                           "policyVersion": str(p.version)},
+            "policyInfo": {
+                "policyId": f"{v.arm_id}/backupPolicies/{p.name}",
+                "policyVersion": str(p.version),
+            },
             "protectionStatus": {"status": inst.protection_state},
             "currentProtectionState": inst.protection_state,
             "provisioningState": "Succeeded",
@@ -229,9 +241,7 @@ def job(view: JobView) -> dict[str, Any]:
     duration = ((end or j.heartbeat_at or start) - start).total_seconds()
     params = j.params or {}
     result = j.result or {}
-    percent = (
-        round(100.0 * j.bytes_done / j.bytes_total, 1) if j.bytes_total else None
-    )
+    percent = round(100.0 * j.bytes_done / j.bytes_total, 1) if j.bytes_total else None
     point_time = None
     if j.recovery_point_id and isinstance(result.get("recoveryPointTime"), str):
         point_time = result["recoveryPointTime"]
@@ -269,15 +279,20 @@ def job(view: JobView) -> dict[str, Any]:
                 "PolicyRuleName": str(params.get("ruleName", "")),
             },
             "subTasks": [
-                {"taskId": i, "taskName": ph["name"], "taskStatus": ph["status"],
-                 "additionalDetails": {"start": ph.get("start", ""), "end": ph.get("end", "")}}
+                {
+                    "taskId": i,
+                    "taskName": ph["name"],
+                    "taskStatus": ph["status"],
+                    "additionalDetails": {"start": ph.get("start", ""), "end": ph.get("end", "")},
+                }
                 for i, ph in enumerate(j.phases or [])
             ],
             "dataTransferredInBytes": result.get("dataTransferredInBytes", j.bytes_done),
             "recoveryDestination": result.get("recoveryDestination"),
             "sourceRecoverPoint": (
                 {"recoveryPointID": j.recovery_point_id, "recoveryPointTime": point_time}
-                if j.recovery_point_id else None
+                if j.recovery_point_id
+                else None
             ),
         },
         "progress": {

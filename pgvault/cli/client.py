@@ -18,8 +18,14 @@ API_VERSION = "2025-07-01"
 class ApiError(Exception):
     """An error answer from the service (or no answer at all)."""
 
-    def __init__(self, code: str, message: str, action: str | None = None,
-                 details: list[dict[str, Any]] | None = None, status: int = 0) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        action: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+        status: int = 0,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.action = code, message, action
         self.details, self.status = details or [], status
@@ -29,12 +35,17 @@ class ApiError(Exception):
         err = body.get("error", {}) if isinstance(body, dict) else {}
         if not err:
             return cls("HttpError", f"HTTP {status}", status=status)
-        info = {}
+        info: dict[str, Any] = {}
         for extra in err.get("additionalInfo") or []:
             info = extra.get("info", {}) or {}
         actions = info.get("recommendedAction") or []
-        return cls(err.get("code", "Error"), err.get("message", ""),
-                   actions[0] if actions else None, err.get("details") or [], status)
+        return cls(
+            err.get("code", "Error"),
+            err.get("message", ""),
+            actions[0] if actions else None,
+            err.get("details") or [],
+            status,
+        )
 
 
 def _base_url() -> str:
@@ -67,8 +78,11 @@ class Client:
                 )
             creds = json.loads(Path(path).read_text())
             client_id, secret = creds["clientId"], creds["clientSecret"]
-        form = {"grant_type": "client_credentials", "client_id": client_id,
-                "client_secret": secret or ""}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret or "",
+        }
         data = self._send("POST", "/oauth2/token", data=form, auth=False)
         token: str = data["access_token"]
         return token
@@ -117,7 +131,7 @@ class Client:
 
     def operation(self, url: str) -> Any:
         """Follow an Azure-AsyncOperation URL (absolute) to its status body."""
-        path = url[len(self.base_url):] if url.startswith(self.base_url) else url
+        path = url[len(self.base_url) :] if url.startswith(self.base_url) else url
         return self._send("GET", path.split("?", 1)[0])
 
     def default_subscription(self) -> str:

@@ -42,10 +42,17 @@ rp_app = typer.Typer(no_args_is_help=True, help="Recovery points.")
 restore_app = typer.Typer(no_args_is_help=True, help="Restore as a database or as files.")
 job_app = typer.Typer(no_args_is_help=True, help="Backup and restore jobs.")
 for sub_app, name in [
-    (auth_app, "auth"), (server_app, "server"), (kv_app, "keyvault"),
-    (sa_app, "storage-account"), (vault_app, "vault"), (policy_app, "policy"),
-    (instance_app, "instance"), (backup_app, "backup"), (rp_app, "recovery-point"),
-    (restore_app, "restore"), (job_app, "job"),
+    (auth_app, "auth"),
+    (server_app, "server"),
+    (kv_app, "keyvault"),
+    (sa_app, "storage-account"),
+    (vault_app, "vault"),
+    (policy_app, "policy"),
+    (instance_app, "instance"),
+    (backup_app, "backup"),
+    (rp_app, "recovery-point"),
+    (restore_app, "restore"),
+    (job_app, "job"),
 ]:
     app.add_typer(sub_app, name=name)
 kv_app.add_typer(secret_app, name="secret")
@@ -60,9 +67,13 @@ WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the job to finis
 
 F = TypeVar("F", bound=Callable[..., Any])
 JOB_COLUMNS = [
-    ("Job", "name"), ("Operation", "properties.operation"), ("Status", "properties.status"),
-    ("Phase", "properties.progress.phase"), ("Instance", "properties.backupInstanceFriendlyName"),
-    ("Start", "properties.startTime"), ("Duration", "properties.duration"),
+    ("Job", "name"),
+    ("Operation", "properties.operation"),
+    ("Status", "properties.status"),
+    ("Phase", "properties.progress.phase"),
+    ("Instance", "properties.backupInstanceFriendlyName"),
+    ("Start", "properties.startTime"),
+    ("Duration", "properties.duration"),
 ]
 
 
@@ -144,8 +155,13 @@ def auth_token(
 
 # -- servers --------------------------------------------------------------------------------
 
-SERVER_COLUMNS = [("Name", "name"), ("Host", "properties.fullyQualifiedDomainName"),
-                  ("Port", "properties.port"), ("Region", "location"), ("Id", "id")]
+SERVER_COLUMNS = [
+    ("Name", "name"),
+    ("Host", "properties.fullyQualifiedDomainName"),
+    ("Port", "properties.port"),
+    ("Region", "location"),
+    ("Id", "id"),
+]
 
 
 def _server_path(c: Client, sub: str | None, rg: str) -> str:
@@ -158,7 +174,9 @@ def server_add(
     host: Annotated[str, typer.Option()],
     region: Annotated[str, typer.Option("--region", "-l")],
     port: Annotated[int, typer.Option()] = 5432,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Register a PostgreSQL server (address and region; credentials go in a key vault)."""
     c = _client()
@@ -169,7 +187,9 @@ def server_add(
 
 @server_app.command("list")
 def server_list(
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List registered servers."""
     c = _client()
@@ -179,7 +199,9 @@ def server_list(
 @server_app.command("show")
 def server_show(
     name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Show one registered server."""
     c = _client()
@@ -198,34 +220,47 @@ def _kv_path(c: Client, sub: str | None, rg: str) -> str:
 def keyvault_create(
     name: Annotated[str, typer.Option("--name", "-n")],
     region: Annotated[str, typer.Option("--region", "-l")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Create a key vault."""
     c = _client()
-    data = _run(lambda: c.put(f"{_kv_path(c, subscription, resource_group)}/{name}",
-                              {"location": region}))
+    data = _run(
+        lambda: c.put(f"{_kv_path(c, subscription, resource_group)}/{name}", {"location": region})
+    )
     show(data, output, [("Name", "name"), ("Region", "location"), ("Id", "id")])
 
 
 @kv_app.command("list")
 def keyvault_list(
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List key vaults."""
     c = _client()
-    show(_run(lambda: c.get(_kv_path(c, subscription, resource_group))), output,
-         [("Name", "name"), ("Region", "location"), ("Id", "id")])
+    show(
+        _run(lambda: c.get(_kv_path(c, subscription, resource_group))),
+        output,
+        [("Name", "name"), ("Region", "location"), ("Id", "id")],
+    )
 
 
-SECRET_COLUMNS = [("Name", "name"), ("Secret URI", "properties.secretUri"),
-                  ("Version URI", "properties.secretUriWithVersion")]
+SECRET_COLUMNS = [
+    ("Name", "name"),
+    ("Secret URI", "properties.secretUri"),
+    ("Version URI", "properties.secretUriWithVersion"),
+]
 
 
 @secret_app.command("set")
 def secret_set(
     vault_name: Annotated[str, typer.Option("--vault-name")],
     name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Store a new secret version; the value is read from stdin (or a hidden prompt)."""
     c = _client()
@@ -238,7 +273,9 @@ def secret_set(
 @secret_app.command("list")
 def secret_list(
     vault_name: Annotated[str, typer.Option("--vault-name")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List secrets (URIs only; values are never shown)."""
     c = _client()
@@ -253,8 +290,12 @@ def _sa_path(c: Client, sub: str | None, rg: str) -> str:
     return f"{_rg_path(c, sub, rg)}/providers/Microsoft.Storage/storageAccounts"
 
 
-SA_COLUMNS = [("Name", "name"), ("Kind", "properties.backend.type"), ("Region", "location"),
-              ("Blob endpoint", "properties.primaryEndpoints.blob")]
+SA_COLUMNS = [
+    ("Name", "name"),
+    ("Kind", "properties.backend.type"),
+    ("Region", "location"),
+    ("Blob endpoint", "properties.primaryEndpoints.blob"),
+]
 
 
 @sa_app.command("create")
@@ -268,29 +309,44 @@ def storage_account_create(
     s3_region: Annotated[str | None, typer.Option(help="s3: bucket region")] = None,
     access_key_id: Annotated[str | None, typer.Option(help="s3: access key id")] = None,
     account_name: Annotated[str | None, typer.Option(help="azure: account name")] = None,
-    key_stdin: Annotated[bool, typer.Option(
-        "--key-stdin", help="Read the secret access key / account key from stdin.")] = False,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    key_stdin: Annotated[
+        bool,
+        typer.Option("--key-stdin", help="Read the secret access key / account key from stdin."),
+    ] = False,
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Create a storage account backed by a local directory, an S3 bucket or Azure Blob."""
     backend: dict[str, Any] = {"type": kind}
     if path:
         backend["path"] = os.path.abspath(path)
-    for key, value in (("bucket", bucket), ("endpoint", endpoint), ("region", s3_region),
-                       ("accessKeyId", access_key_id), ("accountName", account_name)):
+    for key, value in (
+        ("bucket", bucket),
+        ("endpoint", endpoint),
+        ("region", s3_region),
+        ("accessKeyId", access_key_id),
+        ("accountName", account_name),
+    ):
         if value:
             backend[key] = value
     if key_stdin:
         backend["secretAccessKey" if kind == "s3" else "accountKey"] = _read_secret("Key")
     c = _client()
-    data = _run(lambda: c.put(f"{_sa_path(c, subscription, resource_group)}/{name}",
-                              {"location": region, "properties": {"backend": backend}}))
+    data = _run(
+        lambda: c.put(
+            f"{_sa_path(c, subscription, resource_group)}/{name}",
+            {"location": region, "properties": {"backend": backend}},
+        )
+    )
     show(data, output, SA_COLUMNS)
 
 
 @sa_app.command("list")
 def storage_account_list(
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List storage accounts."""
     c = _client()
@@ -301,20 +357,29 @@ def storage_account_list(
 def container_create(
     account_name: Annotated[str, typer.Option("--account-name")],
     name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Create a container; its URL is what `restore files --container` takes."""
     c = _client()
-    path = (f"{_sa_path(c, subscription, resource_group)}/{account_name}"
-            f"/blobServices/default/containers/{name}")
-    show(_run(lambda: c.put(path, {})), output,
-         [("Name", "name"), ("URL", "properties.url"), ("Id", "id")])
+    path = (
+        f"{_sa_path(c, subscription, resource_group)}/{account_name}"
+        f"/blobServices/default/containers/{name}"
+    )
+    show(
+        _run(lambda: c.put(path, {})),
+        output,
+        [("Name", "name"), ("URL", "properties.url"), ("Id", "id")],
+    )
 
 
 @container_app.command("list")
 def container_list(
     account_name: Annotated[str, typer.Option("--account-name")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List containers of a storage account."""
     c = _client()
@@ -324,26 +389,35 @@ def container_list(
 
 # -- vaults and policies --------------------------------------------------------------------
 
-VAULT_COLUMNS = [("Name", "name"), ("Region", "location"),
-                 ("Identity", "identity.principalId"), ("Id", "id")]
+VAULT_COLUMNS = [
+    ("Name", "name"),
+    ("Region", "location"),
+    ("Identity", "identity.principalId"),
+    ("Id", "id"),
+]
 
 
 @vault_app.command("create")
 def vault_create(
     name: Annotated[str, typer.Option("--name", "-n")],
     region: Annotated[str, typer.Option("--region", "-l")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Create a backup vault in a region (with its managed identity)."""
     c = _client()
     body = {"location": region, "identity": {"type": "SystemAssigned"}, "properties": {}}
-    show(_run(lambda: c.put(_dp(c, subscription, resource_group, name), body)), output,
-         VAULT_COLUMNS)
+    show(
+        _run(lambda: c.put(_dp(c, subscription, resource_group, name), body)), output, VAULT_COLUMNS
+    )
 
 
 @vault_app.command("list")
 def vault_list(
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List backup vaults."""
     c = _client()
@@ -354,7 +428,9 @@ def vault_list(
 @vault_app.command("show")
 def vault_show(
     name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Show a backup vault."""
     c = _client()
@@ -364,7 +440,8 @@ def vault_show(
 @vault_app.command("delete")
 def vault_delete(
     name: Annotated[str, typer.Option("--name", "-n")],
-    subscription: SubOpt = None, resource_group: RgOpt = "default",
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Delete an empty backup vault."""
     c = _client()
@@ -376,20 +453,28 @@ def vault_delete(
 def policy_create(
     vault_name: VaultOpt,
     name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Create a backup policy (weekly full backup kept 3 months, Azure's default template)."""
     c = _client()
     path = f"{_dp(c, subscription, resource_group, vault_name)}/backupPolicies/{name}"
-    body = {"properties": {"objectType": "BackupPolicy",
-                           "datasourceTypes": ["Microsoft.DBforPostgreSQL/servers/databases"]}}
+    body = {
+        "properties": {
+            "objectType": "BackupPolicy",
+            "datasourceTypes": ["Microsoft.DBforPostgreSQL/servers/databases"],
+        }
+    }
     show(_run(lambda: c.put(path, body)), output, [("Name", "name"), ("Id", "id")])
 
 
 @policy_app.command("list")
 def policy_list(
     vault_name: VaultOpt,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List backup policies of a vault."""
     c = _client()
@@ -399,9 +484,12 @@ def policy_list(
 
 # -- instances ------------------------------------------------------------------------------
 
-INSTANCE_COLUMNS = [("Name", "name"), ("Database", "properties.friendlyName"),
-                    ("State", "properties.currentProtectionState"),
-                    ("Policy", "properties.policyInfo.policyId")]
+INSTANCE_COLUMNS = [
+    ("Name", "name"),
+    ("Database", "properties.friendlyName"),
+    ("State", "properties.currentProtectionState"),
+    ("Policy", "properties.policyInfo.policyId"),
+]
 
 
 @instance_app.command("create")
@@ -412,7 +500,9 @@ def instance_create(
     policy: Annotated[str, typer.Option(help="Backup policy name.")],
     secret: Annotated[str, typer.Option(help="Key-vault secret URI with the connection string.")],
     name: Annotated[str | None, typer.Option("--name", "-n", help="Instance name.")] = None,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Protect a database: validate (login, privileges, versions), then create the instance."""
     import uuid
@@ -423,11 +513,17 @@ def instance_create(
     server_id = f"{rg_path}/providers/Microsoft.DBforPostgreSQL/servers/{server}"
     props = {
         "objectType": "BackupInstance",
-        "dataSourceInfo": {"objectType": "Datasource", "resourceID": f"{server_id}/databases/{database}",
-                           "resourceName": database,
-                           "datasourceType": "Microsoft.DBforPostgreSQL/servers/databases"},
-        "dataSourceSetInfo": {"objectType": "DatasourceSet", "resourceID": server_id,
-                              "resourceName": server},
+        "dataSourceInfo": {
+            "objectType": "Datasource",
+            "resourceID": f"{server_id}/databases/{database}",
+            "resourceName": database,
+            "datasourceType": "Microsoft.DBforPostgreSQL/servers/databases",
+        },
+        "dataSourceSetInfo": {
+            "objectType": "DatasourceSet",
+            "resourceID": server_id,
+            "resourceName": server,
+        },
         "policyInfo": {"policyId": f"{vault}/backupPolicies/{policy}"},
         "datasourceAuthCredentials": {
             "objectType": "SecretStoreBasedAuthCredentials",
@@ -447,7 +543,9 @@ def instance_create(
 @instance_app.command("list")
 def instance_list(
     vault_name: VaultOpt,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List backup instances of a vault."""
     c = _client()
@@ -457,8 +555,11 @@ def instance_list(
 
 @instance_app.command("show")
 def instance_show(
-    vault_name: VaultOpt, instance: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    vault_name: VaultOpt,
+    instance: Annotated[str, typer.Option("--name", "-n")],
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Show a backup instance."""
     c = _client()
@@ -468,8 +569,10 @@ def instance_show(
 
 @instance_app.command("delete")
 def instance_delete(
-    vault_name: VaultOpt, instance: Annotated[str, typer.Option("--name", "-n")],
-    subscription: SubOpt = None, resource_group: RgOpt = "default",
+    vault_name: VaultOpt,
+    instance: Annotated[str, typer.Option("--name", "-n")],
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Stop protection and delete the instance with its recovery points."""
     c = _client()
@@ -509,15 +612,25 @@ def _watch(c: Client, job_path: str, quiet: bool) -> Any:
             if job["properties"]["status"] != "InProgress":
                 return job
             time.sleep(0.5)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=out, transient=False) as bar:
         task = bar.add_task("Queued", total=None)
         while True:
             job = c.get(job_path)
             p = job["properties"].get("progress") or {}
-            bar.update(task, description=p.get("phase") or "", completed=p.get("bytesDone") or 0,
-                       total=p.get("bytesTotal"))
+            bar.update(
+                task,
+                description=p.get("phase") or "",
+                completed=p.get("bytesDone") or 0,
+                total=p.get("bytesTotal"),
+            )
             if job["properties"]["status"] != "InProgress":
                 return job
             time.sleep(0.5)
@@ -539,9 +652,13 @@ def _finish_job(c: Client, accepted: Any, wait: bool, output: Output) -> None:
 
 @backup_app.command("now")
 def backup_now(
-    vault_name: VaultOpt, instance: InstOpt, wait: WaitOpt = False,
+    vault_name: VaultOpt,
+    instance: InstOpt,
+    wait: WaitOpt = False,
     retention_tag: Annotated[str | None, typer.Option(help="Retention tag override.")] = None,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Take an on-demand full backup."""
     c = _client()
@@ -552,20 +669,29 @@ def backup_now(
     _run(lambda: _finish_job(c, c.post(path, body), wait, output))
 
 
-RP_COLUMNS = [("Recovery point", "name"), ("Time", "properties.recoveryPointTime"),
-              ("Tier", "properties.recoveryPointDataStoresDetails.0.type"),
-              ("Tag", "properties.retentionTagName"), ("Stored bytes", "properties.storedBytes")]
+RP_COLUMNS = [
+    ("Recovery point", "name"),
+    ("Time", "properties.recoveryPointTime"),
+    ("Tier", "properties.recoveryPointDataStoresDetails.0.type"),
+    ("Tag", "properties.retentionTagName"),
+    ("Stored bytes", "properties.storedBytes"),
+]
 
 
 @rp_app.command("list")
 def recovery_point_list(
-    vault_name: VaultOpt, instance: InstOpt,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    vault_name: VaultOpt,
+    instance: InstOpt,
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List recovery points, latest first."""
     c = _client()
-    path = (f"{_dp(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
-            "/recoveryPoints")
+    path = (
+        f"{_dp(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
+        "/recoveryPoints"
+    )
     data = _run(lambda: c.get(path))
     for item in data.get("value", []):
         details = item["properties"].get("recoveryPointDataStoresDetails") or [{}]
@@ -574,8 +700,15 @@ def recovery_point_list(
 
 
 def _restore(
-    c: Client, sub: str | None, rg: str, vault_name: str, instance: str, body: dict[str, Any],
-    wait: bool, validate_only: bool, output: Output,
+    c: Client,
+    sub: str | None,
+    rg: str,
+    vault_name: str,
+    instance: str,
+    body: dict[str, Any],
+    wait: bool,
+    validate_only: bool,
+    output: Output,
 ) -> None:
     bi = f"{_dp(c, sub, rg, vault_name)}/backupInstances/{instance}"
     _follow(c, c.post(f"{bi}/validateRestore", {"restoreRequestObject": body}))
@@ -587,7 +720,8 @@ def _restore(
 
 @restore_app.command("database")
 def restore_database(
-    vault_name: VaultOpt, instance: InstOpt,
+    vault_name: VaultOpt,
+    instance: InstOpt,
     recovery_point: Annotated[str, typer.Option(help="Recovery point id.")],
     target_server: Annotated[str, typer.Option(help="Registered target server name.")],
     target_database: Annotated[str, typer.Option(help="New database name (must not exist).")],
@@ -595,12 +729,16 @@ def restore_database(
     target_resource_group: Annotated[str | None, typer.Option(help="Target server's RG.")] = None,
     wait: WaitOpt = False,
     validate_only: Annotated[bool, typer.Option(help="Only run Review + restore checks.")] = False,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Restore a recovery point as a new database (owned by the secret's user)."""
     c = _client()
-    server_id = (f"{_rg_path(c, subscription, target_resource_group or resource_group)}"
-                 f"/providers/Microsoft.DBforPostgreSQL/servers/{target_server}")
+    server_id = (
+        f"{_rg_path(c, subscription, target_resource_group or resource_group)}"
+        f"/providers/Microsoft.DBforPostgreSQL/servers/{target_server}"
+    )
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
         "recoveryPointId": recovery_point,
@@ -608,9 +746,11 @@ def restore_database(
         "restoreTargetInfo": {
             "objectType": "RestoreTargetInfo",
             "recoveryOption": "FailIfExists",
-            "datasourceInfo": {"objectType": "Datasource",
-                               "resourceID": f"{server_id}/databases/{target_database}",
-                               "resourceName": target_database},
+            "datasourceInfo": {
+                "objectType": "Datasource",
+                "resourceID": f"{server_id}/databases/{target_database}",
+                "resourceName": target_database,
+            },
             "datasourceSetInfo": {"objectType": "DatasourceSet", "resourceID": server_id},
             "datasourceAuthCredentials": {
                 "objectType": "SecretStoreBasedAuthCredentials",
@@ -618,20 +758,27 @@ def restore_database(
             },
         },
     }
-    _run(lambda: _restore(c, subscription, resource_group, vault_name, instance, body, wait,
-                          validate_only, output))
+    _run(
+        lambda: _restore(
+            c, subscription, resource_group, vault_name, instance, body, wait, validate_only, output
+        )
+    )
 
 
 @restore_app.command("files")
 def restore_files(
-    vault_name: VaultOpt, instance: InstOpt,
+    vault_name: VaultOpt,
+    instance: InstOpt,
     recovery_point: Annotated[str, typer.Option(help="Recovery point id.")],
-    container: Annotated[str, typer.Option(help="Container URL (storage account blob endpoint "
-                                                 "+ container name).")],
+    container: Annotated[
+        str, typer.Option(help="Container URL (storage account blob endpoint + container name).")
+    ],
     file_prefix: Annotated[str, typer.Option(help="Prefix of the files written.")],
     wait: WaitOpt = False,
     validate_only: Annotated[bool, typer.Option(help="Only run Review + restore checks.")] = False,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Restore a recovery point as dump files for your own pg_restore (grants kept)."""
     c = _client()
@@ -642,18 +789,26 @@ def restore_files(
         "restoreTargetInfo": {
             "objectType": "RestoreFilesTargetInfo",
             "recoveryOption": "FailIfExists",
-            "targetDetails": {"url": container, "filePrefix": file_prefix,
-                              "restoreTargetLocationType": "AzureBlobs"},
+            "targetDetails": {
+                "url": container,
+                "filePrefix": file_prefix,
+                "restoreTargetLocationType": "AzureBlobs",
+            },
         },
     }
-    _run(lambda: _restore(c, subscription, resource_group, vault_name, instance, body, wait,
-                          validate_only, output))
+    _run(
+        lambda: _restore(
+            c, subscription, resource_group, vault_name, instance, body, wait, validate_only, output
+        )
+    )
 
 
 @job_app.command("list")
 def job_list(
     vault_name: VaultOpt,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """List jobs of a vault, newest first."""
     c = _client()
@@ -671,20 +826,31 @@ def _job_path(c: Client, sub: str | None, rg: str, vault_name: str, job_id: str)
 def job_show(
     job_id: Annotated[str, typer.Argument(help="Job id (or full job resource id).")],
     vault_name: VaultOpt,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Show a job: status, phases, bytes, errors."""
     c = _client()
     data = _run(lambda: c.get(_job_path(c, subscription, resource_group, vault_name, job_id)))
-    show(data, output, [*JOB_COLUMNS, ("Bytes", "properties.progress.bytesDone"),
-                        ("Error", "properties.errorDetails")])
+    show(
+        data,
+        output,
+        [
+            *JOB_COLUMNS,
+            ("Bytes", "properties.progress.bytesDone"),
+            ("Error", "properties.errorDetails"),
+        ],
+    )
 
 
 @job_app.command("watch")
 def job_watch(
     job_id: Annotated[str, typer.Argument(help="Job id (or full job resource id).")],
     vault_name: VaultOpt,
-    output: OutputOpt = Output.table, subscription: SubOpt = None, resource_group: RgOpt = "default",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
 ) -> None:
     """Follow a job with a progress bar (bytes, phase, ETA) until it ends."""
     c = _client()

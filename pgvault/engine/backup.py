@@ -8,6 +8,7 @@ last object written; the caller makes the point visible only after that.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import subprocess
@@ -84,16 +85,17 @@ def check_tool_version(server_version_num: int) -> None:
 
 
 def _compressed_chunks(
-    proc: subprocess.Popen[bytes], stderr: pgtools.StderrTail, progress: ProgressFn,
-    digest: hashlib._Hash, counters: dict[str, int],
+    proc: subprocess.Popen[bytes],
+    stderr: pgtools.StderrTail,
+    progress: ProgressFn,
+    digest: hashlib._Hash,
+    counters: dict[str, int],
 ) -> Iterator[bytes]:
     """Read pg_dump's stdout into a reused buffer, compress, hash, and yield."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
-    try:
+    with contextlib.suppress(OSError):
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass
     cobj = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compressobj()
     buf = bytearray(READ_SIZE)
     view = memoryview(buf)
@@ -135,8 +137,12 @@ def run(
     check_tool_version(info.server_version_num)
     args = dump_args(ep, dbname, info.serializable_ok)
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        env=ep.env(), bufsize=0,
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=ep.env(),
+        bufsize=0,
     )
     stderr = pgtools.StderrTail(proc.stderr, (ep.creds.password,))
     digest = hashlib.sha256()

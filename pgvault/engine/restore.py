@@ -7,6 +7,7 @@ changes in between still fails the job (and the caller drops what it created).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import zstandard
+from psycopg import sql
 
 from pgvault.engine import pgtools
 from pgvault.engine.manifest import DUMP, MANIFEST, Manifest
@@ -92,7 +94,7 @@ def decompressed(location: Location, manifest: Manifest, progress: ProgressFn) -
     obj = manifest.object(DUMP)
     reader = _HashingReader(location.get_stream(DUMP), progress)
     dctx = zstandard.ZstdDecompressor()
-    yield from dctx.read_to_iter(reader, read_size=WRITE_SIZE, write_size=WRITE_SIZE)
+    yield from dctx.read_to_iter(reader, read_size=WRITE_SIZE, write_size=WRITE_SIZE)  # type: ignore[arg-type]
     reader.check(DUMP, obj.sha256, obj.size)
 
 
@@ -118,7 +120,7 @@ def inspect_target(ep: pgtools.Endpoint, dbname: str) -> TargetInfo:
 def create_database(ep: pgtools.Endpoint, dbname: str) -> None:
     with pgtools.connect(ep, ep.creds.dbname or "postgres") as conn:
         try:
-            conn.execute(f"CREATE DATABASE {pgtools.quote_ident(dbname)}")  # type: ignore[arg-type]
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         except Exception as exc:
             sqlstate = getattr(exc, "sqlstate", None)
             if sqlstate == "42P04":
@@ -138,7 +140,9 @@ def create_database(ep: pgtools.Endpoint, dbname: str) -> None:
 def drop_database(ep: pgtools.Endpoint, dbname: str) -> None:
     """Drop a database this restore created (best effort, forcing other sessions off)."""
     with pgtools.connect(ep, ep.creds.dbname or "postgres") as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {pgtools.quote_ident(dbname)} WITH (FORCE)")  # type: ignore[arg-type]
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
 
 
 def restore_args(ep: pgtools.Endpoint, dbname: str) -> list[str]:
@@ -165,8 +169,12 @@ def into_database(
     """Stream the dump into pg_restore; raise with pg_restore's own error on failure."""
     args = restore_args(ep, dbname)
     proc = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=ep.env(), bufsize=0,
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ep.env(),
+        bufsize=0,
     )
     stderr = pgtools.StderrTail(proc.stderr, (ep.creds.password,))
     assert proc.stdin is not None
@@ -177,10 +185,8 @@ def into_database(
         except BrokenPipeError:
             pass
         finally:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
-            except BrokenPipeError:
-                pass
         rc = proc.wait()
     except BaseException:
         proc.kill()
@@ -205,15 +211,11 @@ def into_files(
     """Write `{prefix}.dump` (custom format, for pg_restore) and the manifest to `target`."""
     dump_name, manifest_name = f"{prefix}.dump", f"{prefix}.manifest.json"
     try:
-        target.put_stream(
-            dump_name, pumped(lambda: decompressed(location, manifest, progress))
-        )
+        target.put_stream(dump_name, pumped(lambda: decompressed(location, manifest, progress)))
         target.put_bytes(manifest_name, manifest.to_json())
     except BaseException:
         for name in (dump_name, manifest_name):
-            try:
+            with contextlib.suppress(PgVaultError):
                 target.delete(name)
-            except PgVaultError:
-                pass
         raise
     return [dump_name, manifest_name]

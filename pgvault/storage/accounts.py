@@ -9,6 +9,7 @@ container name is the URL that restore-as-files takes as `targetDetails.url`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import datetime
@@ -63,6 +64,7 @@ def blob_endpoint(base_url: str, account: str) -> str:
 
 def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
     """Validate the non-secret settings of a backend kind."""
+
     def need(key: str) -> str:
         value = backend.get(key)
         if not isinstance(value, str) or not value:
@@ -76,7 +78,9 @@ def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
     if kind == "local":
         path = need("path")
         if not path.startswith("/"):
-            raise BadRequest("backend.path must be an absolute directory path.", code="BadParameter")
+            raise BadRequest(
+                "backend.path must be an absolute directory path.", code="BadParameter"
+            )
         return {"path": path}
     if kind == "s3":
         out = {"bucket": need("bucket"), "region": backend.get("region") or "us-east-1"}
@@ -207,10 +211,8 @@ def _create_backend_container(cipher: Cipher, account: StorageAccount, name: str
         endpoint = cfg.get("endpoint") or f"https://{cfg['accountName']}.blob.core.windows.net"
         credential = {"account_name": cfg["accountName"], "account_key": _secret(cipher, account)}
         client = BlobServiceClient(endpoint, credential=credential)
-        try:
+        with contextlib.suppress(ResourceExistsError):
             client.create_container(name)
-        except ResourceExistsError:
-            pass
     else:
         container_location(cipher, account, name).check_writable()
 
@@ -255,7 +257,9 @@ def get_container(s: Session, account: StorageAccount, name: str) -> Container:
 
 def list_containers(s: Session, account: StorageAccount) -> list[Container]:
     return list(
-        s.scalars(select(Container).where(Container.account_id == account.id).order_by(Container.name))
+        s.scalars(
+            select(Container).where(Container.account_id == account.id).order_by(Container.name)
+        )
     )
 
 

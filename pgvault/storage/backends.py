@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import obstore
@@ -145,7 +145,7 @@ def pumped(source: Callable[[], Iterator[bytes]], depth: int = 4) -> Iterator[by
                 if stop.is_set():
                     return
             q.put(("end", None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             q.put(("error", exc))
 
     thread = threading.Thread(target=produce, name="pgvault-pump", daemon=True)
@@ -177,7 +177,9 @@ class _mapped:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
         if exc is None or isinstance(exc, PgVaultError | GeneratorExit):
             return False
         if isinstance(exc, Exception):

@@ -99,7 +99,7 @@ def _start(argv: Sequence[str], name: str, env: dict[str, str] | None = None) ->
 def _stop(server: _Server) -> None:
     """Kill the server's process group and remove its work dir."""
     try:
-        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        for sig, grace in ((signal.SIGKILL, 5.0),):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.proc.pid, sig)
             try:
