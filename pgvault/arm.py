@@ -25,7 +25,7 @@ _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 def check_name(value: str, what: str) -> str:
     """Validate a resource name (1-63 chars: letters, digits, `_ . -`, starting alphanumeric)."""
-    if not isinstance(value, str) or not _NAME.match(value) or value.endswith("."):
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value.endswith("."):
         raise BadRequest(
             f"Invalid {what} name {value!r}: use 1-63 letters, digits, '-', '_' or '.', "
             "starting with a letter or digit.",
@@ -37,7 +37,7 @@ def check_name(value: str, what: str) -> str:
 
 def check_global_name(value: str, what: str) -> str:
     """Validate a globally unique name (key vaults, storage accounts): 3-24 lowercase/digits/-."""
-    if not isinstance(value, str) or not _GLOBAL_NAME.match(value):
+    if not isinstance(value, str) or not _GLOBAL_NAME.fullmatch(value):
         raise BadRequest(
             f"Invalid {what} name {value!r}: use 3-24 lowercase letters, digits or '-', "
             "starting and ending with a letter or digit.",
@@ -49,7 +49,7 @@ def check_global_name(value: str, what: str) -> str:
 
 def check_container_name(value: str) -> str:
     """Validate a blob container name the way Azure and S3 both accept (3-63, lowercase)."""
-    if not isinstance(value, str) or not _CONTAINER.match(value):
+    if not isinstance(value, str) or not _CONTAINER.fullmatch(value):
         raise BadRequest(
             f"Invalid container name {value!r}: use 3-63 lowercase letters, digits or single "
             "'-', starting and ending with a letter or digit.",

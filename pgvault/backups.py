@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from pgvault import connstr, instances, jobs, policies, recovery_points, secrets, servers, vaults
+from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import backup as engine
 from pgvault.engine import pgtools
@@ -108,6 +109,7 @@ def run(ctx: Context, job_id: str) -> None:
                 "dataTransferredInBytes": manifest.bytesTransferred,
                 "storedBytes": manifest.storedBytes,
                 "dataSourceSize": manifest.dataSourceSize,
+                "recoveryPointTime": iso(now),
             }
             jobs.finish(job, now)
     except BaseException as exc:

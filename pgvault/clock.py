@@ -38,10 +38,11 @@ def iso(value: datetime | None) -> str | None:
 
 
 def timespan(seconds: float) -> str:
-    """A .NET TimeSpan string (`hh:mm:ss.fffffff`), the format of Azure's job durations."""
-    seconds = max(seconds, 0.0)
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    text = f"{int(hours):02d}:{int(minutes):02d}:{secs:010.7f}"
-    return f"{int(days)}.{text}" if days else text
+    """A .NET TimeSpan string (`[d.]hh:mm:ss.fffffff`), the format of Azure's job durations."""
+    ticks = max(round(seconds * 10_000_000), 0)
+    secs, frac = divmod(ticks, 10_000_000)
+    minutes, sec = divmod(secs, 60)
+    hours, minute = divmod(minutes, 60)
+    days, hour = divmod(hours, 24)
+    text = f"{hour:02d}:{minute:02d}:{sec:02d}.{frac:07d}"
+    return f"{days}.{text}" if days else text

@@ -59,17 +59,54 @@ def _unsupported(detail: str) -> UserError:
     )
 
 
+def _quoted(text: str, i: int, quote: str, backslash: bool) -> tuple[str, int]:
+    """Read a quoted value starting at `text[i] == quote`; returns (value, index after it)."""
+    out, i = [], i + 1
+    while i < len(text):
+        c = text[i]
+        if backslash and c == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+        elif c == quote and not backslash and text[i + 1 : i + 2] == quote:
+            out.append(quote)
+            i += 2
+        elif c == quote:
+            return "".join(out), i + 1
+        else:
+            out.append(c)
+            i += 1
+    raise _unsupported("a quoted value is not closed")
+
+
 def _pairs(text: str) -> dict[str, str]:
-    """ADO.NET (`k=v;k=v`) or libpq (`k=v k=v`) pairs, keyed by libpq names."""
-    parts = text.split(";") if ";" in text else text.split()
+    """ADO.NET (`k=v;k="v;v"`) or libpq (`k=v k='v v'`) pairs, keyed by libpq names."""
+    ado = ";" in text
+    separators = ";" if ado else " \t\n"
     out: dict[str, str] = {}
-    for part in (p for p in parts if p.strip()):
-        if "=" not in part:
+    i = 0
+    while i < len(text):
+        while i < len(text) and (text[i] in separators or text[i].isspace()):
+            i += 1
+        if i >= len(text):
+            break
+        eq = text.find("=", i)
+        stop = min((p for p in (text.find(c, i) for c in separators) if p >= 0), default=-1)
+        if eq < 0 or (0 <= stop < eq):
             raise _unsupported("a part has no '='")
-        k, v = part.split("=", 1)
-        key = _ADO_KEYS.get(k.strip().lower())
-        if key:
-            out[key] = v.strip().strip("'")
+        key = text[i:eq].strip().lower()
+        i = eq + 1
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] in ("\"'" if ado else "'"):
+            value, i = _quoted(text, i, text[i], backslash=not ado)
+        else:
+            j = i
+            while j < len(text) and text[j] not in separators:
+                j += 1
+            value, i = text[i:j].strip(), j
+        name = _ADO_KEYS.get(key)
+        if name:
+            out[name] = value
     return out
 
 

@@ -61,6 +61,8 @@ class Cipher:
 
     def decrypt(self, blob: bytes, associated: str) -> bytes:
         try:
+            if len(blob) < 12 + 16:
+                raise InvalidTag
             return self._aead.decrypt(blob[:12], blob[12:], associated.encode())
         except InvalidTag:
             raise PgVaultError(

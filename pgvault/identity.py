@@ -132,11 +132,13 @@ def verify_token(key: bytes, token: str, now: datetime) -> dict[str, object]:
     try:
         body, sig = token.split(".")
         expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(expected, sig):
+        if not hmac.compare_digest(expected.encode(), sig.encode()):
             raise invalid
         claims: dict[str, object] = json.loads(_unb64(body))
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, UnicodeError, json.JSONDecodeError):
         raise invalid from None
+    if not isinstance(claims, dict):
+        raise invalid
     exp = claims.get("exp")
     if not isinstance(exp, int) or exp < now.timestamp():
         raise invalid

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm
+from pgvault import arm, jsonbody
 from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, Conflict, NotFound
 
@@ -74,20 +74,19 @@ class Policy(Base):
 
 
 def _validate(properties: dict[str, Any]) -> dict[str, Any]:
+    """Check the shape Azure requires; keys are read case-insensitively."""
     props = copy.deepcopy(properties or {})
-    rules = props.get("policyRules") or copy.deepcopy(DEFAULT_RULES)
-    if not isinstance(rules, list):
-        raise BadRequest("policyRules must be a list of rules.", code="BadParameter")
-    kinds = [str(r.get("objectType", "")).lower() for r in rules if isinstance(r, dict)]
-    if len(kinds) != len(rules):
-        raise BadRequest("Every policy rule must be an object.", code="BadParameter")
+    rules = jsonbody.get(props, "policyRules") or copy.deepcopy(DEFAULT_RULES)
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise BadRequest("policyRules must be a list of rule objects.", code="BadParameter")
+    kinds = [str(jsonbody.get(r, "objectType") or "").lower() for r in rules]
     if "azurebackuprule" not in kinds or "azureretentionrule" not in kinds:
         raise BadRequest(
             "A policy needs at least one AzureBackupRule and one AzureRetentionRule.",
             code="BadParameter",
         )
-    types = props.get("datasourceTypes") or [DATASOURCE_TYPE]
-    if [t.lower() for t in types] != [DATASOURCE_TYPE.lower()]:
+    types = jsonbody.get(props, "datasourceTypes") or [DATASOURCE_TYPE]
+    if not isinstance(types, list) or [str(t).lower() for t in types] != [DATASOURCE_TYPE.lower()]:
         raise BadRequest(f"datasourceTypes must be [{DATASOURCE_TYPE!r}].", code="BadParameter")
     return {
         "objectType": "BackupPolicy",

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pgvault import connstr, instances, jobs, recovery_points, secrets, servers, vaults
+from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import pgtools
 from pgvault.engine import restore as engine
@@ -78,7 +79,7 @@ def check_file_prefix(prefix: str) -> str:
         not isinstance(prefix, str)
         or not prefix
         or len(prefix) > 512
-        or not _PREFIX.match(prefix)
+        or not _PREFIX.fullmatch(prefix)
         or any(part in (".", "..") for part in prefix.split("/"))
     ):
         raise BadRequest(
@@ -263,8 +264,9 @@ def validate(
 def queue(
     ctx: Context, s: Session, vault: vaults.Vault, inst: instances.Instance, req: RestoreRequest
 ) -> jobs.Job:
-    validate(ctx, s, vault, inst, req)
-    return jobs.create(
+    """Validate, then create the restore job (the worker validates again before it starts)."""
+    checked = validate(ctx, s, vault, inst, req)
+    job = jobs.create(
         s,
         vault_id=vault.id,
         instance_id=inst.id,
@@ -273,6 +275,8 @@ def queue(
         now=ctx.clock.now(),
         recovery_point_id=req.recovery_point_id,
     )
+    job.result = {"recoveryPointTime": iso(checked.point.created_at)}
+    return job
 
 
 def run(ctx: Context, job_id: str) -> None:

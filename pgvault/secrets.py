@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, delete, select
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, regions, tenancy
@@ -139,7 +139,7 @@ def get_vault(s: Session, sub: str, rg: str, name: str) -> KeyVault:
 def list_vaults(s: Session, sub: str, rg: str | None) -> list[KeyVault]:
     q = select(KeyVault).where(KeyVault.subscription_id == sub.lower())
     if rg:
-        q = q.where(KeyVault.resource_group == rg)
+        q = q.where(func.lower(KeyVault.resource_group) == rg.lower())
     return list(s.scalars(q.order_by(KeyVault.name)))
 
 
@@ -158,7 +158,7 @@ def set_secret(
     content_type: str | None = None,
 ) -> SecretVersion:
     """Store a new version of a secret, encrypted; the value is never stored in clear."""
-    if not _SECRET_NAME.match(name or ""):
+    if not _SECRET_NAME.fullmatch(name or ""):
         raise BadRequest(
             f"Invalid secret name {name!r}: use 1-127 letters, digits or '-'.",
             code="BadParameter",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, regions, tenancy
@@ -102,5 +102,5 @@ def get_by_id(s: Session, resource_id: str) -> Server:
 def list_servers(s: Session, sub: str, rg: str | None) -> list[Server]:
     q = select(Server).where(Server.subscription_id == sub.lower())
     if rg:
-        q = q.where(Server.resource_group == rg)
+        q = q.where(func.lower(Server.resource_group) == rg.lower())
     return list(s.scalars(q.order_by(Server.name)))

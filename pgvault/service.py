@@ -33,7 +33,14 @@ from pgvault import (
 from pgvault.context import Context
 from pgvault.engine import backup as backup_engine
 from pgvault.engine import pgtools
-from pgvault.errors import BadRequest, Conflict, PgVaultError, Unauthorized, UserError
+from pgvault.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PgVaultError,
+    Unauthorized,
+    UserError,
+)
 from pgvault.storage import accounts
 from pgvault.workers import WorkerPool
 
@@ -207,7 +214,7 @@ class Service:
             try:
                 return kv, secrets.get_secret_version(s, kv, name, None)
             except UserError as exc:
-                raise PgVaultError(exc.message, code="ResourceNotFound") from None
+                raise NotFound(exc.message, code="SecretNotFound") from None
 
     def list_secrets(
         self, sub: str, rg: str, kv_name: str

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String, select
+from sqlalchemy import JSON, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, identity, regions, tenancy
@@ -125,7 +125,7 @@ def get(s: Session, sub: str, rg: str, name: str) -> Vault:
 def list_vaults(s: Session, sub: str, rg: str | None) -> list[Vault]:
     q = select(Vault).where(Vault.subscription_id == sub.lower())
     if rg:
-        q = q.where(Vault.resource_group == rg)
+        q = q.where(func.lower(Vault.resource_group) == rg.lower())
     return list(s.scalars(q.order_by(Vault.name)))
 
 

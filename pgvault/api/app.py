@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgvault import __version__
@@ -43,6 +44,12 @@ _CANONICAL = {
         "blobServices",
         "validateForBackup",
         "validateRestore",
+        "vaults",
+        "servers",
+        "secrets",
+        "containers",
+        "databases",
+        "locations",
     )
 }
 
@@ -102,6 +109,15 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
                 target=where,
             )
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NoRegisteredProviderFound", 405: "MethodNotAllowed"}.get(
+            exc.status_code, "BadRequest"
+        )
+        error = PgVaultError(f"{exc.detail}: no such API path or method.", code=code)
+        error.status = exc.status_code
+        return error_response(error)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault import arm, restore
-from pgvault.api import body as b
+from pgvault import jsonbody as b
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, accepted, json_response
 from pgvault.errors import BadRequest, PgVaultError, UserError
@@ -233,6 +233,15 @@ def get_point(
 # -- restore --------------------------------------------------------------------------------
 
 
+def _server_of(database_id: str) -> str:
+    """The server id a database id sits under (`.../servers/S/databases/D` -> `.../servers/S`)."""
+    segs = database_id.rstrip("/").split("/")
+    lowered = [s.lower() for s in segs]
+    if "databases" in lowered:
+        return "/".join(segs[: len(lowered) - 1 - lowered[::-1].index("databases")])
+    return database_id
+
+
 def restore_request(obj: Any) -> restore.RestoreRequest:
     """Parse Azure's AzureBackupRestoreRequest (database or files target)."""
     obj = b.as_dict(obj, "restore request")
@@ -265,9 +274,7 @@ def restore_request(obj: Any) -> restore.RestoreRequest:
                 "('.../servers/SERVER/databases/NEWDB').",
                 code="InvalidRequestContent",
             )
-        server_id = (
-            b.get(info, "datasourceSetInfo", "resourceID") or db_id.rsplit("/databases/", 1)[0]
-        )
+        server_id = b.get(info, "datasourceSetInfo", "resourceID") or _server_of(db_id)
         target = restore.DatabaseTarget(
             server_id=server_id,
             database=database,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint, select
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, regions, tenancy
@@ -171,7 +171,7 @@ def get_account(s: Session, sub: str, rg: str, name: str) -> StorageAccount:
 def list_accounts(s: Session, sub: str, rg: str | None) -> list[StorageAccount]:
     q = select(StorageAccount).where(StorageAccount.subscription_id == sub.lower())
     if rg:
-        q = q.where(StorageAccount.resource_group == rg)
+        q = q.where(func.lower(StorageAccount.resource_group) == rg.lower())
     return list(s.scalars(q.order_by(StorageAccount.name)))
 
 
