@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ class Client:
     base_url: str
     token: str | None = None
     _subscription: str | None = None
+    _lifetime: float = 600.0
 
     @classmethod
     def from_env(cls) -> Client:
@@ -85,26 +87,64 @@ class Client:
         }
         data = self._send("POST", "/oauth2/token", data=form, auth=False)
         token: str = data["access_token"]
+        self._lifetime = float(data.get("expires_in", 600))
         return token
+
+    def _cache_path(self) -> Path:
+        return Settings.from_env().home / "cli-cache.json"
+
+    def _cached(self) -> dict[str, Any]:
+        """The token and default subscription cached for this service URL, if still fresh."""
+        try:
+            data = json.loads(self._cache_path().read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("url") != self.base_url:
+            return {}
+        return data if float(data.get("expires", 0)) > time.time() + 60 else {}
+
+    def _save_cache(self, **values: Any) -> None:
+        """Keep the admin token between CLI runs (0600, beside the credentials it came from)."""
+        path = self._cache_path()
+        data = {**self._cached(), "url": self.base_url, **values}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass
 
     def _auth_header(self) -> dict[str, str]:
         if self.token is None:
-            self.token = self.fetch_token()
+            self.token = self._cached().get("token")
+            if self.token is None:
+                self.token = self.fetch_token()
+                self._save_cache(token=self.token, expires=time.time() + self._lifetime)
         return {"Authorization": f"Bearer {self.token}"}
 
-    def _send(self, method: str, path: str, *, auth: bool = True, **kw: Any) -> Any:
+    def _send(
+        self, method: str, path: str, *, auth: bool = True, retry: bool = True, **kw: Any
+    ) -> Any:
         headers = self._auth_header() if auth else {}
-        params = dict(kw.pop("params", {}) or {})
+        params = dict(kw.get("params") or {})
         params.setdefault("api-version", API_VERSION)
         try:
             with self._http() as http:
-                resp = http.request(method, path, headers=headers, params=params, **kw)
+                rest = {k: v for k, v in kw.items() if k != "params"}
+                resp = http.request(method, path, headers=headers, params=params, **rest)
         except httpx.HTTPError as exc:
             raise ApiError(
                 "ServiceUnreachable",
                 f"Cannot reach pgvault at {self.base_url}: {exc}",
                 "Start it with `pgvault serve`, or set PGVAULT_URL to where it runs.",
             ) from None
+        if resp.status_code == 401 and auth and retry and "PGVAULT_TOKEN" not in os.environ:
+            self.token = None  # a cached token from an earlier run of the service
+            self._save_cache(token=None, expires=0)
+            return self._send(method, path, auth=auth, retry=False, **kw)
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -135,10 +175,14 @@ class Client:
         return self._send("GET", path.split("?", 1)[0])
 
     def default_subscription(self) -> str:
+        if self._subscription is None and os.environ.get("PGVAULT_TOKEN") is None:
+            self._subscription = self._cached().get("subscription")
         if self._subscription is None:
             subs = self.get("/subscriptions")["value"]
             default = [s for s in subs if s.get("isDefault")] or subs
             if not default:
                 raise ApiError("SubscriptionNotFound", "The service has no subscription.")
             self._subscription = str(default[0]["subscriptionId"])
+            if os.environ.get("PGVAULT_TOKEN") is None:
+                self._save_cache(subscription=self._subscription)
         return self._subscription

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -41,12 +42,13 @@ class Location:
     store: Any
     prefix: str = ""
     description: str = ""
+    local_root: Path | None = None
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def child(self, name: str) -> Location:
-        return Location(self.store, self.key(name), self.description)
+        return Location(self.store, self.key(name), self.description, self.local_root)
 
     def put_stream(self, name: str, chunks: Iterable[bytes]) -> None:
         """Stream `chunks` into one object (multipart); visible only when complete."""
@@ -109,11 +111,17 @@ class Location:
             raise _translate(exc, self, name) from exc
 
     def delete_all(self) -> None:
-        """Delete every object under this location (idempotent)."""
+        """Delete every object under this location (idempotent).
+
+        On a local directory this also removes uploads that a killed process left
+        half-written (obstore names them `name#N` and does not list them).
+        """
         names = self.list()
         if names:
             with _mapped(self, ""):
                 obstore.delete(self.store, [self.key(n) for n in names])
+        if self.local_root is not None and self.prefix:
+            shutil.rmtree(self.local_root / self.prefix, ignore_errors=True)
 
     def check_writable(self) -> None:
         """Prove we can write and delete here, before any data moves."""
@@ -205,7 +213,7 @@ def _client_options(endpoint: str | None) -> dict[str, Any]:
 def local_location(path: Path | str, description: str = "") -> Location:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    return Location(LocalStore(prefix=path), "", description or str(path))
+    return Location(LocalStore(prefix=path), "", description or str(path), path)
 
 
 def s3_location(
