@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -77,11 +78,17 @@ def verified(op: Op, cluster: Cluster, db: str, info: dataset.DatasetInfo, res: 
     return Op(op.key, op.label, run, op.prepare)
 
 
-def run_raw(res: Results, raw: RawTools, runs: int, log: Log) -> tuple[Op, Op]:
-    """Dump pairs against the floor, then the two raw restore paths against each other.
+@dataclass
+class Baselines:
+    """The raw operations pgvault is paired with (re-usable: an Op holds no run state)."""
 
-    Returns (floor, pg_dump -Fc) for the pgvault pairs; sets res.fastest_restore.
-    """
+    floor: Op
+    dump_fc: Op
+    fastest_restore: Op
+
+
+def run_raw(res: Results, raw: RawTools, runs: int, log: Log) -> Baselines:
+    """Dump pairs against the floor, then the two raw restore paths against each other."""
     floor, fc = raw.floor(), raw.dump_fc()
     for a, b in ((fc, floor), (raw.dump_zstd(), floor)):
         log(f"[bold]pair[/] {a.label}  vs  {b.label}")
@@ -93,21 +100,20 @@ def run_raw(res: Results, raw: RawTools, runs: int, log: Log) -> tuple[Op, Op]:
     log(f"[bold]pair[/] {fd.label}  vs  {zst.label}")
     pair = measure_pair(fd, zst, runs, log)
     res.pairs.append(pair)
-    res.fastest_restore = fd.key if pair.ratio <= 1.0 else zst.key
+    fastest = fd if pair.ratio <= 1.0 else zst
+    res.fastest_restore = fastest.key
     raw.cluster.drop_database(RESTORE_DB)
-    return floor, fc
+    return Baselines(floor=floor, dump_fc=fc, fastest_restore=fastest)
 
 
-def run_pgvault(
-    res: Results, raw: RawTools, vault: Vault, floor: Op, fc: Op, runs: int, log: Log
-) -> None:
+def run_pgvault(res: Results, vault: Vault, base: Baselines, runs: int, log: Log) -> None:
     """Backup paired with pg_dump -Fc and with the floor; restore with the fastest raw restore."""
     log(f"pgvault serve on {vault.url} (PGVAULT_HOME={vault.home})")
     vault.start()
     vault.setup()
     log(f"  instance {vault.instance}, secret {vault.secret_uri}")
     backup = vault.backup_op()
-    for b in (fc, floor):
+    for b in (base.dump_fc, base.floor):
         log(f"[bold]pair[/] {backup.label}  vs  {b.label}")
         pair = measure_pair(backup, b, runs, log)
         res.pairs.append(pair)
@@ -121,14 +127,12 @@ def run_pgvault(
             f"recovery-point list newest {latest!r} != last backup job's {vault.recovery_point!r}"
         )
     vault.recovery_point = latest
-    fastest = {"restore_fd_j2": raw.restore_fd_j2, "restore_zstd": raw.restore_zstd_stream}
-    raw_op = verified(fastest[res.fastest_restore or "restore_zstd"](), raw.cluster, RESTORE_DB,
-                      res.dataset, res)  # fmt: skip
-    restore = verified(vault.restore_op(), raw.cluster, VAULT_RESTORE_DB, res.dataset, res)
-    log(f"[bold]pair[/] {restore.label}  vs  {raw_op.label}")
-    res.pairs.append(measure_pair(restore, raw_op, runs, log))
-    raw.cluster.drop_database(VAULT_RESTORE_DB)
-    raw.cluster.drop_database(RESTORE_DB)
+    cluster = vault.cluster
+    restore = verified(vault.restore_op(), cluster, VAULT_RESTORE_DB, res.dataset, res)
+    log(f"[bold]pair[/] {restore.label}  vs  {base.fastest_restore.label}")
+    res.pairs.append(measure_pair(restore, base.fastest_restore, runs, log))
+    cluster.drop_database(VAULT_RESTORE_DB)
+    cluster.drop_database(RESTORE_DB)
 
 
 def meta(args: argparse.Namespace, cluster: Cluster) -> dict[str, object]:
@@ -164,7 +168,7 @@ def benchmark(args: argparse.Namespace, stack: ExitStack, console: Console) -> R
     log(f"  built in {time.perf_counter() - t0:.1f}s: pg_database_size {info.database_bytes:,} B")
     res = Results(meta=meta(args, cluster), dataset=info)
     raw = RawTools(cluster=cluster, work=root / "work")
-    floor, fc = run_raw(res, raw, args.runs, log)
+    base = run_raw(res, raw, args.runs, log)
     if args.skip_pgvault:
         return res
     binary = find_pgvault(args.pgvault)
@@ -175,7 +179,7 @@ def benchmark(args: argparse.Namespace, stack: ExitStack, console: Console) -> R
     if not args.keep:
         stack.callback(vault.stop)
     try:
-        run_pgvault(res, raw, vault, floor, fc, args.runs, log)
+        run_pgvault(res, vault, base, args.runs, log)
     except PgvaultError as exc:
         res.errors.append(f"pgvault: {exc}")
     if args.keep:

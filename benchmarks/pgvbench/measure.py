@@ -169,28 +169,32 @@ def rss_mb(pid: int) -> float:
 
 
 class RssSampler:
-    """Peak VmRSS of a process (and, less often, of its whole tree) while a job runs.
+    """Peak VmRSS of a process, and of its whole tree, while a job runs.
 
     VmHWM would be cheaper but is a lifetime peak, so it cannot be attributed to one job;
-    sampling every 50 ms catches any buffer that lives longer than that.
+    sampling every 50 ms catches any buffer that lives longer than that. The tree (serve plus
+    any pg_dump/pg_restore or worker it spawns) is summed every tick over a PID list that is
+    refreshed every ``tree_every`` ticks, because scanning all of /proc is the costly part.
     """
 
     def __init__(self, pid: int, interval_s: float = 0.05, tree_every: int = 4) -> None:
         self.pid = pid
         self.interval_s = interval_s
-        self.tree_every = tree_every  # scanning all of /proc is costlier; do it every Nth tick
-        self.peak_mb = 0.0
+        self.tree_every = tree_every
+        self.start_mb = rss_mb(pid)  # what serve holds idle, before the job
+        self.peak_mb = self.start_mb
         self.tree_peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        tick = 0
+        tick, tree = 0, [self.pid]
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
             if tick % self.tree_every == 0:
-                tree = sum(rss_mb(p) for p in descendants(self.pid))
-                self.tree_peak_mb = max(self.tree_peak_mb, tree)
+                tree = descendants(self.pid)
+            sizes = {pid: rss_mb(pid) for pid in tree}
+            self.peak_mb = max(self.peak_mb, sizes.get(self.pid, 0.0))
+            self.tree_peak_mb = max(self.tree_peak_mb, sum(sizes.values()))
             tick += 1
             self._stop.wait(self.interval_s)
 
@@ -201,7 +205,6 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
 
 
 def dir_bytes(path: Path) -> int:

@@ -159,18 +159,19 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / MB:,.1f}"
 
 
+def _rss(summary: dict[str, Any]) -> str:
+    """serve's RSS as "idle > peak" so growth during the job is visible at a glance."""
+    if "peak_rss_mb" not in summary:
+        return "-"
+    return f"{summary['start_rss_mb']:.0f} > {summary['peak_rss_mb']:.0f}"
+
+
+OP_COLUMNS = ("operation", "runs", "wall s", "DB MB/s", "cpu s", "out MB", "job s", "RSS MB")
+
+
 def operations_table(res: Results) -> Table:
     table = Table(title="Operations (medians over paired runs)", title_justify="left")
-    for col in (
-        "operation",
-        "runs",
-        "wall s",
-        "DB MB/s",
-        "cpu s",
-        "out MB",
-        "job s",
-        "peak RSS MB",
-    ):
+    for col in OP_COLUMNS:
         table.add_column(col, justify="left" if col == "operation" else "right")
     for key in res.labels():
         s = res.op_summary(key)
@@ -182,7 +183,7 @@ def operations_table(res: Results) -> Table:
             _fmt(s["cpu_s_median"]),
             _mb(s["out_bytes_median"]),
             _fmt(s.get("job_s")),
-            _fmt(s.get("peak_rss_mb"), ".0f"),
+            _rss(s),
         )
     return table
 

@@ -209,6 +209,7 @@ class Vault:
                 "stored_delta_bytes": float(dir_bytes(self.datastore) - store0),
                 "job_s": parse_duration(_get(job, "properties", "duration")),
                 "peak_rss_mb": rss.peak_mb,
+                "start_rss_mb": rss.start_mb,
                 "tree_peak_rss_mb": rss.tree_peak_mb,
                 "cli_cpu_s": cli_cpu,
                 "serve_cpu_s": serve_cpu,

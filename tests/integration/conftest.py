@@ -19,8 +19,8 @@ from pgvault import jobs
 from pgvault.config import Settings
 from pgvault.context import Context
 from pgvault.errors import PgVaultError
-from pgvault.secrets import secret_uri
 from pgvault.restore import DatabaseTarget, FilesTarget, RestoreRequest
+from pgvault.secrets import secret_uri
 from pgvault.service import InstanceSpec, Service
 from pgvault.workers import WorkerPool
 from tests.support.pg import PgCluster
@@ -63,9 +63,7 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def _pg_url(cluster: PgCluster, name: str) -> str:
-    return (
-        f"postgresql://postgres:{cluster.superuser_password}@127.0.0.1:{cluster.port}/{name}"
-    )
+    return f"postgresql://postgres:{cluster.superuser_password}@127.0.0.1:{cluster.port}/{name}"
 
 
 @dataclass
@@ -161,9 +159,7 @@ def datastore_url(tmp_path: Path) -> str | None:
 
 
 @pytest.fixture
-def vault(
-    tmp_path: Path, metadata_url: str | None, datastore_url: str | None
-) -> Iterator[Vault]:
+def vault(tmp_path: Path, metadata_url: str | None, datastore_url: str | None) -> Iterator[Vault]:
     settings = Settings(
         home=tmp_path / "home",
         database_url=metadata_url,

@@ -14,9 +14,7 @@ from tests.support.services import AzuriteEndpoint, S3Endpoint
 
 
 @pytest.fixture(params=["s3", "azure"])
-def datastore_url(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def datastore_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "s3":
         s3: S3Endpoint = request.getfixturevalue("s3")
         bucket = f"vault-{uuid.uuid4().hex[:8]}"
@@ -29,8 +27,7 @@ def datastore_url(
         container = f"vault-{uuid.uuid4().hex[:8]}"
         az.create_container(container)
         monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", az.account_key)
-        yield (f"az://{container}/pgvault?account={az.account_name}"
-               f"&endpoint={az.blob_endpoint}")
+        yield (f"az://{container}/pgvault?account={az.account_name}&endpoint={az.blob_endpoint}")
 
 
 @pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)

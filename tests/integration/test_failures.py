@@ -54,10 +54,11 @@ def test_target_database_exists(
     vault.register(pg_target, "tgt")
     taken = f"taken_{uuid.uuid4().hex[:6]}"
     pg_target.execute(f'CREATE DATABASE "{taken}"')
-    pg_target.execute(f'CREATE TABLE keep_me (x int)', dbname=taken)
+    pg_target.execute("CREATE TABLE keep_me (x int)", dbname=taken)
     req = vault.db_request(point, "tgt", taken, _restorer(vault, pg_target))
     error = vault.validate(instance, req)
-    assert error is not None and error.code == "UserErrorDatabaseNameAlreadyInUse"
+    assert error is not None
+    assert error.code == "UserErrorDatabaseNameAlreadyInUse"
     with pytest.raises(PgVaultError) as exc:
         vault.service.trigger_restore(vault.sub, RG, vault.name, instance, req)
     assert exc.value.code == "UserErrorDatabaseNameAlreadyInUse"
@@ -72,7 +73,8 @@ def test_wrong_password_in_secret(
     secret = _restorer(vault, pg_target, password="not-the-password-xyz")
     new_db = f"never_{uuid.uuid4().hex[:6]}"
     error = vault.validate(instance, vault.db_request(point, "tgt", new_db, secret))
-    assert error is not None and error.code == "UserErrorDBUserAuthFailed"
+    assert error is not None
+    assert error.code == "UserErrorDBUserAuthFailed"
     assert "not-the-password-xyz" not in error.message
     assert not pg_target.database_exists(new_db)
 
@@ -162,14 +164,16 @@ def test_flipped_byte_is_refused_before_touching_target(
     vault: Vault, protected: tuple[str, str], pg_target: PgCluster
 ) -> None:
     instance, point = protected
-    view, rp = vault.service.get_point(vault.sub, RG, vault.name, instance, point)
+    _view, rp = vault.service.get_point(vault.sub, RG, vault.name, instance, point)
     path = vault.ctx.settings.home / "datastore" / rp.location / "dump.pgc.zst"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     vault.register(pg_target, "tgt")
     new_db = f"corrupt_{uuid.uuid4().hex[:6]}"
-    job = vault.restore(instance, vault.db_request(point, "tgt", new_db, _restorer(vault, pg_target)))
+    job = vault.restore(
+        instance, vault.db_request(point, "tgt", new_db, _restorer(vault, pg_target))
+    )
     assert job.status == jobs.FAILED
     assert job.error_code == "UserErrorRecoveryPointCorrupted"
     assert not pg_target.database_exists(new_db)
@@ -201,8 +205,9 @@ def test_validation_reports_every_failure(
     vault.register(pg_target, "far", region="westus")
     taken = f"taken_{uuid.uuid4().hex[:6]}"
     pg_target.execute(f'CREATE DATABASE "{taken}"')
-    error = vault.validate(instance, vault.db_request(point, "far", taken,
-                                                      _restorer(vault, pg_target)))
+    error = vault.validate(
+        instance, vault.db_request(point, "far", taken, _restorer(vault, pg_target))
+    )
     assert error is not None
     codes = {e.code for e in getattr(error, "errors", [error])}
     assert codes == {"UserErrorTargetRegionMismatch", "UserErrorDatabaseNameAlreadyInUse"}

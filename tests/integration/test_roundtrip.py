@@ -107,8 +107,9 @@ def _restore_files_and_pg_restore(
 
 def _local_container(vault: Vault, tmp_path: Path) -> tuple[str, object]:
     root = tmp_path / "account"
-    vault.service.put_storage_account(vault.sub, RG, "localacct", "eastus", "local",
-                                      {"path": str(root)})
+    vault.service.put_storage_account(
+        vault.sub, RG, "localacct", "eastus", "local", {"path": str(root)}
+    )
     vault.service.put_container(vault.sub, RG, "localacct", "dumps")
     url = "http://127.0.0.1:8080/blob/localacct/dumps"
 
@@ -133,9 +134,18 @@ def test_s3_datastore_and_container(
     bucket = f"restore-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(bucket)
     vault.service.put_storage_account(
-        vault.sub, RG, "s3acct", "eastus", "s3",
-        {"bucket": bucket, "endpoint": s3.endpoint_url, "region": s3.region,
-         "accessKeyId": s3.access_key_id, "secretAccessKey": s3.secret_access_key},
+        vault.sub,
+        RG,
+        "s3acct",
+        "eastus",
+        "s3",
+        {
+            "bucket": bucket,
+            "endpoint": s3.endpoint_url,
+            "region": s3.region,
+            "accessKeyId": s3.access_key_id,
+            "secretAccessKey": s3.secret_access_key,
+        },
     )
     vault.service.put_container(vault.sub, RG, "s3acct", "dumps")
 
@@ -147,20 +157,28 @@ def test_s3_datastore_and_container(
             return path
         return body
 
-    _restore_files_and_pg_restore(
-        vault, pg_source, pg_target, "http://x/blob/s3acct/dumps", fetch
-    )
+    _restore_files_and_pg_restore(vault, pg_source, pg_target, "http://x/blob/s3acct/dumps", fetch)
 
 
 @pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)
 def test_azure_container(
-    vault: Vault, pg_source: PgCluster, pg_target: PgCluster, azurite: AzuriteEndpoint,
+    vault: Vault,
+    pg_source: PgCluster,
+    pg_target: PgCluster,
+    azurite: AzuriteEndpoint,
     tmp_path: Path,
 ) -> None:
     vault.service.put_storage_account(
-        vault.sub, RG, "azacct", "eastus", "azure",
-        {"accountName": azurite.account_name, "accountKey": azurite.account_key,
-         "endpoint": azurite.blob_endpoint},
+        vault.sub,
+        RG,
+        "azacct",
+        "eastus",
+        "azure",
+        {
+            "accountName": azurite.account_name,
+            "accountKey": azurite.account_key,
+            "endpoint": azurite.blob_endpoint,
+        },
     )
     vault.service.put_container(vault.sub, RG, "azacct", "dumps")
     client = azurite.service_client().get_container_client("dumps")
@@ -173,6 +191,4 @@ def test_azure_container(
             return path
         return body
 
-    _restore_files_and_pg_restore(
-        vault, pg_source, pg_target, "http://x/blob/azacct/dumps", fetch
-    )
+    _restore_files_and_pg_restore(vault, pg_source, pg_target, "http://x/blob/azacct/dumps", fetch)
