@@ -13,11 +13,22 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from pgvault import connstr, instances, jobs, policies, recovery_points, secrets, servers, vaults
+from pgvault import (
+    connstr,
+    instances,
+    jobs,
+    permissions,
+    policies,
+    recovery_points,
+    secrets,
+    servers,
+    vaults,
+)
 from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import backup as engine
 from pgvault.engine import pgtools
+from pgvault.errors import PgVaultError, UserError, ValidationFailed
 from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import RecoveryPoint
 
@@ -50,12 +61,44 @@ def queue(
     return job
 
 
-def source_endpoint(ctx: Context, s: Session, inst: instances.Instance) -> pgtools.Endpoint:
-    """The source server's address with the credentials read fresh from the key vault."""
-    server = s.get(servers.Server, inst.server_id)
-    assert server is not None
-    creds = connstr.parse(secrets.resolve(s, ctx.cipher, inst.secret_uri))
-    return pgtools.Endpoint(server.host, server.port, creds)
+def check_source(
+    ctx: Context,
+    s: Session,
+    vault: vaults.Vault,
+    server: servers.Server,
+    database: str,
+    secret_uri: str,
+) -> pgtools.Endpoint:
+    """validateForBackup's checks, all at once: the vault identity's roles on the server and
+    key vault, a usable secret, a login, the backup user's privileges, the pg_dump version."""
+    errors: list[PgVaultError] = [*permissions.on_server(s, vault, server)]
+    denied = permissions.on_secret(s, vault, secret_uri)
+    errors.extend(denied)
+    ep: pgtools.Endpoint | None = None
+    if not denied:
+        try:
+            creds = connstr.parse(secrets.resolve(s, ctx.cipher, secret_uri))
+            ep = pgtools.Endpoint(server.host, server.port, creds)
+            info = engine.inspect_source(ep, database)
+            engine.check_tool_version(info.server_version_num)
+            missing = engine.missing_privileges(ep, database)
+            if missing:
+                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+                errors.append(
+                    UserError(
+                        f"User {creds.user!r} cannot read {len(missing)} object(s) it must back up: "
+                        f"{shown}.",
+                        code="UserErrorMissingDBPermissions",
+                        recommended_action="Grant CONNECT on the database, USAGE on every schema and "
+                        "SELECT on every table and sequence (see the README), or use pg_read_all_data.",
+                    )
+                )
+        except PgVaultError as exc:
+            errors.append(exc)
+    if errors:
+        raise ValidationFailed(errors)
+    assert ep is not None
+    return ep
 
 
 def run(ctx: Context, job_id: str) -> None:
@@ -74,7 +117,9 @@ def run(ctx: Context, job_id: str) -> None:
     try:
         progress.phase("Validating")
         with ctx.db.session() as s:
-            ep = source_endpoint(ctx, s, inst)
+            vault = s.get(vaults.Vault, inst.vault_id)
+            assert vault is not None
+            ep = check_source(ctx, s, vault, server, inst.database, inst.secret_uri)
         progress.phase("Transferring data")
         info = engine.inspect_source(ep, inst.database)
         progress.write(0, info.database_size)

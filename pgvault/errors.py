@@ -91,3 +91,23 @@ class NotFound(PgVaultError):
 class Conflict(PgVaultError):
     status = 409
     default_code = "Conflict"
+
+
+class ValidationFailed(UserError):
+    """Several checks failed: the first gives the code, all are listed in `errors`/details."""
+
+    def __init__(self, errors: list[PgVaultError]) -> None:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        super().__init__(
+            first.message + more,
+            code=first.code,
+            recommended_action=first.recommended_action,
+            target=first.target,
+        )
+        self.errors = errors
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body["error"]["details"] = [e.to_body()["error"] for e in self.errors]
+        return body

@@ -14,7 +14,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import Conflict, NotFound, Unauthorized
+from pgvault.errors import Conflict, NotFound, PgVaultError, Unauthorized
 
 USER = "User"
 SERVICE_PRINCIPAL = "ServicePrincipal"
@@ -44,6 +44,34 @@ class Principal(Base):
     secret_hash: Mapped[str | None] = mapped_column(String(256))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RevokedToken(Base):
+    """Revoked token ids, kept until the token would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LoginFailures(Base):
+    """Consecutive failed logins per user name or client id, for brute-force lockout."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=5)
+
+
+class TooManyAttempts(PgVaultError):
+    status = 429
+    default_code = "TooManyFailedLogins"
 
 
 @dataclass(frozen=True)
@@ -84,18 +112,90 @@ def get_principal(s: Session, principal_id: str) -> Principal:
     return p
 
 
-def authenticate_client(s: Session, client_id: str, client_secret: str) -> Principal:
-    """Check a client id + secret; the same error and cost whatever is wrong."""
-    p = s.scalar(select(Principal).where(Principal.client_id == client_id))
+def check_lock(s: Session, key: str, now: datetime) -> None:
+    """Refuse sign-ins for a name that failed too often recently (brute-force protection)."""
+    row = s.get(LoginFailures, key)
+    if row is not None and row.locked_until is not None and row.locked_until > now:
+        wait = int((row.locked_until - now).total_seconds()) + 1
+        raise TooManyAttempts(
+            f"Too many failed sign-ins for {key.split(':', 1)[-1]!r}; try again in {wait} s.",
+            recommended_action="Wait, then sign in with the right credentials.",
+        )
+
+
+def record_login(s: Session, key: str, ok: bool, now: datetime) -> None:
+    """Count a failure (locking after MAX_FAILURES) or clear the count after a success."""
+    row = s.get(LoginFailures, key)
+    if ok:
+        if row is not None:
+            s.delete(row)
+        return
+    row = row or LoginFailures(key=key, failures=0)
+    row.failures += 1
+    if row.failures >= MAX_FAILURES:
+        row.locked_until, row.failures = now + LOCKOUT, 0
+    s.add(row)
+
+
+def lock_key(kind: str, name: str) -> str:
+    return f"{kind}:{name}"[:200]
+
+
+def _verify(principal: Principal | None, secret: str) -> bool:
+    """Constant cost whether or not the principal exists (argon2 against a dummy hash)."""
     try:
-        _hasher.verify(p.secret_hash if p and p.secret_hash else _DUMMY_HASH, client_secret)
+        _hasher.verify(
+            principal.secret_hash if principal and principal.secret_hash else _DUMMY_HASH, secret
+        )
     except (VerificationError, InvalidHashError):
-        p = None
-    if p is None or not p.enabled:
+        return False
+    return principal is not None and principal.enabled
+
+
+def authenticate_client(s: Session, client_id: str, client_secret: str) -> Principal:
+    """Check a service principal's client id + secret; the same error whatever is wrong."""
+    p = s.scalar(select(Principal).where(Principal.client_id == client_id))
+    if not _verify(p, client_secret) or p is None:
         raise Unauthorized(
             "Invalid client credentials. Check the client id and secret "
             "(pgvault principal create prints them once).",
             code="InvalidClientCredentials",
+        )
+    return p
+
+
+def authenticate_user(s: Session, username: str, password: str) -> Principal:
+    """Check a user's name and password (grant_type=password)."""
+    p = s.scalar(select(Principal).where(Principal.name == username, Principal.type == USER))
+    if not _verify(p, password) or p is None:
+        raise Unauthorized("Invalid user name or password.", code="InvalidUserCredentials")
+    return p
+
+
+def revoke(s: Session, claims: dict[str, object]) -> None:
+    jti, exp = claims.get("jti"), claims.get("exp")
+    if isinstance(jti, str) and isinstance(exp, int) and s.get(RevokedToken, jti) is None:
+        s.add(RevokedToken(jti=jti, expires_at=datetime.fromtimestamp(exp, UTC)))
+
+
+def is_revoked(s: Session, claims: dict[str, object]) -> bool:
+    jti = claims.get("jti")
+    return isinstance(jti, str) and s.get(RevokedToken, jti) is not None
+
+
+def list_principals(s: Session) -> list[Principal]:
+    return list(s.scalars(select(Principal).order_by(Principal.created_at)))
+
+
+def find_principal(s: Session, ref: str) -> Principal:
+    """A principal by id, client id or name."""
+    p = s.get(Principal, ref) or s.scalar(
+        select(Principal).where((Principal.client_id == ref) | (Principal.name == ref))
+    )
+    if p is None:
+        raise NotFound(
+            f"No principal {ref!r}. List them with `pgvault principal list`.",
+            code="PrincipalNotFound",
         )
     return p
 

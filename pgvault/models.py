@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from pgvault import (  # noqa: F401  (imported for their tables)
+    audit,
     identity,
     instances,
     jobs,
     policies,
+    rbac,
     recovery_points,
     secrets,
     servers,

@@ -15,12 +15,21 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pgvault import connstr, instances, jobs, recovery_points, secrets, servers, vaults
+from pgvault import (
+    connstr,
+    instances,
+    jobs,
+    permissions,
+    recovery_points,
+    secrets,
+    servers,
+    vaults,
+)
 from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import pgtools
 from pgvault.engine import restore as engine
-from pgvault.errors import BadRequest, PgVaultError, UserError
+from pgvault.errors import BadRequest, PgVaultError, UserError, ValidationFailed
 from pgvault.progress import JobProgress, fail
 from pgvault.storage import accounts
 from pgvault.storage.backends import Location
@@ -91,26 +100,6 @@ def check_file_prefix(prefix: str) -> str:
     return prefix
 
 
-class ValidationFailed(UserError):
-    """Several checks failed; the first gives the code, all are listed in `errors`."""
-
-    def __init__(self, errors: list[PgVaultError]) -> None:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        super().__init__(
-            first.message + more,
-            code=first.code,
-            recommended_action=first.recommended_action,
-            target=first.target,
-        )
-        self.errors = errors
-
-    def to_body(self) -> dict[str, Any]:
-        body = super().to_body()
-        body["error"]["details"] = [e.to_body()["error"] for e in self.errors]
-        return body
-
-
 @dataclass
 class Checked:
     """What validation resolved, for the job to use."""
@@ -118,6 +107,15 @@ class Checked:
     point: recovery_points.RecoveryPoint
     endpoint: pgtools.Endpoint | None = None
     container: Location | None = None
+
+
+def _cross_subscription_blocked(vault: vaults.Vault, subscription: str) -> bool:
+    state = (
+        vault.properties.get("featureSettings", {})
+        .get("crossSubscriptionRestoreSettings", {})
+        .get("state", "Enabled")
+    )
+    return str(state).lower() != "enabled" and subscription.lower() != vault.subscription_id
 
 
 def _db_checks(
@@ -158,7 +156,22 @@ def _db_checks(
                 recommended_action="Choose another target database name.",
             )
         )
+    if _cross_subscription_blocked(vault, server.subscription_id):
+        errors.append(
+            UserError(
+                f"Vault {vault.name!r} has cross-subscription restore disabled, and server "
+                f"{server.name!r} is in subscription {server.subscription_id}.",
+                code="UserErrorCrossSubscriptionRestoreDisabled",
+                recommended_action="Restore to a server in the vault's subscription, or enable "
+                "crossSubscriptionRestoreSettings on the vault.",
+            )
+        )
+    errors.extend(permissions.on_server(s, vault, server))
     try:
+        denied = permissions.on_secret(s, vault, t.secret_uri)
+        errors.extend(denied)
+        if denied:
+            return None
         creds = connstr.parse(secrets.resolve(s, ctx.cipher, t.secret_uri))
     except PgVaultError as exc:
         errors.append(exc)
@@ -217,6 +230,19 @@ def _files_checks(
                 recommended_action="Pick a storage account in the vault's region.",
             )
         )
+    if _cross_subscription_blocked(vault, account.subscription_id) and not t.arm_id:
+        errors.append(
+            UserError(
+                f"Vault {vault.name!r} has cross-subscription restore disabled, and storage "
+                f"account {account.name!r} is in another subscription.",
+                code="UserErrorCrossSubscriptionRestoreDisabled",
+                recommended_action="Restore to storage in the vault's subscription.",
+            )
+        )
+    denied = permissions.on_container(s, vault, account, container.name)
+    if denied:
+        errors.extend(denied)
+        return None
     location = accounts.container_location(ctx.cipher, account, container.name)
     try:
         location.check_writable()

@@ -210,8 +210,8 @@ def list_secrets(s: Session, kv: KeyVault) -> list[SecretVersion]:
     return list(newest.values())
 
 
-def resolve(s: Session, cipher: Cipher, uri: str) -> str:
-    """The clear value behind a secret URI; for workers only, never for a response."""
+def locate(s: Session, uri: str) -> tuple[KeyVault, SecretRef]:
+    """The key vault a secret URI points into (the secret itself may not exist)."""
     ref = parse_secret_uri(uri)
     kv = s.scalar(select(KeyVault).where(KeyVault.name == ref.vault))
     if kv is None:
@@ -220,5 +220,11 @@ def resolve(s: Session, cipher: Cipher, uri: str) -> str:
             code="UserErrorInvalidSecretStore",
             recommended_action="Create the key vault or fix the secret URI.",
         )
+    return kv, ref
+
+
+def resolve(s: Session, cipher: Cipher, uri: str) -> str:
+    """The clear value behind a secret URI; for workers only, never for a response."""
+    kv, ref = locate(s, uri)
     row = get_secret_version(s, kv, ref.name, ref.version)
     return cipher.decrypt(row.ciphertext, f"{kv.id}/{row.name}/{row.version}").decode()

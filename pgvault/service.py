@@ -14,15 +14,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from pgvault import (
     arm,
     backups,
-    connstr,
     identity,
     instances,
     jobs,
     policies,
+    rbac,
     recovery_points,
     restore,
     secrets,
@@ -30,15 +31,13 @@ from pgvault import (
     tenancy,
     vaults,
 )
+from pgvault.access import AccessService
 from pgvault.context import Context
-from pgvault.engine import backup as backup_engine
-from pgvault.engine import pgtools
 from pgvault.errors import (
     BadRequest,
     Conflict,
     NotFound,
     PgVaultError,
-    Unauthorized,
     UserError,
 )
 from pgvault.storage import accounts
@@ -81,6 +80,7 @@ class Service:
     def __init__(self, ctx: Context, pool: WorkerPool | None = None) -> None:
         self.ctx = ctx
         self.pool = pool
+        self.access = AccessService(ctx)
 
     # -- start-up and identity -------------------------------------------------------------
 
@@ -92,16 +92,28 @@ class Service:
         """
         self.ctx.db.migrate()
         now = self.ctx.clock.now()
-        with self.ctx.db.session() as s:
-            tenancy.ensure_default(s, now)
-            admin = s.scalar(select(identity.Principal).where(identity.Principal.name == ADMIN))
-            if admin is not None and self.ctx.settings.credentials_file.exists():
-                return None
-            if admin is not None:
-                s.delete(admin)
-                s.flush()
-            principal, secret = identity.create_principal(s, ADMIN, identity.SERVICE_PRINCIPAL, now)
-            self._write_credentials(principal.client_id or "", secret or "")
+        try:
+            with self.ctx.db.session() as s:
+                tenancy.ensure_default(s, now)
+                admin = s.scalar(select(identity.Principal).where(identity.Principal.name == ADMIN))
+                if admin is not None:
+                    return None  # another process (or an earlier start) made it
+                principal, secret = identity.create_principal(
+                    s, ADMIN, identity.SERVICE_PRINCIPAL, now
+                )
+                owner = rbac.find_role(s, "Owner")
+                rbac.assign(
+                    s,
+                    scope="/",
+                    role=owner,
+                    principal_id=principal.id,
+                    principal_type=principal.type,
+                    created_by=None,
+                    now=now,
+                )
+                self._write_credentials(principal.client_id or "", secret or "")
+        except IntegrityError:
+            return None  # a concurrent first start won the race
         return (
             f"Created the admin principal; its client credentials are in "
             f"{self.ctx.settings.credentials_file} (mode 0600). "
@@ -116,26 +128,6 @@ class Service:
         with os.fdopen(fd, "w") as f:
             json.dump({"clientId": client_id, "clientSecret": secret}, f)
         os.replace(tmp, path)
-
-    def issue_token(self, client_id: str, client_secret: str) -> tuple[str, int]:
-        with self.ctx.db.session() as s:
-            principal = identity.authenticate_client(s, client_id, client_secret)
-            lifetime = self.ctx.settings.token_lifetime_seconds
-            token = identity.issue_token(
-                self.ctx.token_key, principal, self.ctx.clock.now(), lifetime
-            )
-        return token, lifetime
-
-    def authenticate(self, token: str) -> identity.Caller:
-        claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
-        with self.ctx.db.session() as s:
-            principal = s.get(identity.Principal, str(claims.get("sub")))
-            if principal is None or not principal.enabled:
-                raise Unauthorized(
-                    "The token's principal no longer exists or is disabled.",
-                    code="InvalidAuthenticationToken",
-                )
-            return identity.Caller(principal.id, principal.name, principal.type)
 
     # -- tenancy ---------------------------------------------------------------------------
 
@@ -369,10 +361,7 @@ class Service:
                     code="UserErrorDppDatasourceAlreadyProtected",
                     recommended_action="Stop protection there first, or use that instance.",
                 )
-            creds = connstr.parse(secrets.resolve(s, self.ctx.cipher, spec.secret_uri))
-        ep = pgtools.Endpoint(server.host, server.port, creds)
-        info = backup_engine.inspect_source(ep, database)
-        backup_engine.check_tool_version(info.server_version_num)
+            backups.check_source(self.ctx, s, vault, server, database, spec.secret_uri)
 
     def put_instance(
         self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec

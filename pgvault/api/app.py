@@ -7,15 +7,16 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgvault import __version__
-from pgvault.api import dataprotection, resources
-from pgvault.api.deps import Svc, error_response
+from pgvault.api import access, authz, dataprotection, resources
+from pgvault.api.deps import error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, PgVaultError
 from pgvault.service import Service
@@ -50,6 +51,10 @@ _CANONICAL = {
         "containers",
         "databases",
         "locations",
+        "Microsoft.Authorization",
+        "roleAssignments",
+        "roleDefinitions",
+        "Microsoft.Insights",
     )
 }
 
@@ -62,8 +67,8 @@ class CanonicalPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            parts = scope["path"].split("/")
-            fixed = "/".join(_CANONICAL.get(p.lower(), p) for p in parts)
+            parts = [p for p in scope["path"].split("/") if p]  # also collapses '//'
+            fixed = "/" + "/".join(_CANONICAL.get(p.lower(), p) for p in parts)
             if fixed != scope["path"]:
                 scope = dict(scope, path=fixed, raw_path=fixed.encode())
         await self.app(scope, receive, send)
@@ -91,6 +96,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     app = FastAPI(title="pgvault", version=__version__, lifespan=lifespan)
     app.state.service = service
     app.state.ready = False
+    app.include_router(access.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
 
@@ -136,28 +142,26 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
-    @app.post("/oauth2/token")
-    def token(
-        svc: Svc,
-        grant_type: str = Form(...),
-        client_id: str = Form(...),
-        client_secret: str = Form(...),
-        scope: str | None = Form(default=None),
-    ) -> JSONResponse:
-        if grant_type != "client_credentials":
-            return error_response(
-                BadRequest(
-                    "Only grant_type=client_credentials is supported.",
-                    code="unsupported_grant_type",
+    @app.middleware("http")
+    async def _audit(request: Request, call_next: Any) -> Any:
+        """Record every write and every denied call, after the fact."""
+        response = await call_next(request)
+        status = response.status_code
+        if request.method not in ("GET", "HEAD") or status in (401, 403):
+            path = request.url.path
+            if not path.startswith("/oauth2/") or status in (401, 429):
+                wanted = authz.requested(request.method, path)
+                who = getattr(request.state, "caller", None)
+                await run_in_threadpool(
+                    service.access.record,
+                    who,
+                    wanted.action,
+                    wanted.scope,
+                    request.method,
+                    status,
+                    None,
                 )
-            )
-        access, lifetime = svc.issue_token(client_id, client_secret)
-        body: dict[str, Any] = {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-        }
-        return JSONResponse(body)
+        return response
 
     app.add_middleware(CanonicalPath)
     return app

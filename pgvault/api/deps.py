@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from pgvault.api import authz
 from pgvault.errors import PgVaultError, Unauthorized
 from pgvault.identity import Caller
 from pgvault.service import Service
@@ -19,8 +20,7 @@ def service(request: Request) -> Service:
     return svc
 
 
-def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Caller:
-    """Every API call needs a valid bearer token."""
+def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -29,7 +29,17 @@ def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Calle
             "or POST /oauth2/token.",
             code="AuthenticationFailed",
         )
-    return svc.authenticate(token.strip())
+    return token.strip()
+
+
+def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Caller:
+    """Every API call needs a valid bearer token and a role that allows its action here."""
+    who = svc.access.authenticate(bearer(request))
+    request.state.caller = who
+    wanted = authz.requested(request.method, request.url.path)
+    if not wanted.open:
+        svc.access.authorize(who, wanted.action, wanted.scope)
+    return who
 
 
 Svc = Annotated[Service, Depends(service)]

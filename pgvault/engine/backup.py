@@ -68,6 +68,36 @@ def inspect_source(ep: pgtools.Endpoint, dbname: str) -> SourceInfo:
     return SourceInfo(str(version), int(num), int(size), not in_recovery and not long_txns)  # type: ignore[call-overload]
 
 
+_PRIVILEGE_QUERY = """
+WITH user_objects AS (
+  SELECT c.oid, c.relkind, format('%I.%I', n.nspname, c.relname) AS name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                    AND d.objid = c.oid AND d.deptype = 'e')
+)
+SELECT 'database ' || quote_ident(current_database())
+  WHERE NOT has_database_privilege(current_database(), 'CONNECT')
+UNION ALL
+SELECT 'schema ' || quote_ident(nspname) FROM pg_namespace
+  WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg_toast%'
+    AND nspname NOT LIKE 'pg_temp%' AND NOT has_schema_privilege(oid, 'USAGE')
+UNION ALL
+SELECT 'table ' || name FROM user_objects
+  WHERE relkind <> 'S' AND NOT has_table_privilege(oid, 'SELECT')
+UNION ALL
+SELECT 'sequence ' || name FROM user_objects
+  WHERE relkind = 'S' AND NOT has_sequence_privilege(oid, 'SELECT')
+"""
+
+
+def missing_privileges(ep: pgtools.Endpoint, dbname: str) -> list[str]:
+    """Objects the backup user cannot read (CONNECT, USAGE on schemas, SELECT on relations)."""
+    with pgtools.connect(ep, dbname) as conn:
+        return [str(r[0]) for r in conn.execute(_PRIVILEGE_QUERY).fetchall()]
+
+
 def dump_args(ep: pgtools.Endpoint, dbname: str, serializable: bool) -> list[str]:
     """pg_dump's argv: custom format, uncompressed (we compress), owners and ACLs kept."""
     args = [pgtools.tool("pg_dump"), "--format=custom", "--compress=0", "--lock-wait-timeout=300s"]

@@ -207,7 +207,7 @@ def test_token_with_other_grant_type_is_400(api: Api) -> None:
 def test_token_without_form_fields_is_400(api: Api) -> None:
     r = api.client.post("/oauth2/token", data={"grant_type": "client_credentials"})
     assert r.status_code == 400
-    assert _error_code(r) == "InvalidRequestContent"
+    assert _error_code(r) == "invalid_request"
 
 
 # -- tenancy --------------------------------------------------------------------------------

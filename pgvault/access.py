@@ -1,0 +1,233 @@
+"""The access service: sign-in, tokens, principals, roles, assignments, authorization, audit.
+
+`Service` (the backup service) and the API use it; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from pgvault import audit, identity, rbac, vaults
+from pgvault.context import Context
+from pgvault.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from pgvault.identity import Caller, Principal
+
+ROOT = "/"
+
+
+class AccessService:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- sign-in and tokens -----------------------------------------------------------------
+
+    def token_for_client(self, client_id: str, client_secret: str) -> tuple[str, int]:
+        return self._sign_in(
+            "client", client_id, lambda s: identity.authenticate_client(s, client_id, client_secret)
+        )
+
+    def token_for_user(self, username: str, password: str) -> tuple[str, int]:
+        return self._sign_in(
+            "user", username, lambda s: identity.authenticate_user(s, username, password)
+        )
+
+    def _sign_in(self, kind: str, name: str, check: Any) -> tuple[str, int]:
+        """Check credentials with lockout; failures are counted in their own transaction."""
+        now, key = self.ctx.clock.now(), identity.lock_key(kind, name)
+        with self.ctx.db.session() as s:
+            identity.check_lock(s, key, now)
+        error: Unauthorized | None = None
+        with self.ctx.db.session() as s:
+            try:
+                principal: Principal = check(s)
+            except Unauthorized as exc:
+                error = exc
+        with self.ctx.db.session() as s:
+            identity.record_login(s, key, error is None, now)
+        if error is not None:
+            raise error
+        lifetime = self.ctx.settings.token_lifetime_seconds
+        token = identity.issue_token(self.ctx.token_key, principal, now, lifetime)
+        return token, lifetime
+
+    def authenticate(self, token: str) -> Caller:
+        claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
+        with self.ctx.db.session() as s:
+            principal = s.get(Principal, str(claims.get("sub")))
+            if principal is None or not principal.enabled or identity.is_revoked(s, claims):
+                raise Unauthorized(
+                    "The token was revoked, or its principal was deleted or disabled. "
+                    "Sign in again.",
+                    code="InvalidAuthenticationToken",
+                )
+            return Caller(principal.id, principal.name, principal.type)
+
+    def revoke(self, token: str) -> None:
+        claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
+        with self.ctx.db.session() as s:
+            identity.revoke(s, claims)
+
+    # -- authorization ----------------------------------------------------------------------
+
+    def authorize(self, caller: Caller, action: str, scope: str) -> None:
+        """403 naming the missing action unless a role assigned at or above `scope` grants it."""
+        with self.ctx.db.session() as s:
+            if rbac.is_allowed(s, caller.principal_id, action, scope):
+                return
+        raise Forbidden(
+            f"The client '{caller.name}' with object id '{caller.principal_id}' does not have "
+            f"authorization to perform action '{action}' over scope '{scope}'.",
+            code="AuthorizationFailed",
+            recommended_action="Ask an Owner to assign you a role that includes this action, "
+            f'e.g.: pgvault role assignment create --assignee {caller.name} --role "ROLE" '
+            f"--scope {scope}",
+            target=action,
+        )
+
+    # -- principals -------------------------------------------------------------------------
+
+    def create_principal(self, name: str, type_: str) -> tuple[Principal, str | None]:
+        kinds = {
+            "user": identity.USER,
+            "service-principal": identity.SERVICE_PRINCIPAL,
+            "serviceprincipal": identity.SERVICE_PRINCIPAL,
+        }
+        kind = kinds.get(str(type_).lower())
+        if kind is None:
+            raise BadRequest(
+                "A principal's type is 'user' or 'service-principal'.", code="BadParameter"
+            )
+        with self.ctx.db.session() as s:
+            return identity.create_principal(s, name, kind, self.ctx.clock.now())
+
+    def list_principals(self) -> list[Principal]:
+        with self.ctx.db.session() as s:
+            return identity.list_principals(s)
+
+    def get_principal(self, ref: str) -> Principal:
+        with self.ctx.db.session() as s:
+            return identity.find_principal(s, ref)
+
+    def delete_principal(self, ref: str) -> None:
+        with self.ctx.db.session() as s:
+            p = identity.find_principal(s, ref)
+            if p.type == identity.MANAGED_IDENTITY:
+                raise Conflict(
+                    "A vault's managed identity is deleted with its vault.",
+                    code="ManagedIdentityCannotBeDeleted",
+                )
+            for a in rbac.assignments_for(s, p.id):
+                s.delete(a)
+            s.delete(p)
+
+    def resolve_assignee(self, ref: str) -> Principal:
+        """A principal by id, client id, name, or `vault:NAME` (a vault's managed identity)."""
+        with self.ctx.db.session() as s:
+            if ref.lower().startswith("vault:"):
+                name = ref.split(":", 1)[1]
+                matches = list(s.scalars(select(vaults.Vault).where(vaults.Vault.name == name)))
+                if len(matches) != 1:
+                    raise BadRequest(
+                        f"{len(matches)} vaults are named {name!r}; use the vault's "
+                        "identity.principalId instead.",
+                        code="PrincipalNotFound",
+                    )
+                return identity.get_principal(s, matches[0].principal_id)
+            return identity.find_principal(s, ref)
+
+    # -- roles and assignments --------------------------------------------------------------
+
+    def roles(self) -> list[rbac.Role]:
+        with self.ctx.db.session() as s:
+            return rbac.all_roles(s)
+
+    def role(self, ref: str) -> rbac.Role:
+        with self.ctx.db.session() as s:
+            return rbac.find_role(s, ref)
+
+    def put_custom_role(
+        self, role_id: str, name: str, description: str, permissions: dict[str, Any]
+    ) -> rbac.Role:
+        with self.ctx.db.session() as s:
+            return rbac.put_custom_role(
+                s, role_id, name, description, permissions, self.ctx.clock.now()
+            )
+
+    def create_assignment(
+        self,
+        caller: Caller | None,
+        scope: str,
+        role_ref: str,
+        principal_ref: str,
+        assignment_id: str | None = None,
+    ) -> rbac.Assignment:
+        principal = self.resolve_assignee(principal_ref)
+        with self.ctx.db.session() as s:
+            role = rbac.find_role(s, role_ref)
+            return rbac.assign(
+                s,
+                scope=scope,
+                role=role,
+                principal_id=principal.id,
+                principal_type=principal.type,
+                now=self.ctx.clock.now(),
+                created_by=caller.principal_id if caller else None,
+                assignment_id=assignment_id or str(uuid.uuid4()),
+            )
+
+    def list_assignments(
+        self, scope: str | None, principal_ref: str | None = None, at_scope_only: bool = False
+    ) -> list[rbac.Assignment]:
+        principal_id = self.resolve_assignee(principal_ref).id if principal_ref else None
+        with self.ctx.db.session() as s:
+            return rbac.list_assignments(s, scope, principal_id, at_scope_only)
+
+    def get_assignment(self, assignment_id: str) -> rbac.Assignment:
+        with self.ctx.db.session() as s:
+            return rbac.get_assignment(s, assignment_id)
+
+    def delete_assignment(self, assignment_id: str) -> rbac.Assignment:
+        with self.ctx.db.session() as s:
+            row = rbac.get_assignment(s, assignment_id)
+            s.delete(row)
+            return row
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def record(
+        self,
+        caller: Caller | None,
+        action: str,
+        scope: str,
+        method: str,
+        status: int,
+        error_code: str | None,
+    ) -> None:
+        with self.ctx.db.session() as s:
+            audit.record(
+                s,
+                at=self.ctx.clock.now(),
+                principal_id=caller.principal_id if caller else None,
+                principal_name=caller.name if caller else None,
+                action=action,
+                scope=scope,
+                method=method,
+                status=status,
+                error_code=error_code,
+            )
+
+    def audit_events(
+        self,
+        scope_prefix: str | None,
+        since: datetime | None = None,
+        outcome: str | None = None,
+        limit: int = 500,
+    ) -> list[audit.AuditEvent]:
+        with self.ctx.db.session() as s:
+            return audit.query(
+                s, scope_prefix=scope_prefix, since=since, outcome=outcome, limit=limit
+            )

@@ -1,0 +1,61 @@
+"""Which action a request performs, and on which scope: derived from the ARM path, as Azure does.
+
+PUT    .../providers/Microsoft.DataProtection/backupVaults/v      -> backupVaults/write on v
+GET    .../backupVaults/v/backupInstances                         -> backupInstances/read on v
+POST   .../backupVaults/v/backupInstances/bi/restore              -> .../restore/action on bi
+PUT    {scope}/providers/Microsoft.Authorization/roleAssignments/x -> roleAssignments/write on scope
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
+
+# Readable by anyone signed in: needed to find one's way (the CLI's default subscription,
+# the role catalogue).
+OPEN_ACTIONS = {
+    "Microsoft.Resources/subscriptions/read",
+    "Microsoft.Authorization/roleDefinitions/read",
+}
+
+
+@dataclass(frozen=True)
+class Requested:
+    action: str
+    scope: str
+
+    @property
+    def open(self) -> bool:
+        return self.action in OPEN_ACTIONS
+
+
+def requested(method: str, path: str) -> Requested:
+    """The action and scope of an API call."""
+    segs = [s for s in path.split("/") if s]
+    lowered = [s.lower() for s in segs]
+    if segs and lowered[0] == "pgvault":
+        return Requested(f"pgvault/{'/'.join(segs[1:2])}/{VERBS.get(method, 'action')}", "/")
+    if "providers" in lowered:
+        at = len(lowered) - 1 - lowered[::-1].index("providers")
+        base, namespace, rest = (
+            segs[:at],
+            segs[at + 1] if at + 1 < len(segs) else "",
+            segs[at + 2 :],
+        )
+    else:
+        base, namespace, rest = [], "Microsoft.Resources", segs
+    types = rest[0::2]
+    odd = len(rest) % 2 == 1
+    if namespace.lower() == "microsoft.authorization":
+        scope = "/" + "/".join(base)
+        return Requested(
+            f"Microsoft.Authorization/{types[0] if types else ''}/{VERBS.get(method, 'action')}",
+            scope,
+        )
+    resource = "/" + "/".join(segs[:-1] if odd else segs)
+    if odd and method == "POST":
+        action = f"{namespace}/{'/'.join(types[:-1])}/{types[-1]}/action"
+    else:
+        action = f"{namespace}/{'/'.join(t for t in types)}/{VERBS.get(method, 'action')}"
+    return Requested(action.replace("//", "/"), resource if resource != "/" else "/")
