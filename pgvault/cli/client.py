@@ -90,6 +90,22 @@ class Client:
         self._lifetime = float(data.get("expires_in", 600))
         return token
 
+    def fetch_user_token(self, username: str, password: str) -> str:
+        form = {"grant_type": "password", "username": username, "password": password}
+        data = self._send("POST", "/oauth2/token", data=form, auth=False)
+        token: str = data["access_token"]
+        self._lifetime = float(data.get("expires_in", 600))
+        return token
+
+    def remember(self, token: str) -> None:
+        """Use this token for later commands (until it expires or `pgvault logout`)."""
+        self.token = token
+        self._save_cache(token=token, expires=time.time() + self._lifetime)
+
+    def forget(self) -> None:
+        self.token = None
+        self._save_cache(token=None, expires=0)
+
     def _cache_path(self) -> Path:
         return Settings.from_env().home / "cli-cache.json"
 

@@ -88,7 +88,7 @@ SELECT 'table ' || name FROM user_objects
   WHERE relkind <> 'S' AND NOT has_table_privilege(oid, 'SELECT')
 UNION ALL
 SELECT 'sequence ' || name FROM user_objects
-  WHERE relkind = 'S' AND NOT has_sequence_privilege(oid, 'SELECT')
+  WHERE CASE WHEN relkind = 'S' THEN NOT has_sequence_privilege(oid, 'SELECT') ELSE false END
 """
 
 

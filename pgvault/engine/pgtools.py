@@ -162,6 +162,8 @@ class StderrTail:
         return "\n".join(self.lines)
 
     def summary(self) -> str:
+        """The most telling line (the last error), once the pipe is fully drained."""
+        self._thread.join(timeout=5)
         errors = [ln for ln in self.lines if "error" in ln.lower() or "fatal" in ln.lower()]
         return (errors or list(self.lines) or ["(no output)"])[-1][:500]
 

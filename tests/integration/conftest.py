@@ -76,6 +76,13 @@ class Vault:
     name: str = "vault1"
     secrets: dict[str, str] = field(default_factory=dict)
 
+    def grant_identity(self, scope: str | None = None) -> None:
+        """What Azure asks of a vault's identity, granted on the whole resource group."""
+        principal = self.service.get_vault(self.sub, RG, self.name).principal_id
+        scope = scope or f"/subscriptions/{self.sub}/resourceGroups/{RG}"
+        for role in ("Reader", "Key Vault Secrets User", "Storage Blob Data Contributor"):
+            self.service.access.create_assignment(None, scope, role, principal)
+
     def register(self, cluster: PgCluster, server: str, region: str = REGION) -> None:
         self.service.put_server(self.sub, RG, server, "127.0.0.1", cluster.port, region)
 
@@ -172,8 +179,10 @@ def vault(tmp_path: Path, metadata_url: str | None, datastore_url: str | None) -
     service.put_keyvault(sub, RG, "kv1", REGION)
     service.put_vault(sub, RG, "vault1", REGION, {}, {})
     service.put_policy(sub, RG, "vault1", "weekly", {})
+    v = Vault(service, service.ctx, sub)
+    v.grant_identity()
     try:
-        yield Vault(service, service.ctx, sub)
+        yield v
     finally:
         pool.stop()
         service.ctx.db.dispose()

@@ -195,7 +195,7 @@ def test_token_with_other_grant_type_is_400(api: Api) -> None:
     r = api.client.post(
         "/oauth2/token",
         data={
-            "grant_type": "password",
+            "grant_type": "authorization_code",
             "client_id": creds["clientId"],
             "client_secret": creds["clientSecret"],
         },
