@@ -58,6 +58,9 @@ for sub_app, name in [
     (rp_app, "recovery-point"),
     (restore_app, "restore"),
     (job_app, "job"),
+    (principal_app, "principal"),
+    (role_app, "role"),
+    (audit_app, "audit"),
 ]:
     app.add_typer(sub_app, name=name)
 kv_app.add_typer(secret_app, name="secret")
@@ -93,11 +96,13 @@ def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except ApiError as exc:
-        err.print(f"[red]error[/red] {exc.code}: {exc.message}")
-        for d in exc.details[1:]:
-            err.print(f"  also {d.get('code')}: {d.get('message')}")
-        if exc.action:
-            err.print(f"[yellow]fix:[/yellow] {exc.action}")
+        problems = [ApiError.from_body(exc.status, {"error": d}) for d in exc.details] or [exc]
+        if len(problems) > 1:
+            err.print(f"[red]error[/red] {len(problems)} checks failed:")
+        for p in problems:
+            err.print(f"[red]error[/red] {p.code}: {p.message}")
+            if p.action:
+                err.print(f"[yellow]fix:[/yellow] {p.action}")
         raise typer.Exit(1) from None
 
 
