@@ -28,7 +28,7 @@ from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import backup as engine
 from pgvault.engine import pgtools
-from pgvault.errors import PgVaultError, UserError, ValidationFailed
+from pgvault.errors import Conflict, PgVaultError, UserError, ValidationFailed
 from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import RecoveryPoint
 
@@ -43,6 +43,13 @@ def queue(
     user_triggered: bool = True,
 ) -> jobs.Job:
     """Create the job for an on-demand backup (a second concurrent one is refused)."""
+    if inst.protection_state not in instances.ADHOC_ALLOWED:
+        raise Conflict(
+            f"Backup instance {inst.name!r} is in state {inst.protection_state}; backups are "
+            "not taken in this state.",
+            code="UserErrorInvalidProtectionState",
+            recommended_action="Resume protection first (resumeProtection).",
+        )
     point_id = uuid.uuid4().hex
     job = jobs.create(
         s,

@@ -24,6 +24,7 @@ class Settings:
     home: Path = field(default_factory=_default_home)
     database_url: str | None = None
     datastore_url: str | None = None
+    archive_url: str | None = None
     master_key: str | None = None
     public_url: str | None = None
     workers: int = 2
@@ -38,7 +39,7 @@ class Settings:
         values: dict[str, object] = {}
         if "PGVAULT_HOME" in env:
             values["home"] = Path(env["PGVAULT_HOME"])
-        for key in ("database_url", "datastore_url", "master_key", "public_url"):
+        for key in ("database_url", "datastore_url", "archive_url", "master_key", "public_url"):
             name = f"PGVAULT_{key.upper()}"
             if env.get(name):
                 values[key] = env[name]
@@ -56,6 +57,11 @@ class Settings:
     def datastore(self) -> str:
         """URL of the vault datastore (a local directory under home by default)."""
         return self.datastore_url or (self.home / "datastore").as_uri()
+
+    @property
+    def archive(self) -> str:
+        """URL of the archive tier (a separate local directory under home by default)."""
+        return self.archive_url or (self.home / "archive").as_uri()
 
     @property
     def keys_dir(self) -> Path:

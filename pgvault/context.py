@@ -20,6 +20,7 @@ class Context:
     cipher: Cipher
     token_key: bytes
     datastore: Location
+    archive: Location
     clock: Clock = field(default_factory=SystemClock)
 
     @property
@@ -38,5 +39,6 @@ class Context:
             cipher=Cipher(master),
             token_key=token_key,
             datastore=from_url(settings.datastore),
+            archive=from_url(settings.archive),
             clock=clock or SystemClock(),
         )

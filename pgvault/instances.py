@@ -10,9 +10,14 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, NotFound
+from pgvault.errors import BadRequest, Conflict, NotFound
 
 PROTECTION_CONFIGURED = "ProtectionConfigured"
+PROTECTION_STOPPED = "ProtectionStopped"
+BACKUPS_SUSPENDED = "BackupSchedulesSuspended"
+SOFT_DELETED = "SoftDeleted"
+# Scheduled backups run only in this state; on-demand ones also while suspended.
+ADHOC_ALLOWED = (PROTECTION_CONFIGURED, BACKUPS_SUSPENDED)
 
 
 class Instance(Base):
@@ -29,6 +34,13 @@ class Instance(Base):
     secret_uri: Mapped[str] = mapped_column(String(500))
     protection_state: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    purge_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def soft_deleted(self) -> bool:
+        return self.protection_state == SOFT_DELETED
 
 
 def check_database_name(name: str) -> str:
@@ -50,7 +62,11 @@ def default_name(server: str, database: str) -> str:
 
 def get(s: Session, vault_id: str, name: str) -> Instance:
     inst = s.scalar(
-        select(Instance).where(Instance.vault_id == vault_id, Instance.name_key == name.lower())
+        select(Instance).where(
+            Instance.vault_id == vault_id,
+            Instance.name_key == name.lower(),
+            Instance.protection_state != SOFT_DELETED,
+        )
     )
     if inst is None:
         raise NotFound(
@@ -62,15 +78,67 @@ def get(s: Session, vault_id: str, name: str) -> Instance:
 
 
 def find(s: Session, vault_id: str, name: str) -> Instance | None:
+    """A live (not soft-deleted) instance by name, if any."""
     return s.scalar(
-        select(Instance).where(Instance.vault_id == vault_id, Instance.name_key == name.lower())
+        select(Instance).where(
+            Instance.vault_id == vault_id,
+            Instance.name_key == name.lower(),
+            Instance.protection_state != SOFT_DELETED,
+        )
     )
 
 
-def list_instances(s: Session, vault_id: str) -> list[Instance]:
+def list_instances(s: Session, vault_id: str, *, deleted: bool = False) -> list[Instance]:
+    """Live instances, or (deleted=True) the soft-deleted ones."""
+    state = Instance.protection_state
     return list(
-        s.scalars(select(Instance).where(Instance.vault_id == vault_id).order_by(Instance.name))
+        s.scalars(
+            select(Instance)
+            .where(
+                Instance.vault_id == vault_id,
+                (state == SOFT_DELETED) if deleted else (state != SOFT_DELETED),
+            )
+            .order_by(Instance.name)
+        )
     )
+
+
+def get_deleted(s: Session, vault_id: str, name: str) -> Instance:
+    inst = s.scalar(
+        select(Instance).where(
+            Instance.vault_id == vault_id,
+            Instance.name_key == name.lower(),
+            Instance.protection_state == SOFT_DELETED,
+        )
+    )
+    if inst is None:
+        raise NotFound(
+            f"No soft-deleted backup instance {name!r} in this vault.", code="ResourceNotFound"
+        )
+    return inst
+
+
+_TRANSITIONS = {
+    "stopProtection": ((PROTECTION_CONFIGURED, BACKUPS_SUSPENDED), PROTECTION_STOPPED),
+    "suspendBackups": ((PROTECTION_CONFIGURED,), BACKUPS_SUSPENDED),
+    "resumeProtection": ((PROTECTION_STOPPED,), PROTECTION_CONFIGURED),
+    "resumeBackups": ((BACKUPS_SUSPENDED,), PROTECTION_CONFIGURED),
+}
+
+
+def transition(inst: Instance, action: str) -> str:
+    """Apply a protection action (stopProtection, suspendBackups, resume...); returns the state."""
+    allowed, target = _TRANSITIONS[action]
+    if inst.protection_state == target:
+        return target
+    if inst.protection_state not in allowed:
+        raise Conflict(
+            f"Cannot {action} an instance in state {inst.protection_state}.",
+            code="UserErrorInvalidProtectionState",
+            recommended_action=f"{action} applies to instances in state {' or '.join(allowed)}.",
+        )
+    inst.protection_state = target
+    return target
 
 
 def protecting(s: Session, datasource_id: str) -> Instance | None:

@@ -9,6 +9,7 @@ from pgvault import (  # noqa: F401  (imported for their tables)
     identity,
     instances,
     jobs,
+    leases,
     policies,
     rbac,
     recovery_points,

@@ -73,6 +73,7 @@ BACKUP_OPERATOR_ACTIONS = (
     f"{BI}/resumeBackups/action",
     f"{BI}/resumeProtection/action",
     f"{BI}/sync/action",
+    f"{BI}/stopProtection/action",
     f"{DP}/validateForBackup/action",
 )
 
@@ -216,6 +217,22 @@ def put_custom_role(
 ) -> Role:
     if any(r.name.lower() == name.lower() for r in BUILTIN_ROLES):
         raise Conflict(f"{name!r} is a built-in role.", code="RoleDefinitionExists")
+    if any(r.id == role_id.lower() for r in BUILTIN_ROLES):
+        raise Conflict(
+            f"{role_id!r} is the id of a built-in role; built-in roles cannot be changed.",
+            code="RoleDefinitionExists",
+        )
+    same_name = s.scalar(select(CustomRole).where(func.lower(CustomRole.name) == name.lower()))
+    if same_name is not None and same_name.id != role_id:
+        raise Conflict(
+            f"A custom role named {name!r} already exists (id {same_name.id}).",
+            code="RoleDefinitionWithSameNameExists",
+        )
+    if not name.strip() or len(name) > 128 or len(description) > 1000:
+        raise BadRequest(
+            "roleName must be 1 to 128 characters, description at most 1000.",
+            code="BadRequest",
+        )
     for key in ("actions", "notActions", "dataActions"):
         value = permissions.get(key, [])
         if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
@@ -240,6 +257,19 @@ def assign(
 ) -> Assignment:
     """Create an assignment (idempotent for the same principal, role and scope)."""
     scope = normalize_scope(scope)
+    taken = s.get(Assignment, assignment_id) if assignment_id else None
+    if taken is not None:
+        if (taken.scope_key, taken.role_id, taken.principal_id) != (
+            scope.lower(),
+            role.id,
+            principal_id,
+        ):
+            raise Conflict(
+                "A role assignment with this id exists with another scope, role or principal; "
+                "assignments cannot be changed, delete it first.",
+                code="RoleAssignmentUpdateNotPermitted",
+            )
+        return taken
     existing = s.scalar(
         select(Assignment).where(
             Assignment.scope_key == scope.lower(),

@@ -17,6 +17,8 @@ from pgvault.errors import NotFound
 
 VAULT_STORE = "VaultStore"
 ARCHIVE_STORE = "ArchiveStore"
+COMMITTED = "Committed"
+DELETING = "Deleting"
 
 
 class RecoveryPoint(Base):
@@ -35,6 +37,24 @@ class RecoveryPoint(Base):
     policy_version: Mapped[int | None] = mapped_column()
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default=COMMITTED)
+    in_vault: Mapped[bool] = mapped_column(default=True)
+    in_archive: Mapped[bool] = mapped_column(default=False)
+    archive_location: Mapped[str | None] = mapped_column(String(500))
+    vault_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    archive_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    archive_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rehydrated_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def datastores(self) -> list[str]:
+        """Tiers holding a restorable copy (a rehydrated copy counts as VaultStore)."""
+        stores = []
+        if self.in_vault or self.rehydrated_until is not None:
+            stores.append(VAULT_STORE)
+        if self.in_archive:
+            stores.append(ARCHIVE_STORE)
+        return stores
 
 
 def add(s: Session, point: RecoveryPoint) -> RecoveryPoint:
@@ -46,7 +66,9 @@ def add(s: Session, point: RecoveryPoint) -> RecoveryPoint:
 def get(s: Session, instance_id: str, point_id: str) -> RecoveryPoint:
     point = s.scalar(
         select(RecoveryPoint).where(
-            RecoveryPoint.instance_id == instance_id, RecoveryPoint.id == point_id.lower()
+            RecoveryPoint.instance_id == instance_id,
+            RecoveryPoint.id == point_id.lower(),
+            RecoveryPoint.state == COMMITTED,
         )
     )
     if point is None:
@@ -65,7 +87,9 @@ def list_points(
     end: datetime | None = None,
 ) -> list[RecoveryPoint]:
     """Points of an instance, latest first, optionally within [start, end]."""
-    q = select(RecoveryPoint).where(RecoveryPoint.instance_id == instance_id)
+    q = select(RecoveryPoint).where(
+        RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
+    )
     if start:
         q = q.where(RecoveryPoint.created_at >= start)
     if end:

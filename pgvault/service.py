@@ -10,15 +10,16 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from pgvault import (
     arm,
     backups,
+    housekeeping,
     identity,
     instances,
     jobs,
@@ -411,7 +412,11 @@ class Service:
             return [self._view(s, i) for i in instances.list_instances(s, vault.id)]
 
     def delete_instance(self, sub: str, rg: str, vault_name: str, name: str) -> None:
-        """Delete an instance and its recovery points (objects first, then metadata)."""
+        """Soft-delete (kept for the vault's soft-delete days, then purged) or delete now.
+
+        Deleting now is refused on an immutable vault while unexpired points remain.
+        """
+        now = self.ctx.clock.now()
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
@@ -420,16 +425,58 @@ class Service:
                     "A backup of this instance is running; wait for it to finish.",
                     code="UserErrorOperationInProgress",
                 )
+            days = vaults.soft_delete_days(vault)
             points = recovery_points.list_points(s, inst.id)
-        for point in points:
-            self.ctx.datastore.child(point.location).delete_all()
+            if (
+                days is None
+                and housekeeping.immutable(vault.properties)
+                and any(p.expires_at is None or p.expires_at > now for p in points)
+            ):
+                raise Conflict(
+                    f"Vault {vault.name!r} is immutable: instance {name!r} still has recovery "
+                    "points that have not expired, and deleting it would lose them early.",
+                    code="UserErrorOperationBlockedByImmutability",
+                    recommended_action="Stop protection and retain data instead, or wait until "
+                    "the points expire.",
+                )
+            inst.protection_state = instances.SOFT_DELETED
+            inst.deleted_at = now
+            inst.purge_at = now + timedelta(days=days or 0)
+        if days is None:
+            housekeeping.purge_instances(self.ctx, now)
+
+    def protection_action(
+        self, sub: str, rg: str, vault_name: str, name: str, action: str
+    ) -> InstanceView:
+        """stopProtection, suspendBackups, resumeProtection or resumeBackups."""
         with self.ctx.db.session() as s:
-            for point in recovery_points.list_points(s, inst.id):
-                s.delete(point)
-            s.execute(
-                update(jobs.Job).where(jobs.Job.instance_id == inst.id).values(instance_id=None)
-            )
-            s.delete(s.get(instances.Instance, inst.id))
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            instances.transition(inst, action)
+            if action.startswith("resume"):
+                inst.last_slot_at = self.ctx.clock.now()  # no catch-up for the paused time
+            return self._view(s, inst)
+
+    def list_deleted_instances(self, sub: str, rg: str, vault_name: str) -> list[InstanceView]:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            return [self._view(s, i) for i in instances.list_instances(s, vault.id, deleted=True)]
+
+    def get_deleted_instance(self, sub: str, rg: str, vault_name: str, name: str) -> InstanceView:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            return self._view(s, instances.get_deleted(s, vault.id, name))
+
+    def undelete_instance(self, sub: str, rg: str, vault_name: str, name: str) -> InstanceView:
+        """Bring a soft-deleted instance back, protection stopped and data retained."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get_deleted(s, vault.id, name)
+            if instances.find(s, vault.id, name) is not None:
+                raise Conflict(f"A live instance named {name!r} exists.", code="Conflict")
+            inst.protection_state = instances.PROTECTION_STOPPED
+            inst.deleted_at = inst.purge_at = None
+            return self._view(s, inst)
 
     # -- backup, recovery points, restore --------------------------------------------------
 

@@ -62,6 +62,52 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _state(props: dict[str, Any], *path: str) -> str:
+    cur: Any = props
+    for key in path:
+        cur = cur.get(key, {}) if isinstance(cur, dict) else {}
+    return str(cur or "").lower()
+
+
+_IRREVERSIBLE = (
+    (("securitySettings", "softDeleteSettings", "state"), "alwayson", "Soft delete 'AlwaysOn'"),
+    (("securitySettings", "immutabilitySettings", "state"), "locked", "Immutability 'Locked'"),
+    (
+        ("featureSettings", "crossSubscriptionRestoreSettings", "state"),
+        "permanentlydisabled",
+        "Cross-subscription restore 'PermanentlyDisabled'",
+    ),
+)
+
+
+def check_settings(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """Refuse settings Azure refuses: out-of-range soft delete, undoing an irreversible one."""
+    days = (
+        new.get("securitySettings", {})
+        .get("softDeleteSettings", {})
+        .get("retentionDurationInDays", 14)
+    )
+    if not isinstance(days, int | float) or isinstance(days, bool) or not 14 <= days <= 180:
+        raise BadRequest(
+            f"softDeleteSettings.retentionDurationInDays must be 14-180, not {days!r}.",
+            code="BadRequest",
+        )
+    for path, final, label in _IRREVERSIBLE:
+        if old is not None and _state(old, *path) == final and _state(new, *path) != final:
+            raise BadRequest(
+                f"{label} is irreversible and cannot be changed.",
+                code="UserErrorIrreversibleSettingChange",
+            )
+
+
+def soft_delete_days(vault: Vault) -> int | None:
+    """Days a deleted instance is kept, or None when soft delete is off."""
+    settings = vault.properties.get("securitySettings", {}).get("softDeleteSettings", {})
+    if str(settings.get("state", "On")).lower() in ("off", "disabled"):
+        return None
+    return int(settings.get("retentionDurationInDays", 14))
+
+
 def create_or_update(
     s: Session,
     sub: str,
@@ -84,9 +130,12 @@ def create_or_update(
                 f"Vault {name!r} is in {vault.location}; a vault cannot move to {region}.",
                 code="LocationCannotBeChanged",
             )
-        vault.properties = _merge(vault.properties, allowed)
+        merged = _merge(vault.properties, allowed)
+        check_settings(vault.properties, merged)
+        vault.properties = merged
         vault.tags = tags or vault.tags
         return vault, False
+    check_settings(None, _merge(DEFAULT_PROPERTIES, allowed))
     principal, _ = identity.create_principal(
         s,
         f"vault-{uuid.uuid4().hex[:12]}-{name}"[:63],

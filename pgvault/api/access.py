@@ -15,7 +15,7 @@ from pgvault import rbac
 from pgvault.api.deps import Auth, Svc, bearer, json_response
 from pgvault.audit import AuditEvent
 from pgvault.clock import iso
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, NotFound
 from pgvault.identity import Principal
 
 router = APIRouter()
@@ -165,9 +165,25 @@ def get_definition(scope: str, role_id: str, svc: Svc, _: Auth) -> JSONResponse:
 
 
 @router.put("/{scope:path}" + AUTHZ + "/roleDefinitions/{role_id}")
-def put_definition(scope: str, role_id: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
+def put_definition(
+    scope: str, role_id: str, svc: Svc, caller: Auth, body: Any = JSON
+) -> JSONResponse:
+    # A custom role is one definition for every scope (assignableScopes is ["/"]): changing
+    # it changes what every assignment of it grants, so it takes the right at the root.
+    svc.access.authorize(caller, "Microsoft.Authorization/roleDefinitions/write", "/")
+    try:
+        role_id = str(uuid.UUID(role_id))
+    except ValueError:
+        raise BadRequest(
+            "A role definition's name must be a GUID.", code="InvalidRoleDefinitionId"
+        ) from None
     props = b.as_dict(b.get(body, "properties"), "properties")
-    perms = (b.get(props, "permissions") or [{}])[0]
+    permissions = b.get(props, "permissions") or [{}]
+    if not isinstance(permissions, list) or not all(isinstance(p, dict) for p in permissions):
+        raise BadRequest(
+            "properties.permissions must be a list of objects.", code="InvalidRequestContent"
+        )
+    perms = permissions[0] if permissions else {}
     role = svc.access.put_custom_role(
         role_id,
         b.require(props, "roleName"),
@@ -261,18 +277,32 @@ def list_assignments(
     return _list_assignments(scope, svc, filter_)
 
 
+def _assignment_at(scope: str, name: str, svc: Svc) -> rbac.Assignment:
+    """The assignment `name` if it is at or below `scope` (where the caller was authorized).
+
+    An assignment above or beside it (e.g. the admin's Owner assignment at `/`, which a
+    resource group's Owner sees in that group's list) is not the caller's to read or delete.
+    """
+    row = svc.access.get_assignment(name)
+    if not rbac.covers(scope, row.scope):
+        raise NotFound(f"Role assignment {name!r} not found.", code="RoleAssignmentNotFound")
+    return row
+
+
 @router.get("/{scope:path}" + AUTHZ + "/roleAssignments/{name}")
 def get_assignment(scope: str, name: str, svc: Svc, _: Auth) -> JSONResponse:
-    return json_response(_assignment(svc.access.get_assignment(name), svc))
+    return json_response(_assignment(_assignment_at(scope, name, svc), svc))
 
 
 @router.delete(AUTHZ + "/roleAssignments/{name}")
 def delete_assignment_root(name: str, svc: Svc, _: Auth) -> JSONResponse:
+    _assignment_at("/", name, svc)
     return json_response(_assignment(svc.access.delete_assignment(name), svc))
 
 
 @router.delete("/{scope:path}" + AUTHZ + "/roleAssignments/{name}")
 def delete_assignment(scope: str, name: str, svc: Svc, _: Auth) -> JSONResponse:
+    _assignment_at(scope, name, svc)
     return json_response(_assignment(svc.access.delete_assignment(name), svc))
 
 

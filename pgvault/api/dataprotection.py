@@ -160,9 +160,57 @@ def list_instances(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> JSONResp
 
 
 @router.delete(BI)
-def delete_instance(sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth) -> Response:
+def delete_instance(
+    request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth
+) -> Response:
+    """Soft-delete (or, with soft delete off, delete) an instance; an LRO like Azure's."""
     svc.delete_instance(sub, rg, vault, bi)
-    return Response(status_code=200)
+    op = svc.record_operation()
+    return accepted(request, _vault_id(sub, rg, vault), op.id)
+
+
+def _protection(action: str) -> Any:
+    def handler(
+        request: Request,
+        sub: str,
+        rg: str,
+        vault: str,
+        bi: str,
+        svc: Svc,
+        _: Auth,
+        body: Any = JSON,
+    ) -> Response:
+        svc.protection_action(sub, rg, vault, bi, action)
+        op = svc.record_operation()
+        return accepted(request, _vault_id(sub, rg, vault), op.id)
+
+    handler.__name__ = action
+    handler.__doc__ = f"{action}: change the instance's protection state (202, then Succeeded)."
+    return handler
+
+
+for _action in ("stopProtection", "suspendBackups", "resumeProtection", "resumeBackups"):
+    router.post(BI + "/" + _action, name=_action)(_protection(_action))
+
+
+@router.get(V + "/deletedBackupInstances")
+def list_deleted(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> JSONResponse:
+    views = svc.list_deleted_instances(sub, rg, vault)
+    return json_response(shapes.page([shapes.deleted_instance(v) for v in views]))
+
+
+@router.get(V + "/deletedBackupInstances/{bi}")
+def get_deleted(sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth) -> JSONResponse:
+    return json_response(shapes.deleted_instance(svc.get_deleted_instance(sub, rg, vault, bi)))
+
+
+@router.post(V + "/deletedBackupInstances/{bi}/undelete")
+def undelete(
+    request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth
+) -> Response:
+    svc.undelete_instance(sub, rg, vault, bi)
+    op = svc.record_operation()
+    return accepted(request, _vault_id(sub, rg, vault), op.id)
 
 
 @router.post(BI + "/backup")

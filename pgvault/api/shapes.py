@@ -184,6 +184,19 @@ def instance(view: InstanceView) -> dict[str, Any]:
     }
 
 
+def deleted_instance(view: InstanceView) -> dict[str, Any]:
+    body = instance(view)
+    body["id"] = body["id"].replace("/backupInstances/", "/deletedBackupInstances/")
+    body["type"] = "Microsoft.DataProtection/backupVaults/deletedBackupInstances"
+    body["properties"]["objectType"] = "DeletedBackupInstance"
+    body["properties"]["deletionInfo"] = {
+        "deletionTime": iso(view.instance.deleted_at),
+        "scheduledPurgeTime": iso(view.instance.purge_at),
+        "billingEndDate": iso(view.instance.deleted_at),
+    }
+    return body
+
+
 def recovery_point(view: InstanceView, rp: recovery_points.RecoveryPoint) -> dict[str, Any]:
     bi_id = f"{view.vault.arm_id}/backupInstances/{view.instance.name}"
     metadata = {k: v for k, v in rp.manifest.items() if k != "objects"}
