@@ -45,5 +45,8 @@ def acquire(db: Database, name: str, holder: str, now: datetime, ttl: timedelta)
 
 def release(db: Database, name: str, holder: str) -> None:
     with db.session() as s:
-        s.execute(update(Lease).where(Lease.name == name, Lease.holder == holder)
-                  .values(expires_at=datetime(1970, 1, 1)))
+        s.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.holder == holder)
+            .values(expires_at=datetime(1970, 1, 1))
+        )

@@ -597,11 +597,90 @@ def instance_delete(
     subscription: SubOpt = None,
     resource_group: RgOpt = "default",
 ) -> None:
-    """Stop protection and delete the instance with its recovery points."""
+    """Delete the instance with its data (soft delete: kept, listed and undeletable for the
+    vault's soft-delete days; immediately if soft delete is off)."""
     c = _client()
     path = f"{_dp(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
-    _run(lambda: c.delete(path))
+    _run(lambda: _follow(c, c.delete(path)))
     out.print(f"Deleted backup instance {instance}.")
+
+
+def _protection_command(action: str, name: str, doc: str) -> None:
+    def command(
+        vault_name: VaultOpt,
+        instance: Annotated[str, typer.Option("--name", "-n")],
+        output: OutputOpt = Output.table,
+        subscription: SubOpt = None,
+        resource_group: RgOpt = "default",
+    ) -> None:
+        c = _client()
+        path = f"{_dp(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
+
+        def body() -> Any:
+            _follow(c, c.post(f"{path}/{action}"))
+            return c.get(path)
+
+        show(_run(body), output, INSTANCE_COLUMNS)
+
+    command.__doc__ = doc
+    instance_app.command(name)(command)
+
+
+_protection_command(
+    "stopProtection", "stop-protection", "Stop protection and retain all data forever."
+)
+_protection_command(
+    "suspendBackups",
+    "suspend-backups",
+    "Stop scheduled backups; points expire by policy, the latest is kept.",
+)
+_protection_command(
+    "resumeProtection", "resume-protection", "Resume protection after stop-protection."
+)
+_protection_command(
+    "resumeBackups", "resume-backups", "Resume scheduled backups after suspend-backups."
+)
+
+
+@instance_app.command("list-deleted")
+def instance_list_deleted(
+    vault_name: VaultOpt,
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
+) -> None:
+    """List soft-deleted instances (undeletable until their purge time)."""
+    c = _client()
+    path = f"{_dp(c, subscription, resource_group, vault_name)}/deletedBackupInstances"
+    show(
+        _run(lambda: c.get(path)),
+        output,
+        [
+            ("Name", "name"),
+            ("Database", "properties.friendlyName"),
+            ("Deleted", "properties.deletionInfo.deletionTime"),
+            ("Purge", "properties.deletionInfo.scheduledPurgeTime"),
+        ],
+    )
+
+
+@instance_app.command("undelete")
+def instance_undelete(
+    vault_name: VaultOpt,
+    instance: Annotated[str, typer.Option("--name", "-n")],
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
+) -> None:
+    """Bring back a soft-deleted instance (protection stopped, data retained)."""
+    c = _client()
+    vault = _dp(c, subscription, resource_group, vault_name)
+
+    def body() -> Any:
+        _follow(c, c.post(f"{vault}/deletedBackupInstances/{instance}/undelete"))
+        return c.get(f"{vault}/backupInstances/{instance}")
+
+    show(_run(body), output, INSTANCE_COLUMNS)
 
 
 # -- jobs: following and waiting ------------------------------------------------------------
