@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from pgvault import (
     connstr,
+    housekeeping,
     instances,
     jobs,
     permissions,
     policies,
     recovery_points,
+    retention,
     secrets,
     servers,
     vaults,
@@ -41,14 +44,28 @@ def queue(
     rule_name: str | None = None,
     retention_tag: str | None = None,
     user_triggered: bool = True,
+    slot: datetime | None = None,
 ) -> jobs.Job:
-    """Create the job for an on-demand backup (a second concurrent one is refused)."""
+    """Create the job for a backup (a second concurrent one of the instance is refused).
+
+    On-demand backups take `retention_tag` (Default unless overridden); scheduled ones
+    (`slot` given) get their tag from the policy when the point is committed.
+    """
     if inst.protection_state not in instances.ADHOC_ALLOWED:
         raise Conflict(
             f"Backup instance {inst.name!r} is in state {inst.protection_state}; backups are "
             "not taken in this state.",
             code="UserErrorInvalidProtectionState",
             recommended_action="Resume protection first (resumeProtection).",
+        )
+    policy = s.get(policies.Policy, inst.policy_id)
+    if policy is not None and retention_tag:
+        props = policy.properties
+        retention.tag_for(
+            now,
+            retention.tagging_criteria_of(props),
+            retention.schedule_of(props),
+            override=retention_tag,
         )
     point_id = uuid.uuid4().hex
     job = jobs.create(
@@ -59,6 +76,8 @@ def queue(
         params={
             "ruleName": rule_name or "BackupWeekly",
             "retentionTag": retention_tag or "Default",
+            "scheduled": slot is not None,
+            "slot": slot.isoformat() if slot else None,
             "pointId": point_id,
             "location": f"{vault.datastore_prefix}/{inst.id}/{point_id}",
         },
@@ -108,6 +127,20 @@ def check_source(
     return ep
 
 
+def _tag(policy: policies.Policy, when: datetime, params: dict[str, Any]) -> str:
+    """On-demand backups take their retentionTagOverride (Default); scheduled ones the
+    policy's highest-priority matching tag."""
+    props = policy.properties
+    override = params.get("retentionTag") if not params.get("scheduled") else None
+    tag = retention.tag_for(
+        when,
+        retention.tagging_criteria_of(props),
+        retention.schedule_of(props),
+        override=override or None,
+    )
+    return tag.name
+
+
 def run(ctx: Context, job_id: str) -> None:
     """Run a claimed backup job to completion or failure."""
     progress = JobProgress(ctx, job_id)
@@ -136,7 +169,8 @@ def run(ctx: Context, job_id: str) -> None:
         progress.phase("Committing recovery point")
         with ctx.db.session() as s:
             now = ctx.clock.now()
-            recovery_points.add(
+            policy = s.get(policies.Policy, inst.policy_id) or policy
+            point = recovery_points.add(
                 s,
                 RecoveryPoint(
                     id=params["pointId"],
@@ -146,13 +180,14 @@ def run(ctx: Context, job_id: str) -> None:
                     location=params["location"],
                     stored_bytes=manifest.storedBytes,
                     dump_bytes=manifest.bytesTransferred,
-                    retention_tag=params.get("retentionTag", "Default"),
+                    retention_tag=_tag(policy, now, params),
                     policy_name=policy.name,
                     policy_version=policy.version,
                     expires_at=None,
                     manifest=manifest.to_dict(),
                 ),
             )
+            housekeeping.plan_point(point, policy.properties)
             job = jobs.get(s, job_id)
             job.recovery_point_id = params["pointId"]
             job.bytes_done = manifest.bytesTransferred

@@ -30,6 +30,7 @@ class Settings:
     workers: int = 2
     heartbeat_seconds: float = 5.0
     stale_after_seconds: float = 30.0
+    scheduler_seconds: float = 20.0
     token_lifetime_seconds: int = 3600
 
     @classmethod
@@ -43,6 +44,8 @@ class Settings:
             name = f"PGVAULT_{key.upper()}"
             if env.get(name):
                 values[key] = env[name]
+        if env.get("PGVAULT_SCHEDULER_SECONDS"):
+            values["scheduler_seconds"] = float(env["PGVAULT_SCHEDULER_SECONDS"])
         if env.get("PGVAULT_WORKERS"):
             values["workers"] = int(env["PGVAULT_WORKERS"])
         values.update({k: v for k, v in overrides.items() if v is not None})

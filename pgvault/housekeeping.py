@@ -8,7 +8,8 @@ gone and listed, and none disappears before its metadata says so.
 
 from __future__ import annotations
 
-import contextlib
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Session
 from pgvault import instances, jobs
 from pgvault.context import Context
 from pgvault.recovery_points import COMMITTED, DELETING, RecoveryPoint
+
+log = logging.getLogger("pgvault.housekeeping")
 
 
 def mark_deleting(s: Session, point: RecoveryPoint) -> None:
@@ -97,11 +100,237 @@ def purge_instances(ctx: Context, now: datetime) -> int:
     return purged
 
 
-def sweep(ctx: Context) -> None:
-    """One housekeeping pass (each step is idempotent; errors wait for the next pass)."""
+# -- retention and tiering ----------------------------------------------------------------
+
+
+def plan_point(point: RecoveryPoint, policy_properties: dict[str, Any]) -> None:
+    """Set a point's tier times from its policy: vault expiry, archive copy time, archive expiry."""
+    from pgvault import retention
+
+    spans = retention.plan(point.created_at, point.retention_tag, policy_properties)
+    vault = next((sp for sp in spans if sp.store == retention.VAULT), None)
+    archive = next((sp for sp in spans if sp.store == retention.ARCHIVE), None)
+    point.vault_expires_at = vault.end if vault else point.created_at
+    point.archive_due_at = archive.start if archive else None
+    point.archive_expires_at = archive.end if archive else None
+    point.expires_at = max(sp.end for sp in spans) if spans else point.vault_expires_at
+
+
+def copy_verified(source: Any, target: Any, manifest: Any, names: list[str] | None = None) -> None:
+    """Copy a point's objects between stores, checking each against the manifest's sha256."""
+    import hashlib
+
+    from pgvault.engine.manifest import MANIFEST
+    from pgvault.engine.restore import CorruptRecoveryPoint
+    from pgvault.storage.backends import pumped
+
+    for obj in manifest.objects:
+        digest = hashlib.sha256()
+
+        def chunks(name: str = obj.name, d: Any = digest) -> Any:
+            for chunk in source.get_stream(name):
+                d.update(chunk)
+                yield chunk
+
+        target.put_stream(obj.name, pumped(chunks))
+        if digest.hexdigest() != obj.sha256:
+            target.delete(obj.name)
+            raise CorruptRecoveryPoint(
+                f"Object {obj.name!r} changed while being copied between tiers; kept the source."
+            )
+    target.put_bytes(MANIFEST, source.get_bytes(MANIFEST))
+
+
+def _housekeeping_job(
+    s: Session, point: RecoveryPoint, operation: str, now: datetime, details: dict[str, Any]
+) -> jobs.Job:
+    job = jobs.create(
+        s,
+        vault_id=point.vault_id,
+        instance_id=point.instance_id,
+        operation=operation,
+        params=details,
+        now=now,
+        recovery_point_id=point.id,
+    )
+    job.is_user_triggered = False
+    job.started_at = now
+    return job
+
+
+def tier_due_points(ctx: Context, now: datetime) -> int:
+    """Copy points whose archive time has come to the archive tier (verified), then record it."""
+    from pgvault.engine.restore import load_manifest
+
+    with ctx.db.session() as s:
+        due = [
+            p.id
+            for p in s.scalars(
+                select(RecoveryPoint).where(
+                    RecoveryPoint.state == COMMITTED,
+                    RecoveryPoint.in_archive.is_(False),
+                    RecoveryPoint.archive_due_at.is_not(None),
+                    RecoveryPoint.archive_due_at <= now,
+                )
+            )
+        ]
+    moved = 0
+    for point_id in due:
+        with ctx.db.session() as s:
+            point = s.get(RecoveryPoint, point_id)
+            if point is None or not point.in_vault:
+                continue
+            job_id = _housekeeping_job(
+                s, point, "Tiering", now, {"from": "VaultStore", "to": "ArchiveStore"}
+            ).id
+            location = point.location
+        try:
+            source = ctx.datastore.child(location)
+            copy_verified(source, ctx.archive.child(location), load_manifest(source))
+        except Exception as exc:
+            from pgvault.progress import fail
+
+            fail(ctx, job_id, exc)
+            continue
+        with ctx.db.session() as s:
+            point = s.get(RecoveryPoint, point_id)
+            if point is not None:
+                point.in_archive, point.archive_location = True, location
+            jobs.finish(jobs.get(s, job_id), ctx.clock.now())
+        moved += 1
+    return moved
+
+
+def _retained_forever(s: Session, point: RecoveryPoint) -> bool:
+    """Stopped protection keeps everything; suspended backups keep the latest point."""
+    inst = s.get(instances.Instance, point.instance_id)
+    if inst is None:
+        return False
+    if inst.protection_state == instances.PROTECTION_STOPPED:
+        return True
+    if inst.protection_state == instances.BACKUPS_SUSPENDED:
+        latest = s.scalar(
+            select(RecoveryPoint.id)
+            .where(
+                RecoveryPoint.instance_id == inst.id,
+                RecoveryPoint.state == COMMITTED,
+            )
+            .order_by(RecoveryPoint.created_at.desc())
+            .limit(1)
+        )
+        return latest == point.id
+    return False
+
+
+def expire_vault_copies(ctx: Context, now: datetime) -> int:
+    """Drop vault copies whose time is up once the archive copy (if planned) exists."""
+    with ctx.db.session() as s:
+        rows = list(
+            s.scalars(
+                select(RecoveryPoint).where(
+                    RecoveryPoint.state == COMMITTED,
+                    RecoveryPoint.in_vault.is_(True),
+                    RecoveryPoint.in_archive.is_(True),
+                    RecoveryPoint.vault_expires_at <= now,
+                )
+            )
+        )
+        due = [(p.id, p.location) for p in rows if not _retained_forever(s, p)]
+    for point_id, location in due:
+        ctx.datastore.child(location).delete_all()  # then the flag: a crash re-runs this
+        with ctx.db.session() as s:
+            point = s.get(RecoveryPoint, point_id)
+            if point is not None:
+                point.in_vault = False
+                if point.rehydrated_until is not None:
+                    point.rehydrated_until = None
+    return len(due)
+
+
+def expire_points(ctx: Context, now: datetime) -> int:
+    """Delete points past their final expiry (not for stopped protection or soft-deleted)."""
+    with ctx.db.session() as s:
+        rows = list(
+            s.scalars(
+                select(RecoveryPoint).where(
+                    RecoveryPoint.state == COMMITTED,
+                    RecoveryPoint.expires_at.is_not(None),
+                    RecoveryPoint.expires_at <= now,
+                )
+            )
+        )
+        count = 0
+        for p in rows:
+            inst = s.get(instances.Instance, p.instance_id)
+            if inst is None or inst.soft_deleted or _retained_forever(s, p):
+                continue
+            if p.archive_due_at is not None and not p.in_archive and p.in_vault:
+                continue  # its archive copy is still to be made
+            mark_deleting(s, p)
+            job = _housekeeping_job(s, p, "Deletion", now, {"reason": "Retention expired"})
+            jobs.finish(job, now)
+            count += 1
+    finish_deletions(ctx)
+    return count
+
+
+def end_rehydrations(ctx: Context, now: datetime) -> int:
+    """Remove rehydrated vault copies of archived points once their duration is over."""
+    with ctx.db.session() as s:
+        due = [
+            (p.id, p.location)
+            for p in s.scalars(
+                select(RecoveryPoint).where(
+                    RecoveryPoint.rehydrated_until.is_not(None),
+                    RecoveryPoint.rehydrated_until <= now,
+                    RecoveryPoint.in_vault.is_(False),
+                )
+            )
+        ]
+    for point_id, location in due:
+        ctx.datastore.child(location).delete_all()
+        with ctx.db.session() as s:
+            point = s.get(RecoveryPoint, point_id)
+            if point is not None:
+                point.rehydrated_until = None
+    return len(due)
+
+
+def reapply_policy(ctx: Context, instance_id: str) -> None:
+    """Recompute every point's tier times after a policy change or a resume."""
+    from pgvault import policies
+
+    with ctx.db.session() as s:
+        inst = s.get(instances.Instance, instance_id)
+        if inst is None:
+            return
+        policy = s.get(policies.Policy, inst.policy_id)
+        if policy is None:
+            return
+        for p in s.scalars(
+            select(RecoveryPoint).where(
+                RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
+            )
+        ):
+            plan_point(p, policy.properties)
+
+
+def sweep(ctx: Context) -> dict[str, int]:
+    """One housekeeping pass, in an order that never loses a point: archive copies first,
+    then vault copies, then whole points; every step is idempotent and resumable."""
     now = ctx.clock.now()
-    for step in (finish_deletions,):
-        with contextlib.suppress(Exception):
-            step(ctx)
-    with contextlib.suppress(Exception):
-        purge_instances(ctx, now)
+    done: dict[str, int] = {}
+    steps: tuple[tuple[str, Callable[[], int]], ...] = (
+        ("deletions", lambda: finish_deletions(ctx)),
+        ("tiered", lambda: tier_due_points(ctx, now)),
+        ("vaultCopiesExpired", lambda: expire_vault_copies(ctx, now)),
+        ("expired", lambda: expire_points(ctx, now)),
+        ("rehydrationsEnded", lambda: end_rehydrations(ctx, now)),
+        ("purged", lambda: purge_instances(ctx, now)),
+    )
+    for name, step in steps:
+        try:
+            done[name] = step()
+        except Exception:
+            log.exception("housekeeping step %s failed; it runs again next pass", name)
+    return done

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm, jsonbody
+from pgvault import arm, jsonbody, retention
 from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, Conflict, NotFound
 
@@ -88,11 +88,13 @@ def _validate(properties: dict[str, Any]) -> dict[str, Any]:
     types = jsonbody.get(props, "datasourceTypes") or [DATASOURCE_TYPE]
     if not isinstance(types, list) or [str(t).lower() for t in types] != [DATASOURCE_TYPE.lower()]:
         raise BadRequest(f"datasourceTypes must be [{DATASOURCE_TYPE!r}].", code="BadParameter")
-    return {
+    result = {
         "objectType": "BackupPolicy",
         "datasourceTypes": [DATASOURCE_TYPE],
         "policyRules": rules,
     }
+    retention.validate_policy(result)
+    return result
 
 
 def put(s: Session, vault_id: str, name: str, properties: dict[str, Any], now: datetime) -> Policy:

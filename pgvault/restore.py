@@ -21,6 +21,7 @@ from pgvault import (
     jobs,
     permissions,
     recovery_points,
+    rehydration,
     secrets,
     servers,
     vaults,
@@ -58,6 +59,8 @@ class RestoreRequest:
     recovery_point_id: str
     source_datastore: str
     target: DatabaseTarget | FilesTarget
+    rehydration_priority: str | None = None
+    rehydration_duration: str | None = None
 
     @property
     def restore_type(self) -> str:
@@ -69,6 +72,8 @@ class RestoreRequest:
             "recoveryPointId": self.recovery_point_id,
             "sourceDataStoreType": self.source_datastore,
             "target": asdict(self.target),
+            "rehydrationPriority": self.rehydration_priority,
+            "rehydrationRetentionDuration": self.rehydration_duration,
         }
 
     @classmethod
@@ -79,7 +84,13 @@ class RestoreRequest:
             if params["restoreType"] == "RestoreAsDatabase"
             else FilesTarget(**t)
         )
-        return cls(params["recoveryPointId"], params["sourceDataStoreType"], target)
+        return cls(
+            params["recoveryPointId"],
+            params["sourceDataStoreType"],
+            target,
+            params.get("rehydrationPriority"),
+            params.get("rehydrationRetentionDuration"),
+        )
 
 
 def check_file_prefix(prefix: str) -> str:
@@ -271,11 +282,13 @@ def validate(
 ) -> Checked:
     """Run every check of "Review + restore"; raise ValidationFailed listing all failures."""
     point = recovery_points.get(s, inst.id, req.recovery_point_id)
-    if req.source_datastore.lower() != point.tier.lower():
-        raise BadRequest(
-            f"Recovery point {point.id} is in {point.tier}, not {req.source_datastore}.",
-            code="UserErrorInvalidSourceDataStore",
-        )
+    rehydration.check_source(
+        point,
+        req.source_datastore,
+        req.rehydration_priority,
+        req.rehydration_duration,
+        ctx.clock.now(),
+    )
     errors: list[PgVaultError] = []
     checked = Checked(point)
     if isinstance(req.target, DatabaseTarget):
@@ -302,6 +315,8 @@ def queue(
         recovery_point_id=req.recovery_point_id,
     )
     job.result = {"recoveryPointTime": iso(checked.point.created_at)}
+    if str(req.rehydration_priority or "").lower() == "high":
+        job.priority = rehydration.HIGH_PRIORITY
     return job
 
 
@@ -320,6 +335,9 @@ def run(ctx: Context, job_id: str) -> None:
             vault = s.get(vaults.Vault, inst.vault_id)
             assert vault is not None
             checked = validate(ctx, s, vault, inst, req)
+        if rehydration.needed(checked.point, req.source_datastore, ctx.clock.now()):
+            progress.phase("Rehydrating")
+            rehydration.rehydrate(ctx, checked.point.id, req.rehydration_duration)
         source = ctx.datastore.child(checked.point.location)
         manifest = engine.load_manifest(source)
         progress.phase("Verifying recovery point", manifest.storedBytes)

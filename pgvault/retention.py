@@ -118,7 +118,7 @@ class Criterion:
                 not self.months or day.month in self.months,
                 not self.weeks_of_month or bool(_weeks_of_month(day) & self.weeks_of_month),
                 not (self.days_of_month or self.last_day_of_month) or self._day_matches(day),
-                not self.times or local.time().replace(tzinfo=None) in self.times,
+                not self.times or local.time() in self.times,
             )
         )
 
@@ -732,8 +732,10 @@ def describe_policy(properties: Mapping[str, Any]) -> str:
             continue
         rules.pop(rule.name.lower(), None)
         selects = "; or ".join(describe_criterion(c) for c in tagging.criteria)
-        label = f"{tagging.tag.name} ({selects})" if selects and not tagging.is_default else ""
-        parts.append(f"{label or tagging.tag.name} {_describe_keep(rule)}")
+        name = tagging.tag.name
+        if selects and not tagging.is_default:
+            name += f" ({selects})"
+        parts.append(f"{name} {_describe_keep(rule)}")
     parts += [f"{r.name} (on demand only) {_describe_keep(r)}" for r in rules.values()]
     return f"{schedule.describe()}; keep " + ", ".join(parts)
 

@@ -26,6 +26,7 @@ from pgvault import (
     policies,
     rbac,
     recovery_points,
+    rehydration,
     restore,
     secrets,
     servers,
@@ -293,7 +294,13 @@ class Service:
     ) -> tuple[vaults.Vault, policies.Policy]:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
-            return vault, policies.put(s, vault.id, name, properties, self.ctx.clock.now())
+            policy = policies.put(s, vault.id, name, properties, self.ctx.clock.now())
+            users = [
+                i.id for i in instances.list_instances(s, vault.id) if i.policy_id == policy.id
+            ]
+        for inst_id in users:  # a changed policy re-applies retention to existing points
+            housekeeping.reapply_policy(self.ctx, inst_id)
+        return vault, policy
 
     def get_policy(
         self, sub: str, rg: str, vault_name: str, name: str
@@ -367,39 +374,47 @@ class Service:
     def put_instance(
         self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec
     ) -> InstanceView:
+        """Protect a database (PUT); on an existing instance, change its policy or secret."""
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             server, database, policy = self._resolve_spec(s, vault, spec)
+            datasource = server.database_id(database)
             existing = instances.find(s, vault.id, name)
             if existing is not None:
-                if existing.datasource_key != server.database_id(database).lower():
+                if existing.datasource_key != datasource.lower():
                     raise Conflict(
                         f"Backup instance {name!r} protects another database; a backup "
                         "instance's data source cannot change.",
                         code="UserErrorDatasourceCannotChange",
                     )
+                policy_changed = existing.policy_id != policy.id
                 existing.policy_id, existing.secret_uri = policy.id, spec.secret_uri
-                return self._view(s, existing)
-            other = instances.protecting(s, server.database_id(database))
-            if other is not None:
-                raise UserError(
-                    f"Database {database!r} on server {server.name!r} is already protected "
-                    f"(backup instance {other.name!r}).",
-                    code="UserErrorDppDatasourceAlreadyProtected",
-                    recommended_action="A database can be protected by one vault only.",
+                view = self._view(s, existing)
+            else:
+                policy_changed = False
+                other = instances.protecting(s, datasource)
+                if other is not None:
+                    raise UserError(
+                        f"Database {database!r} on server {server.name!r} is already protected "
+                        f"(backup instance {other.name!r}).",
+                        code="UserErrorDppDatasourceAlreadyProtected",
+                        recommended_action="A database can be protected by one vault only.",
+                    )
+                inst = instances.create(
+                    s,
+                    vault.id,
+                    name,
+                    server.id,
+                    database,
+                    datasource,
+                    policy.id,
+                    spec.secret_uri,
+                    self.ctx.clock.now(),
                 )
-            inst = instances.create(
-                s,
-                vault.id,
-                name,
-                server.id,
-                database,
-                server.database_id(database),
-                policy.id,
-                spec.secret_uri,
-                self.ctx.clock.now(),
-            )
-            return self._view(s, inst)
+                view = self._view(s, inst)
+        if policy_changed:  # a new policy re-applies retention to the existing points
+            housekeeping.reapply_policy(self.ctx, view.instance.id)
+        return view
 
     def get_instance(self, sub: str, rg: str, vault_name: str, name: str) -> InstanceView:
         with self.ctx.db.session() as s:
@@ -455,7 +470,10 @@ class Service:
             instances.transition(inst, action)
             if action.startswith("resume"):
                 inst.last_slot_at = self.ctx.clock.now()  # no catch-up for the paused time
-            return self._view(s, inst)
+            view = self._view(s, inst)
+        if action.startswith("resume"):
+            housekeeping.reapply_policy(self.ctx, view.instance.id)
+        return view
 
     def list_deleted_instances(self, sub: str, rg: str, vault_name: str) -> list[InstanceView]:
         with self.ctx.db.session() as s:
@@ -511,6 +529,23 @@ class Service:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
             return self._view(s, inst), recovery_points.get(s, inst.id, point_id)
+
+    def rehydrate(
+        self,
+        sub: str,
+        rg: str,
+        vault_name: str,
+        name: str,
+        point_id: str,
+        priority: str | None,
+        duration: str | None,
+    ) -> jobs.Job:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            job = rehydration.queue(self.ctx, s, vault.id, inst.id, point_id, priority, duration)
+        self._notify()
+        return job
 
     def validate_restore(
         self, sub: str, rg: str, vault_name: str, name: str, req: restore.RestoreRequest

@@ -16,14 +16,18 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from pgvault import backups, jobs, restore
+from pgvault import backups, jobs, rehydration, restore
 from pgvault.context import Context
 from pgvault.errors import PgVaultError
 
 log = logging.getLogger("pgvault.workers")
 
 Handler = Callable[[Context, str], None]
-HANDLERS: dict[str, Handler] = {jobs.BACKUP: backups.run, jobs.RESTORE: restore.run}
+HANDLERS: dict[str, Handler] = {
+    jobs.BACKUP: backups.run,
+    jobs.RESTORE: restore.run,
+    "Rehydrate": rehydration.run,
+}
 
 
 def _pid_alive(pid: int) -> bool:

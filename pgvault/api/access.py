@@ -350,6 +350,6 @@ def audit_log(
         for e in events
         if e.scope == "/"
         or f"/subscriptions/{sub.lower()}" in e.scope.lower()
-        or e.scope.lower().startswith("/pgvault")
+        or e.scope.lower().startswith(("/pgvault", "/oauth2"))  # sign-ins: failures, lockouts
     ]
     return json_response({"value": [_event(e) for e in events]})

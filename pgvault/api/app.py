@@ -19,6 +19,7 @@ from pgvault.api import access, authz, dataprotection, resources
 from pgvault.api.deps import error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, PgVaultError
+from pgvault.scheduler import Scheduler
 from pgvault.service import Service
 from pgvault.workers import WorkerPool
 
@@ -46,6 +47,7 @@ _CANONICAL = {
         "validateForBackup",
         "validateRestore",
         "deletedBackupInstances",
+        "rehydrate",
         "stopProtection",
         "suspendBackups",
         "resumeProtection",
@@ -83,6 +85,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     """The API over one service; the worker pool starts and stops with the app."""
     pool = WorkerPool(ctx, ctx.settings.workers) if start_workers else None
     service = Service(ctx, pool)
+    scheduler = Scheduler(ctx, ctx.settings.scheduler_seconds, notify=pool.notify) if pool else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,10 +94,14 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
             log.warning(note)
         if pool is not None:
             pool.start()
+        if scheduler is not None:
+            scheduler.start()
         app.state.ready = True
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             if pool is not None:
                 pool.stop()
 

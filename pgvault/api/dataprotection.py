@@ -329,7 +329,38 @@ def restore_request(obj: Any) -> restore.RestoreRequest:
             secret_uri=b.require(info, "datasourceAuthCredentials", "secretStoreResource", "uri"),
             location=b.get(info, "restoreLocation"),
         )
-    return restore.RestoreRequest(point, source, target)
+    return restore.RestoreRequest(
+        point,
+        source,
+        target,
+        b.get(obj, "rehydrationPriority"),
+        b.get(obj, "rehydrationRetentionDuration"),
+    )
+
+
+@router.post(BI + "/rehydrate")
+def rehydrate(
+    request: Request,
+    sub: str,
+    rg: str,
+    vault: str,
+    bi: str,
+    svc: Svc,
+    _: Auth,
+    body: Any = JSON,
+) -> Response:
+    """Rehydrate an archived point into the vault tier for a while (a Rehydrate job)."""
+    job = svc.rehydrate(
+        sub,
+        rg,
+        vault,
+        bi,
+        b.require(body, "recoveryPointId"),
+        b.get(body, "rehydrationPriority"),
+        b.get(body, "rehydrationRetentionDuration"),
+    )
+    op = svc.record_operation(job_id=job.id)
+    return accepted(request, _vault_id(sub, rg, vault), op.id)
 
 
 @router.post(BI + "/validateRestore")

@@ -138,8 +138,17 @@ def policy(v: vaults.Vault, p: policies.Policy) -> dict[str, Any]:
         "id": f"{v.arm_id}/backupPolicies/{p.name}",
         "name": p.name,
         "type": "Microsoft.DataProtection/backupVaults/backupPolicies",
-        "properties": p.properties,
+        "properties": {**p.properties, "summary": _summary(p)},
     }
+
+
+def _summary(p: policies.Policy) -> str:
+    from pgvault import retention
+
+    try:
+        return retention.describe_policy(p.properties)
+    except Exception:  # an old or odd policy still shows; the summary is a convenience
+        return ""
 
 
 def instance(view: InstanceView) -> dict[str, Any]:
@@ -197,6 +206,39 @@ def deleted_instance(view: InstanceView) -> dict[str, Any]:
     return body
 
 
+def _datastores(rp: recovery_points.RecoveryPoint, metadata: dict[str, Any]) -> list[Any]:
+    """One entry per tier holding the point, with expiry and rehydration state."""
+    entries = []
+    meta = json.dumps(metadata, sort_keys=True)
+    if rp.in_vault or rp.rehydrated_until is not None:
+        entries.append(
+            {
+                "id": rp.id,
+                "type": "VaultStore",
+                "creationTime": iso(rp.created_at),
+                "expiryTime": iso(rp.rehydrated_until if not rp.in_vault else rp.vault_expires_at),
+                "metaData": meta,
+                "visible": True,
+                "state": "COMMITTED",
+                "rehydrationExpiryTime": iso(rp.rehydrated_until),
+                "rehydrationStatus": "COMPLETED" if rp.rehydrated_until else None,
+            }
+        )
+    if rp.in_archive:
+        entries.append(
+            {
+                "id": rp.id,
+                "type": "ArchiveStore",
+                "creationTime": iso(rp.archive_due_at),
+                "expiryTime": iso(rp.archive_expires_at),
+                "metaData": meta,
+                "visible": True,
+                "state": "COMMITTED",
+            }
+        )
+    return entries
+
+
 def recovery_point(view: InstanceView, rp: recovery_points.RecoveryPoint) -> dict[str, Any]:
     bi_id = f"{view.vault.arm_id}/backupInstances/{view.instance.name}"
     metadata = {k: v for k, v in rp.manifest.items() if k != "objects"}
@@ -216,18 +258,9 @@ def recovery_point(view: InstanceView, rp: recovery_points.RecoveryPoint) -> dic
             "retentionTagVersion": "1",
             "expiryTime": iso(rp.expires_at),
             "recoveryPointState": "Completed",
-            "recoveryPointDataStoresDetails": [
-                {
-                    "id": rp.id,
-                    "type": rp.tier,
-                    "creationTime": iso(rp.created_at),
-                    "expiryTime": iso(rp.expires_at),
-                    "metaData": json.dumps(metadata, sort_keys=True),
-                    "visible": True,
-                    "state": "COMMITTED",
-                }
-            ],
+            "recoveryPointDataStoresDetails": _datastores(rp, metadata),
             "storedBytes": rp.stored_bytes,
+            "archiveDueTime": iso(rp.archive_due_at),
             "dumpBytes": rp.dump_bytes,
         },
     }

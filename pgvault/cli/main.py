@@ -472,24 +472,72 @@ def vault_delete(
     out.print(f"Deleted vault {name}.")
 
 
+POLICY_COLUMNS = [("Name", "name"), ("Summary", "properties.summary")]
+
+
 @policy_app.command("create")
 def policy_create(
+    vault_name: VaultOpt,
+    name: Annotated[str, typer.Option("--name", "-n")],
+    schedule: Annotated[str, typer.Option(help="weekly, daily or hourly")] = "weekly",
+    days: Annotated[str, typer.Option(help="weekly: days, e.g. Sunday,Wednesday")] = "Sunday",
+    time: Annotated[str, typer.Option(help="Start time HH:MM in --timezone")] = "02:00",
+    every_hours: Annotated[int | None, typer.Option(help="hourly: 1,2,3,4,6,8 or 12")] = None,
+    timezone: Annotated[str, typer.Option(help="UTC or an IANA zone")] = "UTC",
+    keep_default: Annotated[str, typer.Option(help="ISO 8601, e.g. P3M")] = "P3M",
+    keep_daily: Annotated[str | None, typer.Option(help="first backup of each day")] = None,
+    keep_weekly: Annotated[str | None, typer.Option(help="first backup of each week")] = None,
+    keep_monthly: Annotated[str | None, typer.Option(help="first backup of each month")] = None,
+    keep_yearly: Annotated[str | None, typer.Option(help="first backup of each year")] = None,
+    archive_after: Annotated[
+        str | None, typer.Option(help="on-expiry, immediate, or a duration like P30D")
+    ] = None,
+    archive_keep: Annotated[str, typer.Option(help="total age kept in archive")] = "P3Y",
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
+) -> None:
+    """Create or replace a policy: schedule, retention per tag, archive tier."""
+    from pgvault import retention
+
+    c = _client()
+    path = f"{_dp(c, subscription, resource_group, vault_name)}/backupPolicies/{name}"
+
+    def body() -> Any:
+        try:
+            props = retention.build_policy(
+                schedule=schedule,
+                days=tuple(d.strip() for d in days.split(",") if d.strip()),
+                time=time,
+                every_hours=every_hours,
+                timezone=timezone,
+                keep_default=keep_default,
+                keep_daily=keep_daily,
+                keep_weekly=keep_weekly,
+                keep_monthly=keep_monthly,
+                keep_yearly=keep_yearly,
+                archive_after=archive_after,
+                archive_keep=archive_keep,
+            )
+        except Exception as exc:  # the same validation the service runs
+            raise ApiError(getattr(exc, "code", "BadParameter"), str(exc)) from None
+        return c.put(path, {"properties": props})
+
+    show(_run(body), output, POLICY_COLUMNS)
+
+
+@policy_app.command("show")
+def policy_show(
     vault_name: VaultOpt,
     name: Annotated[str, typer.Option("--name", "-n")],
     output: OutputOpt = Output.table,
     subscription: SubOpt = None,
     resource_group: RgOpt = "default",
 ) -> None:
-    """Create a backup policy (weekly full backup kept 3 months, Azure's default template)."""
+    """Show a policy with a readable summary."""
     c = _client()
     path = f"{_dp(c, subscription, resource_group, vault_name)}/backupPolicies/{name}"
-    body = {
-        "properties": {
-            "objectType": "BackupPolicy",
-            "datasourceTypes": ["Microsoft.DBforPostgreSQL/servers/databases"],
-        }
-    }
-    show(_run(lambda: c.put(path, body)), output, [("Name", "name"), ("Id", "id")])
+    show(_run(lambda: c.get(path)), output, [*POLICY_COLUMNS, ("Id", "id")])
 
 
 @policy_app.command("list")
@@ -502,7 +550,24 @@ def policy_list(
     """List backup policies of a vault."""
     c = _client()
     path = f"{_dp(c, subscription, resource_group, vault_name)}/backupPolicies"
-    show(_run(lambda: c.get(path)), output, [("Name", "name"), ("Id", "id")])
+    show(_run(lambda: c.get(path)), output, POLICY_COLUMNS)
+
+
+@policy_app.command("delete")
+def policy_delete(
+    vault_name: VaultOpt,
+    name: Annotated[str, typer.Option("--name", "-n")],
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
+) -> None:
+    """Delete a policy no instance uses."""
+    c = _client()
+    _run(
+        lambda: c.delete(
+            f"{_dp(c, subscription, resource_group, vault_name)}/backupPolicies/{name}"
+        )
+    )
+    out.print(f"Deleted policy {name}.")
 
 
 # -- instances ------------------------------------------------------------------------------
@@ -804,9 +869,21 @@ def recovery_point_list(
     )
     data = _run(lambda: c.get(path))
     for item in data.get("value", []):
-        details = item["properties"].get("recoveryPointDataStoresDetails") or [{}]
-        item["properties"]["tier"] = details[0].get("type")
+        details = item["properties"].get("recoveryPointDataStoresDetails") or []
+        item["properties"]["tier"] = "+".join(d.get("type", "") for d in details)
     show(data, output, [*RP_COLUMNS[:2], ("Tier", "properties.tier"), *RP_COLUMNS[3:]])
+
+
+# Set by the restore commands' --rehydration-* options (archive points).
+REHYDRATION: dict[str, str | None] = {"priority": None, "duration": None}
+PriorityOpt = Annotated[
+    str | None,
+    typer.Option("--rehydration-priority", help="Archive points: Standard (default) or High."),
+]
+DurationOpt = Annotated[
+    str | None,
+    typer.Option("--rehydration-duration", help="Archive points: P10D..P30D (default P15D)."),
+]
 
 
 def _restore(
@@ -821,6 +898,14 @@ def _restore(
     output: Output,
 ) -> None:
     bi = f"{_dp(c, sub, rg, vault_name)}/backupInstances/{instance}"
+    if REHYDRATION["priority"] or REHYDRATION["duration"]:
+        body = {
+            **body,
+            "objectType": "AzureBackupRestoreWithRehydrationRequest",
+            "sourceDataStoreType": "ArchiveStore",
+            "rehydrationPriority": REHYDRATION["priority"] or "Standard",
+            "rehydrationRetentionDuration": REHYDRATION["duration"] or "P15D",
+        }
     _follow(c, c.post(f"{bi}/validateRestore", {"restoreRequestObject": body}))
     if validate_only:
         out.print("Validation passed: the restore can run.")
@@ -838,12 +923,15 @@ def restore_database(
     secret: Annotated[str, typer.Option(help="Secret URI with the target's connection string.")],
     target_resource_group: Annotated[str | None, typer.Option(help="Target server's RG.")] = None,
     wait: WaitOpt = False,
+    rehydration_priority: PriorityOpt = None,
+    rehydration_duration: DurationOpt = None,
     validate_only: Annotated[bool, typer.Option(help="Only run Review + restore checks.")] = False,
     output: OutputOpt = Output.table,
     subscription: SubOpt = None,
     resource_group: RgOpt = "default",
 ) -> None:
     """Restore a recovery point as a new database (owned by the secret's user)."""
+    REHYDRATION.update(priority=rehydration_priority, duration=rehydration_duration)
     c = _client()
     server_id = (
         f"{_rg_path(c, subscription, target_resource_group or resource_group)}"
@@ -885,12 +973,15 @@ def restore_files(
     ],
     file_prefix: Annotated[str, typer.Option(help="Prefix of the files written.")],
     wait: WaitOpt = False,
+    rehydration_priority: PriorityOpt = None,
+    rehydration_duration: DurationOpt = None,
     validate_only: Annotated[bool, typer.Option(help="Only run Review + restore checks.")] = False,
     output: OutputOpt = Output.table,
     subscription: SubOpt = None,
     resource_group: RgOpt = "default",
 ) -> None:
     """Restore a recovery point as dump files for your own pg_restore (grants kept)."""
+    REHYDRATION.update(priority=rehydration_priority, duration=rehydration_duration)
     c = _client()
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
@@ -911,6 +1002,31 @@ def restore_files(
             c, subscription, resource_group, vault_name, instance, body, wait, validate_only, output
         )
     )
+
+
+@rp_app.command("rehydrate")
+def recovery_point_rehydrate(
+    vault_name: VaultOpt,
+    instance: InstOpt,
+    recovery_point: Annotated[str, typer.Option(help="Recovery point id.")],
+    rehydration_priority: PriorityOpt = None,
+    rehydration_duration: DurationOpt = None,
+    wait: WaitOpt = False,
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
+) -> None:
+    """Bring an archived point back to the vault tier for a while (then restores need none)."""
+    c = _client()
+    path = (
+        f"{_dp(c, subscription, resource_group, vault_name)}/backupInstances/{instance}/rehydrate"
+    )
+    body = {
+        "recoveryPointId": recovery_point,
+        "rehydrationPriority": rehydration_priority or "Standard",
+        "rehydrationRetentionDuration": rehydration_duration or "P15D",
+    }
+    _run(lambda: _finish_job(c, c.post(path, body), wait, output))
 
 
 @job_app.command("list")
@@ -1131,7 +1247,7 @@ def role_assignment_delete(
             a for a in found if a["properties"]["roleDefinitionName"].lower() == role.lower()
         ]
         for a in matches:
-            c.delete(f"/providers/Microsoft.Authorization/roleAssignments/{a['name']}")
+            c.delete(f"{_authz_path(a['properties']['scope'])}/roleAssignments/{a['name']}")
         return len(matches)
 
     count = _run(body)
