@@ -27,7 +27,7 @@ class AuditEvent(Base):
 
 
 def outcome_of(status: int) -> str:
-    if status in (401, 403):
+    if status in (401, 403, 429):
         return "Denied"
     return "Succeeded" if status < 400 else "Failed"
 

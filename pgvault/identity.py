@@ -95,7 +95,7 @@ def create_principal(
         id=str(uuid.uuid4()),
         name=name,
         type=type_,
-        client_id=str(uuid.uuid4()) if type_ != MANAGED_IDENTITY else None,
+        client_id=str(uuid.uuid4()) if type_ == SERVICE_PRINCIPAL else None,
         secret_hash=_hasher.hash(secret) if secret else None,
         enabled=True,
         created_at=now,
@@ -154,7 +154,11 @@ def _verify(principal: Principal | None, secret: str) -> bool:
 
 def authenticate_client(s: Session, client_id: str, client_secret: str) -> Principal:
     """Check a service principal's client id + secret; the same error whatever is wrong."""
-    p = s.scalar(select(Principal).where(Principal.client_id == client_id))
+    p = s.scalar(
+        select(Principal).where(
+            Principal.client_id == client_id, Principal.type == SERVICE_PRINCIPAL
+        )
+    )
     if not _verify(p, client_secret) or p is None:
         raise Unauthorized(
             "Invalid client credentials. Check the client id and secret "

@@ -18,7 +18,7 @@ def _missing(grant: rbac.Grant, code: str, what: str) -> UserError:
     return UserError(
         f"The vault's managed identity ({grant.assignee}) lacks {what}.",
         code=code,
-        recommended_action=f"Grant it: {grant.command()}",
+        recommended_action=grant.command(),
         target=grant.scope,
     )
 

@@ -159,6 +159,11 @@ def list_definitions(
     return _list_definitions(scope, svc, filter_)
 
 
+@router.get(AUTHZ + "/roleDefinitions/{role_id}")
+def get_definition_root(role_id: str, svc: Svc, _: Auth) -> JSONResponse:
+    return json_response(_definition("/", svc.access.role(role_id)))
+
+
 @router.get("/{scope:path}" + AUTHZ + "/roleDefinitions/{role_id}")
 def get_definition(scope: str, role_id: str, svc: Svc, _: Auth) -> JSONResponse:
     return json_response(_definition(scope, svc.access.role(role_id)))
@@ -287,6 +292,11 @@ def _assignment_at(scope: str, name: str, svc: Svc) -> rbac.Assignment:
     if not rbac.covers(scope, row.scope):
         raise NotFound(f"Role assignment {name!r} not found.", code="RoleAssignmentNotFound")
     return row
+
+
+@router.get(AUTHZ + "/roleAssignments/{name}")
+def get_assignment_root(name: str, svc: Svc, _: Auth) -> JSONResponse:
+    return json_response(_assignment(_assignment_at("/", name, svc), svc))
 
 
 @router.get("/{scope:path}" + AUTHZ + "/roleAssignments/{name}")

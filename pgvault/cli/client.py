@@ -98,31 +98,38 @@ class Client:
         return token
 
     def remember(self, token: str) -> None:
-        """Use this token for later commands (until it expires or `pgvault logout`)."""
+        """Use this signed-in token for later commands (until it expires or `pgvault logout`)."""
         self.token = token
-        self._save_cache(token=token, expires=time.time() + self._lifetime)
+        self._save_cache(token=token, expires=time.time() + self._lifetime, session="login")
 
     def forget(self) -> None:
+        """Sign out: later commands use the admin credentials under PGVAULT_HOME, if readable."""
         self.token = None
-        self._save_cache(token=None, expires=0)
+        self._save_cache(token=None, expires=0, session=None)
 
     def _cache_path(self) -> Path:
         return Settings.from_env().home / "cli-cache.json"
 
-    def _cached(self) -> dict[str, Any]:
-        """The token and default subscription cached for this service URL, if still fresh."""
+    def _load(self) -> dict[str, Any]:
+        """What is cached for this service URL (token, its expiry, session kind, subscription)."""
         try:
             data = json.loads(self._cache_path().read_text())
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict) or data.get("url") != self.base_url:
             return {}
-        return data if float(data.get("expires", 0)) > time.time() + 60 else {}
+        return data
+
+    def _fresh_token(self, data: dict[str, Any]) -> str | None:
+        token = data.get("token")
+        if isinstance(token, str) and float(data.get("expires", 0)) > time.time() + 60:
+            return token
+        return None
 
     def _save_cache(self, **values: Any) -> None:
-        """Keep the admin token between CLI runs (0600, beside the credentials it came from)."""
+        """Keep the token between CLI runs (0600, in PGVAULT_HOME)."""
         path = self._cache_path()
-        data = {**self._cached(), "url": self.base_url, **values}
+        data = {**self._load(), "url": self.base_url, **values}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -133,12 +140,26 @@ class Client:
         except OSError:
             pass
 
+    def _session_ended(self) -> ApiError:
+        return ApiError(
+            "SessionEnded",
+            "Your sign-in has ended (the token expired or was revoked).",
+            "Sign in again with `pgvault login`, or `pgvault logout` to use the admin credentials.",
+            status=401,
+        )
+
     def _auth_header(self) -> dict[str, str]:
+        """The signed-in token; else (never signed in) the admin's, from PGVAULT_HOME."""
         if self.token is None:
-            self.token = self._cached().get("token")
+            data = self._load()
+            self.token = self._fresh_token(data)
             if self.token is None:
+                if data.get("session") == "login":
+                    raise self._session_ended()  # never fall back to admin silently
                 self.token = self.fetch_token()
-                self._save_cache(token=self.token, expires=time.time() + self._lifetime)
+                self._save_cache(
+                    token=self.token, expires=time.time() + self._lifetime, session="admin"
+                )
         return {"Authorization": f"Bearer {self.token}"}
 
     def _send(
@@ -157,10 +178,14 @@ class Client:
                 f"Cannot reach pgvault at {self.base_url}: {exc}",
                 "Start it with `pgvault serve`, or set PGVAULT_URL to where it runs.",
             ) from None
-        if resp.status_code == 401 and auth and retry and "PGVAULT_TOKEN" not in os.environ:
-            self.token = None  # a cached token from an earlier run of the service
-            self._save_cache(token=None, expires=0)
-            return self._send(method, path, auth=auth, retry=False, **kw)
+        if resp.status_code == 401 and auth and "PGVAULT_TOKEN" not in os.environ:
+            if self._load().get("session") == "login":
+                self._save_cache(token=None, expires=0)
+                raise self._session_ended()
+            if retry:  # an admin token cached by an earlier run of the service
+                self.token = None
+                self._save_cache(token=None, expires=0)
+                return self._send(method, path, auth=auth, retry=False, **kw)
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -192,7 +217,7 @@ class Client:
 
     def default_subscription(self) -> str:
         if self._subscription is None and os.environ.get("PGVAULT_TOKEN") is None:
-            self._subscription = self._cached().get("subscription")
+            self._subscription = self._load().get("subscription")
         if self._subscription is None:
             subs = self.get("/subscriptions")["value"]
             default = [s for s in subs if s.get("isDefault")] or subs

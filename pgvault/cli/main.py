@@ -1004,6 +1004,24 @@ def restore_files(
     )
 
 
+@rp_app.command("show")
+def recovery_point_show(
+    vault_name: VaultOpt,
+    instance: InstOpt,
+    recovery_point: Annotated[str, typer.Option(help="Recovery point id.")],
+    output: OutputOpt = Output.table,
+    subscription: SubOpt = None,
+    resource_group: RgOpt = "default",
+) -> None:
+    """Show one recovery point: time, tag, tiers, expiry, sizes, manifest metadata."""
+    c = _client()
+    path = (
+        f"{_dp(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
+        f"/recoveryPoints/{recovery_point}"
+    )
+    show(_run(lambda: c.get(path)), output, [*RP_COLUMNS, ("Expiry", "properties.expiryTime")])
+
+
 @rp_app.command("rehydrate")
 def recovery_point_rehydrate(
     vault_name: VaultOpt,
@@ -1168,7 +1186,7 @@ def logout() -> None:
 
 ROLE_COLUMNS = [("Role", "properties.roleName"), ("Type", "properties.type"), ("Id", "name")]
 ASSIGNMENT_COLUMNS = [
-    ("Id", "name"),
+    ("Id", "id"),
     ("Role", "properties.roleDefinitionName"),
     ("Principal", "properties.principalId"),
     ("Scope", "properties.scope"),
@@ -1235,7 +1253,11 @@ def role_assignment_delete(
 
     def body() -> int:
         if id_:
-            c.delete(f"/providers/Microsoft.Authorization/roleAssignments/{id_}")
+            # a full assignment id deletes at its own scope; a bare name at the root
+            path = (
+                id_ if "/" in id_ else f"/providers/Microsoft.Authorization/roleAssignments/{id_}"
+            )
+            c.delete(path)
             return 1
         if not (assignee and role and scope):
             raise ApiError("BadParameter", "Give --id, or --assignee, --role and --scope.")

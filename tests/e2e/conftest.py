@@ -39,6 +39,7 @@ SOURCE_DB = "shop"
 RESTORER = "restorer"
 RESTORER_PASSWORD = "rst-" + secrets.token_urlsafe(12)
 STARTUP_TIMEOUT = 30.0
+API_VERSION = "2025-07-01"
 
 #: Variables that would point a test's server or CLI at someone else's service or state.
 _SERVICE_VARS = {
@@ -178,6 +179,51 @@ class PgvaultServer:
         lines = self.cli("auth", "token").stdout.strip().splitlines()
         assert lines, "pgvault auth token printed nothing"
         return lines[-1].strip()
+
+    # -- identity and access ---------------------------------------------------------------
+
+    def admin_credentials(self) -> dict[str, str]:
+        """The admin service principal's `clientId` / `clientSecret` (under PGVAULT_HOME)."""
+        creds: dict[str, str] = json.loads((self.home / "credentials.json").read_text())
+        return creds
+
+    def api(self, method: str, path: str, *, token: str | None = None, **kw: Any) -> httpx.Response:
+        """One plain HTTP call (api-version set; bearer token if given); any status."""
+        headers = dict(kw.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        params = {"api-version": API_VERSION, **(kw.pop("params", None) or {})}
+        return httpx.request(
+            method, self.url + path, headers=headers, params=params, timeout=60, **kw
+        )
+
+    def client_token(self, client_id: str, secret: str) -> str:
+        """A token for a service principal: `POST /oauth2/token` with client_credentials."""
+        resp = self.api(
+            "POST",
+            "/oauth2/token",
+            data={"grant_type": "client_credentials", "client_id": client_id,
+                  "client_secret": secret},
+        )  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        token: str = resp.json()["access_token"]
+        return token
+
+    def subscription(self) -> str:
+        """The service's default subscription id."""
+        resp = self.api("GET", "/subscriptions", token=self.token())
+        assert resp.status_code == 200, resp.text
+        defaults = [s for s in resp.json()["value"] if s["isDefault"]]
+        assert len(defaults) == 1, resp.text
+        sub: str = defaults[0]["subscriptionId"]
+        return sub
+
+    def grant(self, assignee: str, role: str, scope: str) -> Any:
+        """`pgvault role assignment create` (as the admin), returning the assignment."""
+        return self.cli_json(
+            "role", "assignment", "create", "--assignee", assignee, "--role", role,
+            "--scope", scope,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,21 @@ class Protected:
     backup_job: str
 
 
+def _fix_commands(stderr: str) -> list[str]:
+    """The `pgvault role assignment create ...` commands the `fix:` lines recommend."""
+    fixes = [line for line in stderr.splitlines() if line.startswith("fix:")]
+    assert fixes, stderr
+    commands = []
+    for line in fixes:
+        assert "pgvault role assignment create" in line, line
+        commands.append(line[line.index("pgvault role assignment create") :].strip())
+    return commands
+
+
+def _grant_command(assignee: str, role: str, scope: str) -> str:
+    return f'pgvault role assignment create --assignee {assignee} --role "{role}" --scope {scope}'
+
+
 @pytest.fixture(scope="module")
 def protected(pgvault_module_server: PgvaultServer, source_pg: PgCluster) -> Protected:
     srv = pgvault_module_server
@@ -58,7 +74,8 @@ def protected(pgvault_module_server: PgvaultServer, source_pg: PgCluster) -> Pro
     )  # fmt: skip
     assert server["name"] == "src"
     assert server["properties"]["port"] == source_pg.port
-    assert srv.cli_json("keyvault", "create", "--name", "kv1", "--region", REGION)["name"] == "kv1"
+    kv = srv.cli_json("keyvault", "create", "--name", "kv1", "--region", REGION)
+    assert kv["name"] == "kv1"
     src_secret = srv.cli_json(
         "keyvault", "secret", "set", "--vault-name", "kv1", "--name", "srcpw",
         input=superuser_connstr(source_pg),
@@ -69,15 +86,45 @@ def protected(pgvault_module_server: PgvaultServer, source_pg: PgCluster) -> Pro
     )["properties"]["secretUri"]  # fmt: skip
     vault = srv.cli_json("vault", "create", "--name", VAULT, "--region", REGION)
     assert vault["name"] == VAULT
-    assert vault["identity"]["principalId"]
+    identity = vault["identity"]["principalId"]
+    assert identity
     policy = srv.cli_json("policy", "create", "--vault-name", VAULT, "--name", "weekly")
     assert policy["name"] == "weekly"
-    instance = srv.cli_json(
+    create_instance = [
         "instance", "create", "--vault-name", VAULT, "--server", "src", "--database", SOURCE_DB,
         "--policy", "weekly", "--secret", src_secret, "--name", INSTANCE,
-    )  # fmt: skip
+    ]  # fmt: skip
+
+    # The vault's identity holds nothing yet: protection fails, listing every missing grant
+    # with the command that fixes it.
+    denied = srv.cli(*create_instance, check=False)
+    assert denied.returncode == 1, denied
+    assert "UserErrorMSIMissingPermissions" in denied.stderr
+    assert "UserErrorMissingPermissionsOnSecretStore" in denied.stderr
+    assert "Traceback" not in denied.stderr
+    fixes = _fix_commands(denied.stderr)
+    assert sorted(fixes) == sorted(
+        [
+            _grant_command(identity, "Reader", server["id"]),
+            _grant_command(identity, "Key Vault Secrets User", kv["id"]),
+        ]
+    ), denied.stderr
+    assert srv.cli_json("instance", "list", "--vault-name", VAULT)["value"] == []
+
+    # Run exactly what was recommended: Reader on the server, Key Vault Secrets User on the
+    # key vault -- nothing broader.
+    for command in fixes:
+        srv.cli(*shlex.split(command)[1:])
+    instance = srv.cli_json(*create_instance)
     assert instance["name"] == INSTANCE
     assert instance["properties"]["dataSourceInfo"]["resourceName"] == SOURCE_DB
+
+    job = srv.cli_json("backup", "now", "--vault-name", VAULT, "--instance", INSTANCE, "--wait")
+    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
+    assert job["properties"]["operation"] == "Backup"
+    points = srv.cli_json("recovery-point", "list", "--vault-name", VAULT, "--instance", INSTANCE)
+    assert len(points["value"]) == 1
+    point = points["value"][0]["name"]
 
     files_dir = srv.home.parent / "storage-sa1"
     files_dir.mkdir()
@@ -91,15 +138,34 @@ def protected(pgvault_module_server: PgvaultServer, source_pg: PgCluster) -> Pro
     )
     container_url = container["properties"]["url"]
 
-    job = srv.cli_json("backup", "now", "--vault-name", VAULT, "--instance", INSTANCE, "--wait")
-    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
-    assert job["properties"]["operation"] == "Backup"
-    points = srv.cli_json("recovery-point", "list", "--vault-name", VAULT, "--instance", INSTANCE)
-    assert len(points["value"]) == 1
+    # Restore as files needs Storage Blob Data Contributor on the container.
+    no_blob = srv.cli(
+        *_restore_files_args(point, container_url, "probe"), "--validate-only", check=False
+    )
+    assert no_blob.returncode == 1, no_blob
+    assert "UserErrorContainerNotAccessible" in no_blob.stderr
+    assert _fix_commands(no_blob.stderr) == [
+        _grant_command(identity, "Storage Blob Data Contributor", container["id"])
+    ], no_blob.stderr
+    granted = srv.grant(f"vault:{VAULT}", "Storage Blob Data Contributor", container["id"])
+    assert granted["properties"]["principalId"] == identity
+    assert granted["properties"]["scope"] == container["id"]
+    ok = srv.cli(*_restore_files_args(point, container_url, "probe"), "--validate-only")
+    assert "Validation passed" in ok.stdout
+
+    held = srv.cli_json("role", "assignment", "list", "--assignee", f"vault:{VAULT}")["value"]
+    assert sorted(
+        (a["properties"]["roleDefinitionName"], a["properties"]["scope"]) for a in held
+    ) == sorted(
+        [
+            ("Reader", server["id"]),
+            ("Key Vault Secrets User", kv["id"]),
+            ("Storage Blob Data Contributor", container["id"]),
+        ]
+    )
     return Protected(
-        srv, source_pg, src_secret, rst_secret, container_url, files_dir,
-        points["value"][0]["name"], job["name"],
-    )  # fmt: skip
+        srv, source_pg, src_secret, rst_secret, container_url, files_dir, point, job["name"]
+    )
 
 
 def _restore_db_args(p: Protected, database: str) -> list[str]:
@@ -110,10 +176,10 @@ def _restore_db_args(p: Protected, database: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _restore_files_args(p: Protected, prefix: str) -> list[str]:
+def _restore_files_args(point: str, container_url: str, prefix: str) -> list[str]:
     return [
         "restore", "files", "--vault-name", VAULT, "--instance", INSTANCE,
-        "--recovery-point", p.point, "--container", p.container_url, "--file-prefix", prefix,
+        "--recovery-point", point, "--container", container_url, "--file-prefix", prefix,
     ]  # fmt: skip
 
 
@@ -140,7 +206,7 @@ def test_restore_as_database_as_non_superuser(protected: Protected) -> None:
 
 def test_restore_as_files_then_plain_pg_restore(protected: Protected, target_pg: PgCluster) -> None:
     p = protected
-    job = p.server.cli_json(*_restore_files_args(p, "shop/2026"), "--wait")
+    job = p.server.cli_json(*_restore_files_args(p.point, p.container_url, "shop/2026"), "--wait")
     assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
 
     written = p.files_dir / "dumps" / "shop"
@@ -192,7 +258,9 @@ def test_restore_into_existing_database_fails(protected: Protected) -> None:
 def test_file_prefix_outside_container_is_refused(protected: Protected, prefix: str) -> None:
     p = protected
     before = sorted(str(f) for f in p.files_dir.parent.rglob("*"))
-    result = p.server.cli(*_restore_files_args(p, prefix), "--wait", check=False)
+    result = p.server.cli(
+        *_restore_files_args(p.point, p.container_url, prefix), "--wait", check=False
+    )
     assert result.returncode == 1, result
     assert "UserErrorInvalidFilePrefix" in result.stderr
     assert "Invalid file prefix" in result.stderr

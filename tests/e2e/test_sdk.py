@@ -1,14 +1,19 @@
-"""The official azure-mgmt-dataprotection SDK, unchanged, against a live `pgvault serve`.
+"""The official Azure SDKs, unchanged, against a live `pgvault serve`.
 
 The resources Azure keeps outside Data Protection (the PostgreSQL server, the key
 vault and its secrets, the storage account and container) are registered through
-plain HTTP calls to their ARM-shaped endpoints; everything in
-Microsoft.DataProtection goes through the SDK, with SDK models as request bodies.
+plain HTTP calls to their ARM-shaped endpoints. The admin creates the vault and the
+policy with azure-mgmt-dataprotection and grants the vault's managed identity what it
+needs with azure-mgmt-authorization (role definitions looked up by name, assignments
+created, listed and deleted). Protection, backups and restores then run with the
+DataProtection SDK under a service principal holding only Backup Operator on the
+resource group; a Backup Reader service principal can look but not act.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +21,15 @@ from typing import Any
 import httpx
 import pytest
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 from azure.mgmt.dataprotection import models as m
 
@@ -88,22 +99,70 @@ class Arm:
 class Setup:
     server: PgvaultServer
     arm: Arm
-    client: DataProtectionMgmtClient
+    admin: DataProtectionMgmtClient
+    authz: AuthorizationManagementClient
+    operator: DataProtectionMgmtClient
+    reader: DataProtectionMgmtClient
+    identity: str
     source_secret: str
     restorer_secret: str
     container_url: str
     server_id: str
+    kv_id: str
+    container_id: str
     vault_id: str
+    #: assignment name -> (role name, scope) of the vault identity's grants.
+    grants: dict[str, tuple[str, str]]
 
 
-@pytest.fixture
-def sdk(pgvault_server: PgvaultServer, source_pg: PgCluster) -> Iterator[Setup]:
-    token = pgvault_server.token()
-    arm = Arm(pgvault_server.url, token)
-    subs = arm.call("GET", "/subscriptions")["value"]
-    defaults = [s for s in subs if s["isDefault"]]
-    assert len(defaults) == 1, subs
-    arm.subscription = defaults[0]["subscriptionId"]
+def _dp_client(srv: PgvaultServer, sub: str, token: str | None) -> DataProtectionMgmtClient:
+    return DataProtectionMgmtClient(
+        UnusedCredential(),  # type: ignore[arg-type]
+        sub,
+        base_url=srv.url,
+        authentication_policy=StaticBearer(token),
+        polling_interval=1,
+    )
+
+
+def _role_id(authz: AuthorizationManagementClient, scope: str, name: str) -> str:
+    """A role definition's id, found by name as the Azure docs do it."""
+    found = list(authz.role_definitions.list(scope, filter=f"roleName eq '{name}'"))
+    assert [d.role_name for d in found] == [name], found
+    role_id: str = found[0].id
+    assert role_id.endswith(f"/providers/Microsoft.Authorization/roleDefinitions/{found[0].name}")
+    return role_id
+
+
+def _assign(authz: AuthorizationManagementClient, scope: str, role: str, principal_id: str) -> str:
+    """Create a role assignment through the SDK; returns its name (a new GUID)."""
+    name = str(uuid.uuid4())
+    role_id = _role_id(authz, scope, role)
+    created = authz.role_assignments.create(
+        scope,
+        name,
+        RoleAssignmentCreateParameters(role_definition_id=role_id, principal_id=principal_id),
+    )
+    assert created.name == name
+    assert created.principal_id == principal_id
+    assert created.scope == scope
+    assert created.role_definition_id.rsplit("/", 1)[-1] == role_id.rsplit("/", 1)[-1]
+    assert created.id == f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"
+    return name
+
+
+def _service_principal(srv: PgvaultServer, name: str) -> tuple[str, str]:
+    """Create a service principal with the CLI (as the admin): (principal id, token)."""
+    created = srv.cli_json("principal", "create", "--name", name, "--type", "service-principal")
+    assert set(created) == {"principalId", "clientId", "secret"}, created
+    return created["principalId"], srv.client_token(created["clientId"], created["secret"])
+
+
+@pytest.fixture(scope="module")
+def sdk(pgvault_module_server: PgvaultServer, source_pg: PgCluster) -> Iterator[Setup]:
+    srv = pgvault_module_server
+    token = srv.token()
+    arm = Arm(srv.url, token, srv.subscription())
 
     server_id = f"{arm.rg}/providers/Microsoft.DBforPostgreSQL/servers/src"
     arm.call(
@@ -114,42 +173,93 @@ def sdk(pgvault_server: PgvaultServer, source_pg: PgCluster) -> Iterator[Setup]:
             "properties": {"fullyQualifiedDomainName": "127.0.0.1", "port": source_pg.port},
         },
     )
-    kv = f"{arm.rg}/providers/Microsoft.KeyVault/vaults/kv1"
-    arm.call("PUT", kv, {"location": REGION})
+    kv_id = arm.call(
+        "PUT", f"{arm.rg}/providers/Microsoft.KeyVault/vaults/kv1", {"location": REGION}
+    )["id"]
     source_secret = arm.call(
-        "PUT", f"{kv}/secrets/src", {"properties": {"value": superuser_connstr(source_pg)}}
+        "PUT", f"{kv_id}/secrets/src", {"properties": {"value": superuser_connstr(source_pg)}}
     )["properties"]["secretUri"]
     restorer_secret = arm.call(
-        "PUT", f"{kv}/secrets/restorer", {"properties": {"value": restorer_connstr(source_pg)}}
+        "PUT", f"{kv_id}/secrets/restorer", {"properties": {"value": restorer_connstr(source_pg)}}
     )["properties"]["secretUri"]
     sa = f"{arm.rg}/providers/Microsoft.Storage/storageAccounts/sa1"
-    files_dir = pgvault_server.home.parent / "storage-sa1"
+    files_dir = srv.home.parent / "storage-sa1"
     arm.call(
         "PUT",
         sa,
         {"location": REGION, "properties": {"backend": {"type": "local", "path": str(files_dir)}}},
     )
     container = arm.call("PUT", f"{sa}/blobServices/default/containers/dumps", {})
-    container_url = container["properties"]["url"]
 
-    client = DataProtectionMgmtClient(
+    admin = _dp_client(srv, arm.subscription, token)
+    authz = AuthorizationManagementClient(
         UnusedCredential(),  # type: ignore[arg-type]
         arm.subscription,
-        base_url=pgvault_server.url,
+        base_url=srv.url,
         authentication_policy=StaticBearer(token),
-        polling_interval=1,
     )
     vault_id = f"{arm.rg}/providers/Microsoft.DataProtection/backupVaults/{VAULT}"
-    with client:
+
+    # -- the admin creates the vault and its policy (a Backup Operator may not) -----------
+    vault = admin.backup_vaults.begin_create_or_update(
+        RG,
+        VAULT,
+        m.BackupVaultResource(
+            location=REGION,
+            identity=m.DppIdentityDetails(type="SystemAssigned"),
+            properties=m.BackupVault(
+                storage_settings=[
+                    m.StorageSetting(datastore_type="VaultStore", type="LocallyRedundant")
+                ]
+            ),
+        ),
+    ).result()
+    assert vault.name == VAULT
+    assert vault.properties.provisioning_state == "Succeeded"
+    identity = vault.identity.principal_id
+    assert identity
+    policy = admin.backup_policies.create_or_update(
+        RG,
+        VAULT,
+        POLICY,
+        m.BaseBackupPolicyResource(properties=m.BackupPolicy(datasource_types=[DS_TYPE])),
+    )
+    assert policy.name == POLICY
+
+    # -- the vault identity's grants, each on exactly the resource it touches -------------
+    grants = {}
+    for role, scope in (
+        ("Reader", server_id),
+        ("Key Vault Secrets User", kv_id),
+        ("Storage Blob Data Contributor", container["id"]),
+    ):
+        grants[_assign(authz, scope, role, identity)] = (role, scope)
+
+    # -- service principals for the people who run backups, and who only look ------------
+    operator_id, operator_token = _service_principal(srv, "backup-operator")
+    reader_id, reader_token = _service_principal(srv, "backup-reader")
+    _assign(authz, arm.rg, "Backup Operator", operator_id)
+    _assign(authz, arm.rg, "Backup Reader", reader_id)
+
+    operator = _dp_client(srv, arm.subscription, operator_token)
+    reader = _dp_client(srv, arm.subscription, reader_token)
+    with admin, authz, operator, reader:
         yield Setup(
-            pgvault_server,
+            srv,
             arm,
-            client,
+            admin,
+            authz,
+            operator,
+            reader,
+            identity,
             source_secret,
             restorer_secret,
-            container_url,
+            container["properties"]["url"],
             server_id,
+            kv_id,
+            container["id"],
             vault_id,
+            grants,
         )
 
 
@@ -196,56 +306,111 @@ def _db_restore_request(s: Setup, point: str, database: str) -> m.AzureBackupRes
     )
 
 
-def test_sdk_backup_and_restore_flow(sdk: Setup, source_pg: PgCluster) -> None:
-    c = sdk.client
-
-    vault = c.backup_vaults.begin_create_or_update(
-        RG,
-        VAULT,
-        m.BackupVaultResource(
-            location=REGION,
-            identity=m.DppIdentityDetails(type="SystemAssigned"),
-            properties=m.BackupVault(
-                storage_settings=[
-                    m.StorageSetting(datastore_type="VaultStore", type="LocallyRedundant")
-                ]
-            ),
-        ),
-    ).result()
-    assert vault.name == VAULT
-    assert vault.properties.provisioning_state == "Succeeded"
-    assert vault.identity.principal_id
-
-    policy = c.backup_policies.create_or_update(
-        RG,
-        VAULT,
-        POLICY,
-        m.BaseBackupPolicyResource(properties=m.BackupPolicy(datasource_types=[DS_TYPE])),
-    )
-    assert policy.name == POLICY
-
-    instance = m.BackupInstance(
+def _instance(s: Setup, database: str) -> m.BackupInstance:
+    return m.BackupInstance(
         object_type="BackupInstance",
-        friendly_name=f"src\\{SOURCE_DB}",
+        friendly_name=f"src\\{database}",
         data_source_info=m.Datasource(
             object_type="Datasource",
-            resource_id=f"{sdk.server_id}/databases/{SOURCE_DB}",
-            resource_name=SOURCE_DB,
+            resource_id=f"{s.server_id}/databases/{database}",
+            resource_name=database,
             resource_type=DS_TYPE,
             datasource_type=DS_TYPE,
             resource_location=REGION,
         ),
         data_source_set_info=m.DatasourceSet(
             object_type="DatasourceSet",
-            resource_id=sdk.server_id,
+            resource_id=s.server_id,
             resource_name="src",
             resource_type="Microsoft.DBforPostgreSQL/servers",
             datasource_type=DS_TYPE,
             resource_location=REGION,
         ),
-        policy_info=m.PolicyInfo(policy_id=f"{sdk.vault_id}/backupPolicies/{POLICY}"),
-        datasource_auth_credentials=_secret_creds(sdk.source_secret),
+        policy_info=m.PolicyInfo(policy_id=f"{s.vault_id}/backupPolicies/{POLICY}"),
+        datasource_auth_credentials=_secret_creds(s.source_secret),
     )
+
+
+def _adhoc(client: DataProtectionMgmtClient, instance: str) -> Any:
+    return client.backup_instances.begin_adhoc_backup(
+        RG,
+        VAULT,
+        instance,
+        m.TriggerBackupRequest(
+            backup_rule_options=m.AdHocBackupRuleOptions(
+                rule_name="BackupWeekly",
+                trigger_option=m.AdhocBackupTriggerOption(retention_tag_override="Default"),
+            )
+        ),
+    )
+
+
+def test_authorization_sdk_round_trip(sdk: Setup) -> None:
+    """The grants made with azure-mgmt-authorization list back, and create/get/delete work."""
+    a = sdk.authz
+    listed = list(a.role_assignments.list_for_scope(sdk.arm.rg))
+    mine = {x.name: x for x in listed if x.principal_id == sdk.identity}
+    assert set(mine) == set(sdk.grants), listed
+    for name, (role, scope) in sdk.grants.items():
+        assert mine[name].scope == scope
+        assert (
+            mine[name].role_definition_id.rsplit("/", 1)[-1]
+            == (_role_id(a, scope, role).rsplit("/", 1)[-1])
+        )
+        assert mine[name].principal_type == "ManagedIdentity"
+    # Filtered by principal, as `az role assignment list --assignee` does.
+    only = list(
+        a.role_assignments.list_for_scope(sdk.arm.rg, filter=f"principalId eq '{sdk.identity}'")
+    )
+    assert {x.name for x in only} == set(sdk.grants)
+
+    # An extra assignment: create, read back, delete, gone.
+    name = _assign(a, sdk.vault_id, "Backup Reader", sdk.identity)
+    assert a.role_assignments.get(sdk.vault_id, name).principal_id == sdk.identity
+    assert name in {x.name for x in a.role_assignments.list_for_scope(sdk.vault_id)}
+    deleted = a.role_assignments.delete(sdk.vault_id, name)
+    assert deleted is not None
+    assert deleted.name == name
+    assert name not in {x.name for x in a.role_assignments.list_for_scope(sdk.vault_id)}
+    with pytest.raises(ResourceNotFoundError):
+        a.role_assignments.get(sdk.vault_id, name)
+
+    # The same principal, role and scope under a second name is a conflict, as in Azure.
+    role, scope = next(iter(sdk.grants.values()))
+    with pytest.raises(HttpResponseError) as caught:
+        a.role_assignments.create(
+            scope,
+            str(uuid.uuid4()),
+            RoleAssignmentCreateParameters(
+                role_definition_id=_role_id(a, scope, role), principal_id=sdk.identity
+            ),
+        )
+    assert caught.value.status_code == 409
+    assert caught.value.error is not None
+    assert caught.value.error.code == "RoleAssignmentExists"
+
+
+def _assert_denied(caught: pytest.ExceptionInfo[HttpResponseError], action: str) -> None:
+    assert caught.value.status_code == 403, caught.value
+    assert caught.value.error is not None
+    assert caught.value.error.code == "AuthorizationFailed"
+    assert action in caught.value.error.message
+
+
+def test_sdk_backup_and_restore_flow_as_backup_operator(sdk: Setup, source_pg: PgCluster) -> None:
+    c = sdk.operator
+
+    # A Backup Operator may not manage policies.
+    with pytest.raises(HttpResponseError) as caught:
+        c.backup_policies.create_or_update(
+            RG,
+            VAULT,
+            "mine",
+            m.BaseBackupPolicyResource(properties=m.BackupPolicy(datasource_types=[DS_TYPE])),
+        )
+    _assert_denied(caught, "Microsoft.DataProtection/backupVaults/backupPolicies/write")
+
+    instance = _instance(sdk, SOURCE_DB)
     c.backup_instances.begin_validate_for_backup(
         RG, VAULT, m.ValidateForBackupRequest(backup_instance=instance)
     ).result()
@@ -258,17 +423,7 @@ def test_sdk_backup_and_restore_flow(sdk: Setup, source_pg: PgCluster) -> None:
     # -- two on-demand backups -----------------------------------------------------------
     backup_jobs = []
     for _ in range(2):
-        started = c.backup_instances.begin_adhoc_backup(
-            RG,
-            VAULT,
-            INSTANCE,
-            m.TriggerBackupRequest(
-                backup_rule_options=m.AdHocBackupRuleOptions(
-                    rule_name="BackupWeekly",
-                    trigger_option=m.AdhocBackupTriggerOption(retention_tag_override="Default"),
-                )
-            ),
-        ).result()
+        started = _adhoc(c, INSTANCE).result()
         assert started.job_id, started
         job = _wait_job(c, started.job_id)
         assert job.properties.status == "Completed", job.properties.error_details
@@ -337,12 +492,55 @@ def test_sdk_backup_and_restore_flow(sdk: Setup, source_pg: PgCluster) -> None:
 
     # -- a restore into an existing database fails validation with Azure's code ---------
     existing = _db_restore_request(sdk, point, "shop_sdk_restored")
-    with pytest.raises(HttpResponseError) as caught:
+    with pytest.raises(HttpResponseError) as failed:
         c.backup_instances.begin_validate_for_restore(
             RG, VAULT, INSTANCE, m.ValidateRestoreRequestObject(restore_request_object=existing)
         ).result()
-    assert caught.value.error is not None
-    assert caught.value.error.code == "UserErrorDatabaseNameAlreadyInUse"
+    assert failed.value.error is not None
+    assert failed.value.error.code == "UserErrorDatabaseNameAlreadyInUse"
+
+
+@pytest.fixture
+def tiny_backed_up(sdk: Setup, source_pg: PgCluster) -> tuple[str, str]:
+    """A second database, protected and backed up once by the admin: (instance, point)."""
+    source_pg.create_database("tiny")
+    source_pg.execute(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)", dbname="tiny"
+    )
+    name = "tiny-sdk"
+    instance = _instance(sdk, "tiny")
+    sdk.admin.backup_instances.begin_create_or_update(
+        RG, VAULT, name, m.BackupInstanceResource(properties=instance)
+    ).result()
+    job = _wait_job(sdk.admin, _adhoc(sdk.admin, name).result().job_id)
+    assert job.properties.status == "Completed", job.properties.error_details
+    point = job.properties.extended_info.source_recover_point.recovery_point_id
+    return name, point
+
+
+def test_backup_reader_can_look_but_not_act(
+    sdk: Setup, source_pg: PgCluster, tiny_backed_up: tuple[str, str]
+) -> None:
+    name, point = tiny_backed_up
+    c = sdk.reader
+    assert point in [p.name for p in c.recovery_points.list(RG, VAULT, name)]
+    jobs = list(c.jobs.list(RG, VAULT))
+    assert any(j.properties.backup_instance_id.endswith(f"/backupInstances/{name}") for j in jobs)
+    assert c.backup_instances.get(RG, VAULT, name).name == name
+
+    with pytest.raises(HttpResponseError) as caught:
+        _adhoc(c, name)
+    _assert_denied(caught, "Microsoft.DataProtection/backupVaults/backupInstances/backup/action")
+
+    with pytest.raises(HttpResponseError) as caught:
+        c.backup_instances.begin_trigger_restore(
+            RG, VAULT, name, _db_restore_request(sdk, point, "tiny_by_reader")
+        )
+    _assert_denied(caught, "Microsoft.DataProtection/backupVaults/backupInstances/restore/action")
+    assert not source_pg.database_exists("tiny_by_reader")
+
+    # Nothing ran on the reader's behalf.
+    assert len(list(c.jobs.list(RG, VAULT))) == len(jobs)
 
 
 def test_sdk_without_token_gets_401(sdk: Setup) -> None:
@@ -350,16 +548,10 @@ def test_sdk_without_token_gets_401(sdk: Setup) -> None:
     assert resp.status_code == 401
     assert resp.json()["error"]["code"]
 
-    anonymous = DataProtectionMgmtClient(
-        UnusedCredential(),  # type: ignore[arg-type]
-        sdk.arm.subscription,
-        base_url=sdk.server.url,
-        authentication_policy=StaticBearer(None),
-        polling_interval=1,
-    )
+    anonymous = _dp_client(sdk.server, sdk.arm.subscription, None)
     with anonymous, pytest.raises(ClientAuthenticationError) as caught:
         list(anonymous.backup_vaults.get_in_resource_group(RG))
     assert caught.value.status_code == 401
 
-    # The same call with the token works (an empty list: no vault yet).
-    assert list(sdk.client.backup_vaults.get_in_resource_group(RG)) == []
+    # The same call with a token works.
+    assert [v.name for v in sdk.admin.backup_vaults.get_in_resource_group(RG)] == [VAULT]

@@ -111,8 +111,13 @@ def test_killed_worker_fails_job_and_leaves_nothing(
         "keyvault", "secret", "set", "--vault-name", "kv1", "--name", "bigpw",
         input=superuser_connstr(big_source, BIG_DB),
     )["properties"]["secretUri"]  # fmt: skip
-    srv.cli("vault", "create", "--name", VAULT, "--region", REGION)
+    vault = srv.cli_json("vault", "create", "--name", VAULT, "--region", REGION)
     srv.cli("policy", "create", "--vault-name", VAULT, "--name", "weekly")
+    # The vault's identity reads the server and the secret: granted on the resource group.
+    group = vault["id"].split("/providers/", 1)[0]
+    for role in ("Reader", "Key Vault Secrets User"):
+        assignment = srv.grant(f"vault:{VAULT}", role, group)
+        assert assignment["properties"]["principalId"] == vault["identity"]["principalId"]
     srv.cli("instance", "create", "--vault-name", VAULT, "--server", "big", "--database", BIG_DB,
             "--policy", "weekly", "--secret", secret, "--name", INSTANCE)  # fmt: skip
 
