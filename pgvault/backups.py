@@ -129,11 +129,13 @@ def check_source(
 
 def _tag(policy: policies.Policy, when: datetime, params: dict[str, Any]) -> str:
     """On-demand backups take their retentionTagOverride (Default); scheduled ones the
-    policy's highest-priority matching tag."""
+    policy's highest-priority matching tag for the slot they were queued for (a backup that
+    ends after the next slot still serves its own)."""
     props = policy.properties
     override = params.get("retentionTag") if not params.get("scheduled") else None
+    slot = params.get("slot")
     tag = retention.tag_for(
-        when,
+        datetime.fromisoformat(slot) if params.get("scheduled") and slot else when,
         retention.tagging_criteria_of(props),
         retention.schedule_of(props),
         override=override or None,
@@ -197,6 +199,7 @@ def run(ctx: Context, job_id: str) -> None:
                 "storedBytes": manifest.storedBytes,
                 "dataSourceSize": manifest.dataSourceSize,
                 "recoveryPointTime": iso(now),
+                "retentionTag": point.retention_tag,
             }
             jobs.finish(job, now)
     except BaseException as exc:

@@ -76,6 +76,8 @@ class Database:
     """The metadata database and its session factory."""
 
     def __init__(self, url: str) -> None:
+        import pgvault.models  # noqa: F401  (every mapper known before the first session)
+
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -144,6 +144,8 @@ def copy_verified(source: Any, target: Any, manifest: Any, names: list[str] | No
 def _housekeeping_job(
     s: Session, point: RecoveryPoint, operation: str, now: datetime, details: dict[str, Any]
 ) -> jobs.Job:
+    """A job record for housekeeping work; callers finish it in the same transaction, so it
+    is never seen InProgress: no worker claims it, and a crash leaves no orphan behind."""
     job = jobs.create(
         s,
         vault_id=point.vault_id,
@@ -158,8 +160,26 @@ def _housekeeping_job(
     return job
 
 
+def _discard_partial_uploads(target: Any) -> None:
+    """Remove staged uploads a killed copy left at `target` (the local backend names them
+    `name#N` and never lists them). Complete objects are kept: a concurrent copy may own them."""
+    root = getattr(target, "local_root", None)
+    if root is None or not target.prefix:
+        return
+    for staged in (root / target.prefix).glob("*#*"):
+        staged.unlink(missing_ok=True)
+
+
+_TIERING = {"from": "VaultStore", "to": "ArchiveStore"}
+
+
 def tier_due_points(ctx: Context, now: datetime) -> int:
-    """Copy points whose archive time has come to the archive tier (verified), then record it."""
+    """Copy points whose archive time has come to the archive tier (verified), then record it.
+
+    The Tiering job is written when the copy ends (Completed or Failed, with the point's new
+    tier in the same transaction). A sweep killed mid-copy leaves the point as it was, and
+    the next sweep copies it again after discarding the partial upload.
+    """
     from pgvault.engine.restore import load_manifest
 
     with ctx.db.session() as s:
@@ -178,27 +198,45 @@ def tier_due_points(ctx: Context, now: datetime) -> int:
     for point_id in due:
         with ctx.db.session() as s:
             point = s.get(RecoveryPoint, point_id)
-            if point is None or not point.in_vault:
-                continue
-            job_id = _housekeeping_job(
-                s, point, "Tiering", now, {"from": "VaultStore", "to": "ArchiveStore"}
-            ).id
+            if point is None or point.state != COMMITTED or point.in_archive or not point.in_vault:
+                continue  # gone, or another sweep archived it meanwhile
             location = point.location
+        source, target = ctx.datastore.child(location), ctx.archive.child(location)
         try:
-            source = ctx.datastore.child(location)
-            copy_verified(source, ctx.archive.child(location), load_manifest(source))
+            _discard_partial_uploads(target)
+            copy_verified(source, target, load_manifest(source))
         except Exception as exc:
-            from pgvault.progress import fail
-
-            fail(ctx, job_id, exc)
+            _record_failed_tiering(ctx, point_id, now, exc)
             continue
         with ctx.db.session() as s:
             point = s.get(RecoveryPoint, point_id)
-            if point is not None:
-                point.in_archive, point.archive_location = True, location
-            jobs.finish(jobs.get(s, job_id), ctx.clock.now())
+            if point is None or point.state != COMMITTED:
+                target.delete_all()  # deleted while we copied: the copy belongs to no one
+                continue
+            point.in_archive, point.archive_location = True, location
+            jobs.finish(_housekeeping_job(s, point, "Tiering", now, _TIERING), ctx.clock.now())
         moved += 1
     return moved
+
+
+def _record_failed_tiering(ctx: Context, point_id: str, now: datetime, exc: Exception) -> None:
+    from pgvault.errors import PgVaultError
+
+    log.warning("tiering point %s failed: %s", point_id, exc)
+    error = (
+        exc
+        if isinstance(exc, PgVaultError)
+        else PgVaultError(
+            f"Unexpected {type(exc).__name__} while copying to the archive tier; "
+            "it is retried on the next pass.",
+            code="InternalError",
+        )
+    )
+    with ctx.db.session() as s:
+        point = s.get(RecoveryPoint, point_id)
+        if point is not None:
+            job = _housekeeping_job(s, point, "Tiering", now, _TIERING)
+            jobs.finish(job, ctx.clock.now(), error=error)
 
 
 def _retained_forever(s: Session, point: RecoveryPoint) -> bool:

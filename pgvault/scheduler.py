@@ -18,7 +18,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
-from pgvault import backups, housekeeping, instances, jobs, leases, policies, retention, vaults
+from pgvault import (
+    backups,
+    housekeeping,
+    instances,
+    jobs,
+    jsonbody,
+    leases,
+    policies,
+    retention,
+    vaults,
+)
 from pgvault.context import Context
 from pgvault.errors import PgVaultError
 
@@ -105,7 +115,16 @@ class Scheduler:
                     return 0
                 vault = s.get(vaults.Vault, inst.vault_id)
                 assert vault is not None
-                backups.queue(s, vault, inst, now, user_triggered=False, slot=slot)
+                rule = retention.backup_rule(policy.properties)
+                backups.queue(
+                    s,
+                    vault,
+                    inst,
+                    now,
+                    rule_name=str(jsonbody.get(rule, "name") or "") or None,
+                    user_triggered=False,
+                    slot=slot,
+                )
                 log.info("queued scheduled backup of %s for slot %s", inst.name, slot)
                 return 1
         except PgVaultError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from pgvault import arm, restore
+from pgvault import arm, restore, vaults
 from pgvault import jsonbody as b
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, accepted, json_response
@@ -30,9 +30,40 @@ def _vault_id(sub: str, rg: str, vault: str) -> str:
 # -- vaults ---------------------------------------------------------------------------------
 
 
+def _check_shape(value: Any, default: Any, where: str) -> None:
+    """`value` has the JSON shape of `default` (objects, lists, strings, numbers, booleans)."""
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise BadRequest(f"{where} must be a JSON object.", code="InvalidRequestContent")
+        for key, item in value.items():
+            if key in default:
+                _check_shape(item, default[key], f"{where}.{key}")
+    elif isinstance(default, list):
+        if not isinstance(value, list):
+            raise BadRequest(f"{where} must be a JSON array.", code="InvalidRequestContent")
+        for i, item in enumerate(value):
+            if default:
+                _check_shape(item, default[0], f"{where}[{i}]")
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise BadRequest(f"{where} must be true or false.", code="InvalidRequestContent")
+    elif isinstance(default, int | float):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise BadRequest(f"{where} must be a number.", code="InvalidRequestContent")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string.", code="InvalidRequestContent")
+
+
+def _vault_properties(body: Any) -> dict[str, Any]:
+    """The vault settings of a PUT/PATCH, each shaped like its default (never e.g. null)."""
+    props = b.as_dict(b.get(body, "properties"), "properties")
+    _check_shape(props, vaults.DEFAULT_PROPERTIES, "properties")
+    return props
+
+
 @router.put(V)
 def put_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
-    props = b.as_dict(b.get(body, "properties"), "properties")
+    props = _vault_properties(body)
     tags = b.as_dict(b.get(body, "tags"), "tags")
     v, created = svc.put_vault(sub, rg, vault, b.require(body, "location"), props, tags)
     return json_response(shapes.vault(v), 201 if created else 200)
@@ -41,7 +72,7 @@ def put_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: Any = JSON
 @router.patch(V)
 def patch_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
     current = svc.get_vault(sub, rg, vault)
-    props = b.as_dict(b.get(body, "properties"), "properties")
+    props = _vault_properties(body)
     tags = b.as_dict(b.get(body, "tags"), "tags")
     v, _created = svc.put_vault(sub, rg, vault, current.location, props, tags)
     return json_response(shapes.vault(v))
@@ -412,7 +443,7 @@ def list_jobs(
     vault: str,
     svc: Svc,
     _: Auth,
-    skip: int = Query(default=0, alias="$skip", ge=0),
+    skip: int = Query(default=0, alias="$skip", ge=0, le=2**31 - 1),
     top: int = Query(default=200, alias="$top", ge=1, le=1000),
 ) -> JSONResponse:
     views = svc.list_jobs(sub, rg, vault, limit=top, offset=skip)

@@ -321,7 +321,7 @@ def job(view: JobView) -> dict[str, Any]:
         "destinationDataStoreName": "VaultStore" if j.operation == jobs.BACKUP else None,
         "extendedInfo": {
             "additionalDetails": {
-                "RetentionTag": str(params.get("retentionTag", "")),
+                "RetentionTag": str(result.get("retentionTag") or params.get("retentionTag", "")),
                 "PolicyRuleName": str(params.get("ruleName", "")),
             },
             "subTasks": [
