@@ -54,12 +54,6 @@ def check_database_name(name: str) -> str:
     return name
 
 
-def default_name(server: str, database: str) -> str:
-    """Azure's CLI naming: `{server}-{database}-{uuid}` (trimmed to a valid resource name)."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in database)
-    return f"{server}-{safe}"[:90] + f"-{uuid.uuid4().hex[:8]}"
-
-
 def get(s: Session, vault_id: str, name: str) -> Instance:
     inst = s.scalar(
         select(Instance).where(

@@ -354,7 +354,3 @@ class Grant:
             f"pgvault role assignment create --assignee {self.assignee} "
             f'--role "{self.role}" --scope {self.scope}'
         )
-
-
-def count_assignments(s: Session) -> int:
-    return int(s.scalar(select(func.count()).select_from(Assignment)) or 0)

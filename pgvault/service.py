@@ -282,12 +282,20 @@ class Service:
             return vaults.list_vaults(s, sub, rg)
 
     def delete_vault(self, sub: str, rg: str, name: str) -> None:
+        """Delete an empty vault with its policies and its managed identity (and its roles)."""
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, name)
-            count = len(instances.list_instances(s, vault.id))
+            count = len(instances.list_instances(s, vault.id)) + len(
+                instances.list_instances(s, vault.id, deleted=True)
+            )
             vaults.delete(s, vault, count)
             for policy in policies.list_policies(s, vault.id):
                 s.delete(policy)
+            for assignment in rbac.assignments_for(s, vault.principal_id):
+                s.delete(assignment)
+            identity_row = s.get(identity.Principal, vault.principal_id)
+            if identity_row is not None:
+                s.delete(identity_row)
 
     def put_policy(
         self, sub: str, rg: str, vault_name: str, name: str, properties: dict[str, Any]

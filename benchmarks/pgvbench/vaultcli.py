@@ -184,6 +184,11 @@ class Vault:
         self.secret_uri = _get(secret, "properties", "secretUri")
         self.cli("vault", "create", "--name", VAULT, "--region", REGION)
         self.cli("policy", "create", "--vault-name", VAULT, "--name", "daily")
+        vault, _, _ = self.cli("vault", "show", "--name", VAULT, "--output", "json")
+        group = "/".join(str(_get(vault, "id")).split("/")[:5])  # /subscriptions/S/resourceGroups/R
+        for role in ("Reader", "Key Vault Secrets User"):  # what the vault's identity needs
+            self.cli("role", "assignment", "create", "--assignee", f"vault:{VAULT}",
+                     "--role", role, "--scope", group)  # fmt: skip
         inst, _, _ = self.cli("instance", "create", "--vault-name", VAULT, "--server", SOURCE,
                               "--database", "bench", "--policy", "daily",
                               "--secret", self.secret_uri, "--output", "json")  # fmt: skip

@@ -258,6 +258,13 @@ def adhoc_backup(
     opts = b.as_dict(b.get(body, "backupRuleOptions"), "backupRuleOptions")
     rule = b.get(opts, "ruleName")
     tag = b.get(opts, "triggerOption", "retentionTagOverride")
+    for value, where in ((rule, "ruleName"), (tag, "triggerOption.retentionTagOverride")):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(
+                f"backupRuleOptions.{where} must be a string.",
+                code="InvalidRequestContent",
+                target=f"backupRuleOptions.{where}",
+            )
     job = svc.adhoc_backup(sub, rg, vault, bi, rule, tag)
     op = svc.record_operation(job_id=job.id)
     return accepted(request, _vault_id(sub, rg, vault), op.id)
