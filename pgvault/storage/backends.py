@@ -24,8 +24,8 @@ from obstore.store import AzureStore, LocalStore, MemoryStore, S3Store
 
 from pgvault.errors import BadRequest, PgVaultError
 
-PART_SIZE = 8 << 20
-CONCURRENCY = 4
+PART_SIZE = 5 << 20
+CONCURRENCY = 3
 READ_CHUNK = 4 << 20
 
 
