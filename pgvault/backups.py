@@ -94,13 +94,15 @@ def check_source(
     server: servers.Server,
     database: str,
     secret_uri: str,
-) -> pgtools.Endpoint:
+) -> tuple[pgtools.Endpoint, engine.SourceInfo]:
     """validateForBackup's checks, all at once: the vault identity's roles on the server and
-    key vault, a usable secret, a login, the backup user's privileges, the pg_dump version."""
+    key vault, a usable secret, a login, the backup user's privileges, the pg_dump version.
+    Returns the endpoint and what was read of the source, so a backup connects only once."""
     errors: list[PgVaultError] = [*permissions.on_server(s, vault, server)]
     denied = permissions.on_secret(s, vault, secret_uri)
     errors.extend(denied)
     ep: pgtools.Endpoint | None = None
+    info: engine.SourceInfo | None = None
     if not denied:
         try:
             creds = connstr.parse(secrets.resolve(s, ctx.cipher, secret_uri))
@@ -124,7 +126,8 @@ def check_source(
     if errors:
         raise ValidationFailed(errors)
     assert ep is not None
-    return ep
+    assert info is not None
+    return ep, info
 
 
 def _tag(policy: policies.Policy, when: datetime, params: dict[str, Any]) -> str:
@@ -161,9 +164,8 @@ def run(ctx: Context, job_id: str) -> None:
         with ctx.db.session() as s:
             vault = s.get(vaults.Vault, inst.vault_id)
             assert vault is not None
-            ep = check_source(ctx, s, vault, server, inst.database, inst.secret_uri)
+            ep, info = check_source(ctx, s, vault, server, inst.database, inst.secret_uri)
         progress.phase("Transferring data")
-        info = engine.inspect_source(ep, inst.database)
         progress.write(0, info.database_size)
         manifest = engine.run(
             ep, inst.database, server.name, location, params["pointId"], progress, info

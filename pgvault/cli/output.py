@@ -39,10 +39,14 @@ def show(data: Any, fmt: Output, columns: list[tuple[str, str]] | None = None) -
 
 
 def pick(obj: Any, path: str) -> Any:
+    """Walk `a.b.0.c`: keys into objects, numbers into lists."""
     for key in path.split("."):
-        if not isinstance(obj, dict):
+        if isinstance(obj, list) and key.isdigit():
+            obj = obj[int(key)] if int(key) < len(obj) else None
+        elif isinstance(obj, dict):
+            obj = obj.get(key)
+        else:
             return None
-        obj = obj.get(key)
     return obj
 
 
