@@ -204,6 +204,38 @@ def find_principal(s: Session, ref: str) -> Principal:
     return p
 
 
+def by_name(s: Session, name: str) -> Principal | None:
+    """The principal with exactly this name, if any (the bootstrap looks for `admin`)."""
+    return s.scalar(select(Principal).where(Principal.name == name))
+
+
+def check_deletable(principal: Principal) -> None:
+    """A vault's managed identity is deleted with its vault, never on its own."""
+    if principal.type == MANAGED_IDENTITY:
+        raise Conflict(
+            "A vault's managed identity is deleted with its vault.",
+            code="ManagedIdentityCannotBeDeleted",
+        )
+
+
+def delete_principal(s: Session, principal_id: str) -> None:
+    """Delete a principal, if it exists; rbac.remove_assignments_of removes its roles first."""
+    principal = s.get(Principal, principal_id)
+    if principal is not None:
+        s.delete(principal)
+
+
+def caller_for(s: Session, claims: dict[str, object]) -> Caller:
+    """Who a verified token's claims name, unless revoked or its principal is gone or disabled."""
+    principal = s.get(Principal, str(claims.get("sub")))
+    if principal is None or not principal.enabled or is_revoked(s, claims):
+        raise Unauthorized(
+            "The token was revoked, or its principal was deleted or disabled. Sign in again.",
+            code="InvalidAuthenticationToken",
+        )
+    return Caller(principal.id, principal.name, principal.type)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

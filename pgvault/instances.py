@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm
+from pgvault import arm, armstore, policies, secrets, servers
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, NotFound
+from pgvault.errors import BadRequest, Conflict, UserError
+from pgvault.policies import Policy
+from pgvault.servers import Server
+from pgvault.vaults import Vault
 
 PROTECTION_CONFIGURED = "ProtectionConfigured"
 PROTECTION_STOPPED = "ProtectionStopped"
@@ -55,20 +58,30 @@ def check_database_name(name: str) -> str:
 
 
 def get(s: Session, vault_id: str, name: str) -> Instance:
-    inst = s.scalar(
+    return armstore.one(
+        s,
         select(Instance).where(
             Instance.vault_id == vault_id,
             Instance.name_key == name.lower(),
             Instance.protection_state != SOFT_DELETED,
-        )
+        ),
+        f"Backup instance {name!r} not found in this vault. "
+        "List them with `pgvault instance list`.",
     )
-    if inst is None:
-        raise NotFound(
-            f"Backup instance {name!r} not found in this vault. "
-            "List them with `pgvault instance list`.",
-            code="ResourceNotFound",
-        )
-    return inst
+
+
+def by_id(s: Session, instance_id: str) -> Instance:
+    """The instance a job refers to (a foreign key: it exists)."""
+    return s.get_one(Instance, instance_id)
+
+
+def related(s: Session, inst: Instance) -> tuple[Vault, Server, Policy]:
+    """The vault, server and policy an instance refers to (foreign keys: they exist)."""
+    return (
+        s.get_one(Vault, inst.vault_id),
+        s.get_one(Server, inst.server_id),
+        s.get_one(Policy, inst.policy_id),
+    )
 
 
 def find(s: Session, vault_id: str, name: str) -> Instance | None:
@@ -98,18 +111,35 @@ def list_instances(s: Session, vault_id: str, *, deleted: bool = False) -> list[
 
 
 def get_deleted(s: Session, vault_id: str, name: str) -> Instance:
-    inst = s.scalar(
+    return armstore.one(
+        s,
         select(Instance).where(
             Instance.vault_id == vault_id,
             Instance.name_key == name.lower(),
             Instance.protection_state == SOFT_DELETED,
-        )
+        ),
+        f"No soft-deleted backup instance {name!r} in this vault.",
     )
-    if inst is None:
-        raise NotFound(
-            f"No soft-deleted backup instance {name!r} in this vault.", code="ResourceNotFound"
-        )
-    return inst
+
+
+def count_in_vault(s: Session, vault_id: str) -> int:
+    """Instances of a vault, soft-deleted ones included (a vault must be empty to go)."""
+    return s.scalar(select(func.count()).where(Instance.vault_id == vault_id)) or 0
+
+
+def count_using_server(s: Session, server_id: str) -> int:
+    """Instances (soft-deleted ones included) that protect a database of this server."""
+    return s.scalar(select(func.count()).where(Instance.server_id == server_id)) or 0
+
+
+def count_using_policy(s: Session, policy_id: str) -> int:
+    """Instances (soft-deleted ones included) that this policy governs."""
+    return s.scalar(select(func.count()).where(Instance.policy_id == policy_id)) or 0
+
+
+def live_ids_using_policy(s: Session, vault_id: str, policy_id: str) -> list[str]:
+    """Live instances of the vault under this policy: a changed policy re-applies to them."""
+    return [i.id for i in list_instances(s, vault_id) if i.policy_id == policy_id]
 
 
 _TRANSITIONS = {
@@ -118,6 +148,14 @@ _TRANSITIONS = {
     "resumeProtection": ((PROTECTION_STOPPED,), PROTECTION_CONFIGURED),
     "resumeBackups": ((BACKUPS_SUSPENDED,), PROTECTION_CONFIGURED),
 }
+
+
+def act(inst: Instance, action: str, now: datetime) -> str:
+    """Apply a protection action; a resumed instance starts its schedule afresh at `now`."""
+    state = transition(inst, action)
+    if action.startswith("resume"):
+        inst.last_slot_at = now  # no catch-up for the paused time
+    return state
 
 
 def transition(inst: Instance, action: str) -> str:
@@ -167,4 +205,117 @@ def create(
     )
     s.add(inst)
     s.flush()
+    return inst
+
+
+def resolve_target(
+    s: Session, vault: Vault, database_id: str, policy_id: str, secret_uri: str
+) -> tuple[Server, str, Policy]:
+    """What an instance PUT names: the server (in the vault's region), database and policy.
+
+    The secret URI is only parsed here; whether it resolves is a backup check.
+    """
+    rid = arm.parse(database_id)
+    database = rid.name_of("databases")
+    if not database:
+        raise BadRequest(
+            f"{database_id!r} is not a database id: expected "
+            "'.../Microsoft.DBforPostgreSQL/servers/SERVER/databases/DB'.",
+            code="InvalidResourceId",
+            target="dataSourceInfo.resourceID",
+        )
+    check_database_name(database)
+    server = servers.get_by_id(s, database_id)
+    if server.location != vault.location:
+        raise UserError(
+            f"Server {server.name!r} is in {server.location}; vault {vault.name!r} protects "
+            f"only servers in {vault.location}.",
+            code="UserErrorDatasourceRegionMismatch",
+            recommended_action="Protect the database from a vault in the server's region.",
+        )
+    policy = policies.get_by_id(s, vault.id, policy_id)
+    secrets.parse_secret_uri(secret_uri)
+    return server, database, policy
+
+
+def protect(
+    s: Session,
+    vault_id: str,
+    name: str,
+    server: Server,
+    database: str,
+    policy_id: str,
+    secret_uri: str,
+    now: datetime,
+) -> tuple[Instance, bool]:
+    """Protect a database (PUT), or change an instance's policy or secret.
+
+    Returns the instance and whether its policy changed (retention is then re-applied).
+    An instance's database never changes, and a database has one instance at most.
+    """
+    datasource = server.database_id(database)
+    existing = find(s, vault_id, name)
+    if existing is not None:
+        if existing.datasource_key != datasource.lower():
+            raise Conflict(
+                f"Backup instance {name!r} protects another database; a backup "
+                "instance's data source cannot change.",
+                code="UserErrorDatasourceCannotChange",
+            )
+        policy_changed = existing.policy_id != policy_id
+        existing.policy_id, existing.secret_uri = policy_id, secret_uri
+        return existing, policy_changed
+    other = protecting(s, datasource)
+    if other is not None:
+        raise UserError(
+            f"Database {database!r} on server {server.name!r} is already protected "
+            f"(backup instance {other.name!r}).",
+            code="UserErrorDppDatasourceAlreadyProtected",
+            recommended_action="A database can be protected by one vault only.",
+        )
+    inst = create(s, vault_id, name, server.id, database, datasource, policy_id, secret_uri, now)
+    return inst, False
+
+
+def check_deletable(
+    inst: Instance,
+    vault_name: str,
+    *,
+    backup_running: bool,
+    purge_now: bool,
+    immutable: bool,
+    unexpired_points: bool,
+) -> None:
+    """Refuse to delete an instance while it is backed up, or when deleting now (soft delete
+    off) on an immutable vault would lose points before they expire."""
+    if backup_running:
+        raise Conflict(
+            "A backup of this instance is running; wait for it to finish.",
+            code="UserErrorOperationInProgress",
+        )
+    if purge_now and immutable and unexpired_points:
+        raise Conflict(
+            f"Vault {vault_name!r} is immutable: instance {inst.name!r} still has recovery "
+            "points that have not expired, and deleting it would lose them early.",
+            code="UserErrorOperationBlockedByImmutability",
+            recommended_action="Stop protection and retain data instead, or wait until "
+            "the points expire.",
+        )
+
+
+def soft_delete(inst: Instance, now: datetime, keep_days: int | None) -> None:
+    """Mark an instance deleted; it is purged after `keep_days` (None: soft delete is off,
+    so it is due at once)."""
+    inst.protection_state = SOFT_DELETED
+    inst.deleted_at = now
+    inst.purge_at = now + timedelta(days=keep_days or 0)
+
+
+def undelete(s: Session, vault_id: str, name: str) -> Instance:
+    """Bring a soft-deleted instance back, protection stopped and data retained."""
+    inst = get_deleted(s, vault_id, name)
+    if find(s, vault_id, name) is not None:
+        raise Conflict(f"A live instance named {name!r} exists.", code="Conflict")
+    inst.protection_state = PROTECTION_STOPPED
+    inst.deleted_at = inst.purge_at = None
     return inst

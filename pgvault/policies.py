@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm, jsonbody, retention
+from pgvault import arm, armstore, jsonbody, retention
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, NotFound
+from pgvault.errors import BadRequest, Conflict
 
 DATASOURCE_TYPE = "Microsoft.DBforPostgreSQL/servers/databases"
 
@@ -122,16 +122,12 @@ def put(s: Session, vault_id: str, name: str, properties: dict[str, Any], now: d
 
 
 def get(s: Session, vault_id: str, name: str) -> Policy:
-    policy = s.scalar(
-        select(Policy).where(Policy.vault_id == vault_id, Policy.name_key == name.lower())
+    return armstore.one(
+        s,
+        select(Policy).where(Policy.vault_id == vault_id, Policy.name_key == name.lower()),
+        f"Backup policy {name!r} not found in this vault. Create it with `pgvault policy create`.",
+        code="UserErrorPolicyNotFound",
     )
-    if policy is None:
-        raise NotFound(
-            f"Backup policy {name!r} not found in this vault. "
-            "Create it with `pgvault policy create`.",
-            code="UserErrorPolicyNotFound",
-        )
-    return policy
 
 
 def get_by_id(s: Session, vault_id: str, policy_id: str) -> Policy:
@@ -155,6 +151,12 @@ def delete(s: Session, policy: Policy, in_use: int) -> None:
             code="UserErrorPolicyInUse",
         )
     s.delete(policy)
+
+
+def delete_for_vault(s: Session, vault_id: str) -> None:
+    """Delete every policy of a vault (the vault is being deleted, empty)."""
+    for policy in list_policies(s, vault_id):
+        s.delete(policy)
 
 
 def default_retention(policy: Policy) -> str:

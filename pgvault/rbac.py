@@ -300,6 +300,12 @@ def assignments_for(s: Session, principal_id: str) -> list[Assignment]:
     return list(s.scalars(select(Assignment).where(Assignment.principal_id == principal_id)))
 
 
+def remove_assignments_of(s: Session, principal_id: str) -> None:
+    """Delete every role assignment of a principal that is being deleted."""
+    for assignment in assignments_for(s, principal_id):
+        s.delete(assignment)
+
+
 def list_assignments(
     s: Session,
     scope: str | None = None,
@@ -324,6 +330,13 @@ def get_assignment(s: Session, assignment_id: str) -> Assignment:
         raise NotFound(
             f"Role assignment {assignment_id!r} not found.", code="RoleAssignmentNotFound"
         )
+    return row
+
+
+def delete_assignment(s: Session, assignment_id: str) -> Assignment:
+    """Delete a role assignment; returns it (the API echoes the deleted assignment)."""
+    row = get_assignment(s, assignment_id)
+    s.delete(row)
     return row
 
 

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pgvault import armstore
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import NotFound
 
 VAULT_STORE = "VaultStore"
 ARCHIVE_STORE = "ArchiveStore"
@@ -58,26 +58,21 @@ class RecoveryPoint(Base):
 
 
 def add(s: Session, point: RecoveryPoint) -> RecoveryPoint:
-    s.add(point)
-    s.flush()
-    return point
+    return armstore.add(s, point)
 
 
 def get(s: Session, instance_id: str, point_id: str) -> RecoveryPoint:
-    point = s.scalar(
+    return armstore.one(
+        s,
         select(RecoveryPoint).where(
             RecoveryPoint.instance_id == instance_id,
             RecoveryPoint.id == point_id.lower(),
             RecoveryPoint.state == COMMITTED,
-        )
+        ),
+        f"Recovery point {point_id!r} not found for this backup instance. "
+        "List them with `pgvault recovery-point list`.",
+        code="UserErrorRecoveryPointNotFound",
     )
-    if point is None:
-        raise NotFound(
-            f"Recovery point {point_id!r} not found for this backup instance. "
-            "List them with `pgvault recovery-point list`.",
-            code="UserErrorRecoveryPointNotFound",
-        )
-    return point
 
 
 def list_points(
@@ -95,6 +90,11 @@ def list_points(
     if end:
         q = q.where(RecoveryPoint.created_at <= end)
     return list(s.scalars(q.order_by(RecoveryPoint.created_at.desc())))
+
+
+def has_unexpired(s: Session, instance_id: str, now: datetime) -> bool:
+    """Whether any point of the instance is still within its retention (or kept forever)."""
+    return any(p.expires_at is None or p.expires_at > now for p in list_points(s, instance_id))
 
 
 def latest(s: Session, instance_id: str) -> RecoveryPoint | None:

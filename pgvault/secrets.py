@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, delete, func, select
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm, regions, tenancy
+from pgvault import arm, armstore, regions, tenancy
+from pgvault.armstore import ArmResource
 from pgvault.crypto import Cipher
 from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, NotFound, UserError
@@ -25,16 +26,10 @@ from pgvault.errors import BadRequest, NotFound, UserError
 MAX_SECRET_BYTES = 25 * 1024
 
 
-class KeyVault(Base):
+class KeyVault(ArmResource, Base):
     __tablename__ = "key_vaults"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    arm_key: Mapped[str] = mapped_column(String(400), unique=True)
     name: Mapped[str] = mapped_column(String(24), unique=True)
-    subscription_id: Mapped[str] = mapped_column(String(36))
-    resource_group: Mapped[str] = mapped_column(String(90))
-    location: Mapped[str] = mapped_column(String(40))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     @property
     def arm_id(self) -> str:
@@ -99,48 +94,39 @@ def create_vault(
     """Create or update a key vault (PUT). Names are global, like Azure's."""
     arm.check_global_name(name, "key vault")
     tenancy.require_group(s, sub, rg)
-    key = arm.keyvault_id(sub, rg, name).lower()
-    existing = s.scalar(select(KeyVault).where(KeyVault.name == name))
+    arm_id = arm.keyvault_id(sub, rg, name)
+    taken = BadRequest(
+        f"The key vault name {name!r} is already in use elsewhere; names are global.",
+        code="VaultAlreadyExists",
+    )
+    existing = armstore.find_global(s, KeyVault, name, arm_id, taken)
     if existing is not None:
-        if existing.arm_key != key:
-            raise BadRequest(
-                f"The key vault name {name!r} is already in use elsewhere; names are global.",
-                code="VaultAlreadyExists",
-            )
         existing.location = regions.normalize(location)
         return existing
-    kv = KeyVault(
-        id=str(uuid.uuid4()),
-        arm_key=key,
+    return armstore.create(
+        s,
+        KeyVault,
+        arm_id=arm_id,
+        sub=sub,
+        rg=rg,
         name=name,
-        subscription_id=sub.lower(),
-        resource_group=rg,
         location=regions.normalize(location),
-        created_at=now,
+        now=now,
     )
-    s.add(kv)
-    s.flush()
-    return kv
 
 
 def get_vault(s: Session, sub: str, rg: str, name: str) -> KeyVault:
-    kv = s.scalar(
-        select(KeyVault).where(KeyVault.arm_key == arm.keyvault_id(sub, rg, name).lower())
+    return armstore.get(
+        s,
+        KeyVault,
+        arm.keyvault_id(sub, rg, name),
+        f"Key vault {name!r} not found in resource group {rg!r}. "
+        "Create it with `pgvault keyvault create`.",
     )
-    if kv is None:
-        raise NotFound(
-            f"Key vault {name!r} not found in resource group {rg!r}. "
-            "Create it with `pgvault keyvault create`.",
-            code="ResourceNotFound",
-        )
-    return kv
 
 
 def list_vaults(s: Session, sub: str, rg: str | None) -> list[KeyVault]:
-    q = select(KeyVault).where(KeyVault.subscription_id == sub.lower())
-    if rg:
-        q = q.where(func.lower(KeyVault.resource_group) == rg.lower())
-    return list(s.scalars(q.order_by(KeyVault.name)))
+    return armstore.list_in(s, KeyVault, sub, rg)
 
 
 def delete_vault(s: Session, kv: KeyVault) -> None:
@@ -195,6 +181,14 @@ def get_secret_version(s: Session, kv: KeyVault, name: str, version: str | None)
             "or pass the URI of an existing one.",
         )
     return row
+
+
+def get_latest(s: Session, kv: KeyVault, name: str) -> SecretVersion:
+    """The newest version of a secret, for a read (GET): a missing one is a 404 here."""
+    try:
+        return get_secret_version(s, kv, name, None)
+    except UserError as exc:
+        raise NotFound(exc.message, code="SecretNotFound") from None
 
 
 def list_secrets(s: Session, kv: KeyVault) -> list[SecretVersion]:

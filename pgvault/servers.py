@@ -6,29 +6,23 @@ secrets and are read fresh for every job, so a DBA can rotate them.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
-from sqlalchemy import Integer, String, func, select
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm, regions, tenancy
-from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, NotFound
+from pgvault import arm, armstore, regions, tenancy
+from pgvault.armstore import ArmResource
+from pgvault.db import Base
+from pgvault.errors import BadRequest, Conflict
 
 
-class Server(Base):
+class Server(ArmResource, Base):
     __tablename__ = "servers"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    arm_key: Mapped[str] = mapped_column(String(400), unique=True)
     name: Mapped[str] = mapped_column(String(63))
-    subscription_id: Mapped[str] = mapped_column(String(36))
-    resource_group: Mapped[str] = mapped_column(String(90))
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
-    location: Mapped[str] = mapped_column(String(40))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     @property
     def arm_id(self) -> str:
@@ -56,36 +50,34 @@ def upsert(
     arm.check_name(name, "server")
     _check_address(host, port)
     tenancy.require_group(s, sub, rg)
-    key = arm.server_id(sub, rg, name).lower()
-    server = s.scalar(select(Server).where(Server.arm_key == key))
+    arm_id = arm.server_id(sub, rg, name)
+    server = armstore.find(s, Server, arm_id)
     if server is None:
-        server = Server(
-            id=str(uuid.uuid4()),
-            arm_key=key,
+        return armstore.create(
+            s,
+            Server,
+            arm_id=arm_id,
+            sub=sub,
+            rg=rg,
             name=name,
-            subscription_id=sub.lower(),
-            resource_group=rg,
-            created_at=now,
+            location=regions.normalize(location),
+            now=now,
             host=host,
             port=port,
-            location=regions.normalize(location),
         )
-        s.add(server)
-    else:
-        server.host, server.port, server.location = host, port, regions.normalize(location)
+    server.host, server.port, server.location = host, port, regions.normalize(location)
     s.flush()
     return server
 
 
 def get(s: Session, sub: str, rg: str, name: str) -> Server:
-    server = s.scalar(select(Server).where(Server.arm_key == arm.server_id(sub, rg, name).lower()))
-    if server is None:
-        raise NotFound(
-            f"PostgreSQL server {name!r} is not registered in resource group {rg!r}. "
-            "Register it with `pgvault server add`.",
-            code="ResourceNotFound",
-        )
-    return server
+    return armstore.get(
+        s,
+        Server,
+        arm.server_id(sub, rg, name),
+        f"PostgreSQL server {name!r} is not registered in resource group {rg!r}. "
+        "Register it with `pgvault server add`.",
+    )
 
 
 def get_by_id(s: Session, resource_id: str) -> Server:
@@ -100,7 +92,14 @@ def get_by_id(s: Session, resource_id: str) -> Server:
 
 
 def list_servers(s: Session, sub: str, rg: str | None) -> list[Server]:
-    q = select(Server).where(Server.subscription_id == sub.lower())
-    if rg:
-        q = q.where(func.lower(Server.resource_group) == rg.lower())
-    return list(s.scalars(q.order_by(Server.name)))
+    return armstore.list_in(s, Server, sub, rg)
+
+
+def delete(s: Session, server: Server, in_use: int) -> None:
+    """Unregister a server; one that databases are still protected from is refused."""
+    if in_use:
+        raise Conflict(
+            f"Server {server.name!r} has protected databases; stop protection first.",
+            code="UserErrorServerInUse",
+        )
+    s.delete(server)

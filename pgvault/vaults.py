@@ -11,12 +11,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String, func, select
+from sqlalchemy import JSON, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm, identity, regions, tenancy
-from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, NotFound
+from pgvault import arm, armstore, identity, regions, tenancy
+from pgvault.armstore import ArmResource
+from pgvault.db import Base
+from pgvault.errors import BadRequest, Conflict
 
 DEFAULT_PROPERTIES: dict[str, Any] = {
     "storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}],
@@ -32,19 +33,13 @@ DEFAULT_PROPERTIES: dict[str, Any] = {
 }
 
 
-class Vault(Base):
+class Vault(ArmResource, Base):
     __tablename__ = "backup_vaults"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    arm_key: Mapped[str] = mapped_column(String(400), unique=True)
     name: Mapped[str] = mapped_column(String(63))
-    subscription_id: Mapped[str] = mapped_column(String(36))
-    resource_group: Mapped[str] = mapped_column(String(90))
-    location: Mapped[str] = mapped_column(String(40))
     principal_id: Mapped[str] = mapped_column(String(36))
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     properties: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     @property
     def arm_id(self) -> str:
@@ -122,7 +117,7 @@ def create_or_update(
     arm.check_name(name, "backup vault")
     tenancy.require_group(s, sub, rg)
     region = regions.normalize(location)
-    vault = s.scalar(select(Vault).where(Vault.arm_key == arm.vault_id(sub, rg, name).lower()))
+    vault = armstore.find(s, Vault, arm.vault_id(sub, rg, name))
     allowed = {k: v for k, v in properties.items() if k in DEFAULT_PROPERTIES}
     if vault is not None:
         if vault.location != region:
@@ -143,39 +138,51 @@ def create_or_update(
         now,
         with_secret=False,
     )
-    vault = Vault(
-        id=str(uuid.uuid4()),
-        arm_key=arm.vault_id(sub, rg, name).lower(),
+    vault = armstore.create(
+        s,
+        Vault,
+        arm_id=arm.vault_id(sub, rg, name),
+        sub=sub,
+        rg=rg,
         name=name,
-        subscription_id=sub.lower(),
-        resource_group=rg,
         location=region,
+        now=now,
         principal_id=principal.id,
         tags=tags,
         properties=_merge(DEFAULT_PROPERTIES, allowed),
-        created_at=now,
     )
-    s.add(vault)
-    s.flush()
     return vault, True
 
 
 def get(s: Session, sub: str, rg: str, name: str) -> Vault:
-    vault = s.scalar(select(Vault).where(Vault.arm_key == arm.vault_id(sub, rg, name).lower()))
-    if vault is None:
-        raise NotFound(
-            f"Backup vault {name!r} not found in resource group {rg!r}. "
-            "Create it with `pgvault vault create`.",
-            code="ResourceNotFound",
+    return armstore.get(
+        s,
+        Vault,
+        arm.vault_id(sub, rg, name),
+        f"Backup vault {name!r} not found in resource group {rg!r}. "
+        "Create it with `pgvault vault create`.",
+    )
+
+
+def by_id(s: Session, vault_id: str) -> Vault:
+    """The vault a job or an instance refers to (a foreign key: it exists)."""
+    return s.get_one(Vault, vault_id)
+
+
+def unique_by_name(s: Session, name: str) -> Vault:
+    """The one vault named `name` in any resource group (for `vault:NAME` assignees)."""
+    matches = list(s.scalars(select(Vault).where(Vault.name == name)))
+    if len(matches) != 1:
+        raise BadRequest(
+            f"{len(matches)} vaults are named {name!r}; use the vault's "
+            "identity.principalId instead.",
+            code="PrincipalNotFound",
         )
-    return vault
+    return matches[0]
 
 
 def list_vaults(s: Session, sub: str, rg: str | None) -> list[Vault]:
-    q = select(Vault).where(Vault.subscription_id == sub.lower())
-    if rg:
-        q = q.where(func.lower(Vault.resource_group) == rg.lower())
-    return list(s.scalars(q.order_by(Vault.name)))
+    return armstore.list_in(s, Vault, sub, rg)
 
 
 def delete(s: Session, vault: Vault, instance_count: int) -> None:

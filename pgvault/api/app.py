@@ -20,7 +20,7 @@ from pgvault.api.deps import error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, PgVaultError
 from pgvault.scheduler import Scheduler
-from pgvault.service import Service
+from pgvault.services import Service
 from pgvault.workers import WorkerPool
 
 log = logging.getLogger("pgvault.api")

@@ -14,7 +14,7 @@ from pgvault import jsonbody as b
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, accepted, json_response
 from pgvault.errors import BadRequest, PgVaultError, UserError
-from pgvault.service import InstanceSpec
+from pgvault.services import InstanceSpec
 
 router = APIRouter()
 SUB_DP = "/subscriptions/{sub}/providers/Microsoft.DataProtection"

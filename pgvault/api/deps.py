@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pgvault.api import authz
 from pgvault.errors import PgVaultError, Unauthorized
 from pgvault.identity import Caller
-from pgvault.service import Service
+from pgvault.services import Service
 
 RETRY_AFTER = "1"
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from pgvault import arm, jobs, policies, recovery_points, secrets, servers, tenancy, vaults
 from pgvault.clock import iso, timespan
-from pgvault.service import InstanceView, JobView
+from pgvault.services.monitoring import JobView
+from pgvault.services.protection import InstanceView
 from pgvault.storage import accounts
 
 DS_TYPE = policies.DATASOURCE_TYPE

@@ -11,37 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint, func, select
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import arm, regions, tenancy
+from pgvault import arm, armstore, regions, tenancy
+from pgvault.armstore import ArmResource
 from pgvault.crypto import Cipher
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, NotFound, UserError
+from pgvault.errors import BadRequest, Conflict, UserError
 from pgvault.storage.backends import Location, azure_location, local_location, s3_location
 
 KINDS = ("local", "s3", "azure")
 SECRET_FIELDS = {"s3": "secretAccessKey", "azure": "accountKey"}
 
 
-class StorageAccount(Base):
+class StorageAccount(ArmResource, Base):
     __tablename__ = "storage_accounts"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    arm_key: Mapped[str] = mapped_column(String(400), unique=True)
     name: Mapped[str] = mapped_column(String(24), unique=True)
-    subscription_id: Mapped[str] = mapped_column(String(36))
-    resource_group: Mapped[str] = mapped_column(String(90))
-    location: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     @property
     def arm_id(self) -> str:
@@ -115,24 +109,25 @@ def create_account(
         )
     settings = _settings(kind, backend)
     secret_value = backend.get(SECRET_FIELDS.get(kind, ""))
-    key = arm.storage_account_id(sub, rg, name).lower()
-    account = s.scalar(select(StorageAccount).where(StorageAccount.name == name))
-    if account is not None and account.arm_key != key:
-        raise Conflict(
-            f"The storage account name {name!r} is already taken; names are global.",
-            code="StorageAccountAlreadyTaken",
-        )
+    arm_id = arm.storage_account_id(sub, rg, name)
+    taken = Conflict(
+        f"The storage account name {name!r} is already taken; names are global.",
+        code="StorageAccountAlreadyTaken",
+    )
+    account = armstore.find_global(s, StorageAccount, name, arm_id, taken)
     if account is None:
-        account = StorageAccount(
-            id=str(uuid.uuid4()),
-            arm_key=key,
+        account = armstore.create(
+            s,
+            StorageAccount,
+            arm_id=arm_id,
+            sub=sub,
+            rg=rg,
             name=name,
-            subscription_id=sub.lower(),
-            resource_group=rg,
-            created_at=now,
+            location=regions.normalize(location),
+            now=now,
             kind=kind,
+            settings=settings,
         )
-        s.add(account)
     elif account.kind != kind:
         raise Conflict(
             f"Storage account {name!r} is of kind {account.kind}; its kind cannot change.",
@@ -154,25 +149,17 @@ def _secret(cipher: Cipher, account: StorageAccount) -> str | None:
 
 
 def get_account(s: Session, sub: str, rg: str, name: str) -> StorageAccount:
-    account = s.scalar(
-        select(StorageAccount).where(
-            StorageAccount.arm_key == arm.storage_account_id(sub, rg, name).lower()
-        )
+    return armstore.get(
+        s,
+        StorageAccount,
+        arm.storage_account_id(sub, rg, name),
+        f"Storage account {name!r} not found in resource group {rg!r}. "
+        "Create it with `pgvault storage-account create`.",
     )
-    if account is None:
-        raise NotFound(
-            f"Storage account {name!r} not found in resource group {rg!r}. "
-            "Create it with `pgvault storage-account create`.",
-            code="ResourceNotFound",
-        )
-    return account
 
 
 def list_accounts(s: Session, sub: str, rg: str | None) -> list[StorageAccount]:
-    q = select(StorageAccount).where(StorageAccount.subscription_id == sub.lower())
-    if rg:
-        q = q.where(func.lower(StorageAccount.resource_group) == rg.lower())
-    return list(s.scalars(q.order_by(StorageAccount.name)))
+    return armstore.list_in(s, StorageAccount, sub, rg)
 
 
 def container_location(cipher: Cipher, account: StorageAccount, container: str) -> Location:
@@ -236,23 +223,17 @@ def create_container(
             "Check the account's endpoint and credentials.",
             code="UserErrorContainerNotAccessible",
         ) from exc
-    row = Container(account_id=account.id, name=name, created_at=now)
-    s.add(row)
-    s.flush()
-    return row
+    return armstore.add(s, Container(account_id=account.id, name=name, created_at=now))
 
 
 def get_container(s: Session, account: StorageAccount, name: str) -> Container:
-    row = s.scalar(
-        select(Container).where(Container.account_id == account.id, Container.name == name)
+    return armstore.one(
+        s,
+        select(Container).where(Container.account_id == account.id, Container.name == name),
+        f"Container {name!r} not found in storage account {account.name!r}. "
+        "Create it with `pgvault storage-account container create`.",
+        code="ContainerNotFound",
     )
-    if row is None:
-        raise NotFound(
-            f"Container {name!r} not found in storage account {account.name!r}. "
-            "Create it with `pgvault storage-account container create`.",
-            code="ContainerNotFound",
-        )
-    return row
 
 
 def list_containers(s: Session, account: StorageAccount) -> list[Container]:

@@ -27,7 +27,7 @@ from pgvault.config import Settings
 from pgvault.context import Context
 from pgvault.engine.manifest import MANIFEST
 from pgvault.recovery_points import RecoveryPoint
-from pgvault.service import InstanceSpec, Service
+from pgvault.services import InstanceSpec, Service
 from pgvault.storage.backends import Location
 from pgvault.workers import WorkerPool
 from tests.integration.conftest import REGION, RG, Vault

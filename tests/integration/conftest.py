@@ -21,7 +21,7 @@ from pgvault.context import Context
 from pgvault.errors import PgVaultError
 from pgvault.restore import DatabaseTarget, FilesTarget, RestoreRequest
 from pgvault.secrets import secret_uri
-from pgvault.service import InstanceSpec, Service
+from pgvault.services import InstanceSpec, Service
 from pgvault.workers import WorkerPool
 from tests.support.pg import PgCluster
 from tests.support.services import AzuriteEndpoint, S3Endpoint, azurite_blob, moto_s3

@@ -8,7 +8,7 @@ import pytest
 
 from pgvault import jobs
 from pgvault.errors import PgVaultError
-from pgvault.service import InstanceSpec
+from pgvault.services import InstanceSpec
 from tests.integration.conftest import RG, Vault
 from tests.support.pg import PgCluster
 from tests.support.sampledb import build_rich_database

@@ -1,6 +1,7 @@
 """The access service: sign-in, tokens, principals, roles, assignments, authorization, audit.
 
-`Service` (the backup service) and the API use it; nothing here knows about HTTP.
+`Service` (the backup service) holds one as `service.access` and the API uses it; nothing
+here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -9,17 +10,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from pgvault import audit, identity, rbac, vaults
 from pgvault.context import Context
-from pgvault.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from pgvault.errors import BadRequest, Forbidden, Unauthorized
 from pgvault.identity import Caller, Principal
 
 ROOT = "/"
 
 
 class AccessService:
+    """Who may call, and what they may do: every identity and RBAC operation the API offers."""
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
@@ -57,14 +58,7 @@ class AccessService:
     def authenticate(self, token: str) -> Caller:
         claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
         with self.ctx.db.session() as s:
-            principal = s.get(Principal, str(claims.get("sub")))
-            if principal is None or not principal.enabled or identity.is_revoked(s, claims):
-                raise Unauthorized(
-                    "The token was revoked, or its principal was deleted or disabled. "
-                    "Sign in again.",
-                    code="InvalidAuthenticationToken",
-                )
-            return Caller(principal.id, principal.name, principal.type)
+            return identity.caller_for(s, claims)
 
     def revoke(self, token: str) -> None:
         claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
@@ -115,28 +109,16 @@ class AccessService:
     def delete_principal(self, ref: str) -> None:
         with self.ctx.db.session() as s:
             p = identity.find_principal(s, ref)
-            if p.type == identity.MANAGED_IDENTITY:
-                raise Conflict(
-                    "A vault's managed identity is deleted with its vault.",
-                    code="ManagedIdentityCannotBeDeleted",
-                )
-            for a in rbac.assignments_for(s, p.id):
-                s.delete(a)
-            s.delete(p)
+            identity.check_deletable(p)
+            rbac.remove_assignments_of(s, p.id)
+            identity.delete_principal(s, p.id)
 
     def resolve_assignee(self, ref: str) -> Principal:
         """A principal by id, client id, name, or `vault:NAME` (a vault's managed identity)."""
         with self.ctx.db.session() as s:
             if ref.lower().startswith("vault:"):
-                name = ref.split(":", 1)[1]
-                matches = list(s.scalars(select(vaults.Vault).where(vaults.Vault.name == name)))
-                if len(matches) != 1:
-                    raise BadRequest(
-                        f"{len(matches)} vaults are named {name!r}; use the vault's "
-                        "identity.principalId instead.",
-                        code="PrincipalNotFound",
-                    )
-                return identity.get_principal(s, matches[0].principal_id)
+                vault = vaults.unique_by_name(s, ref.split(":", 1)[1])
+                return identity.get_principal(s, vault.principal_id)
             return identity.find_principal(s, ref)
 
     # -- roles and assignments --------------------------------------------------------------
@@ -192,9 +174,7 @@ class AccessService:
 
     def delete_assignment(self, assignment_id: str) -> rbac.Assignment:
         with self.ctx.db.session() as s:
-            row = rbac.get_assignment(s, assignment_id)
-            s.delete(row)
-            return row
+            return rbac.delete_assignment(s, assignment_id)
 
     # -- audit ------------------------------------------------------------------------------
 

@@ -1,0 +1,68 @@
+"""Monitoring: backup jobs and the long-running operations the API reports on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from pgvault import instances, jobs, policies, servers, vaults
+from pgvault.errors import PgVaultError
+from pgvault.services.base import ServiceBase
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with the vault, instance, server and policy a response describes it by."""
+
+    job: jobs.Job
+    vault: vaults.Vault
+    instance: instances.Instance | None
+    server: servers.Server | None
+    policy: policies.Policy | None
+
+
+class MonitoringService(ServiceBase):
+    """Jobs and operations: what ran, what runs, how it ended."""
+
+    def _job_view(self, s: Session, job: jobs.Job) -> JobView:
+        """The job with what it ran on, read in the caller's session."""
+        vault = vaults.by_id(s, job.vault_id)
+        if job.instance_id is None:
+            return JobView(job, vault, None, None, None)
+        inst = instances.by_id(s, job.instance_id)
+        _, server, policy = instances.related(s, inst)
+        return JobView(job, vault, inst, server, policy)
+
+    def list_jobs(
+        self, sub: str, rg: str | None, vault_name: str | None, limit: int = 200, offset: int = 0
+    ) -> list[JobView]:
+        with self.ctx.db.session() as s:
+            if vault_name and rg:
+                ids = [vaults.get(s, sub, rg, vault_name).id]
+            else:
+                ids = [v.id for v in vaults.list_vaults(s, sub, rg)]
+            return [self._job_view(s, j) for j in jobs.list_jobs(s, ids, limit, offset)]
+
+    def get_job(self, sub: str, rg: str, vault_name: str, job_id: str) -> JobView:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            return self._job_view(s, jobs.get(s, job_id, vault.id))
+
+    def record_operation(
+        self,
+        *,
+        job_id: str | None = None,
+        resource_id: str | None = None,
+        error: PgVaultError | None = None,
+    ) -> jobs.Operation:
+        with self.ctx.db.session() as s:
+            return jobs.new_operation(
+                s, self.ctx.clock.now(), job_id=job_id, resource_id=resource_id, error=error
+            )
+
+    def get_operation(self, op_id: str) -> tuple[jobs.Operation, JobView | None]:
+        with self.ctx.db.session() as s:
+            op = jobs.get_operation(s, op_id)
+            view = self._job_view(s, jobs.get(s, op.job_id)) if op.job_id else None
+            return op, view

@@ -1,0 +1,89 @@
+"""Recovery: on-demand backups, recovery points, rehydration, and validating/triggering restores.
+
+Jobs are queued here and run by the worker pool (`_notify` wakes it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from pgvault import backups, instances, jobs, recovery_points, rehydration, restore, vaults
+from pgvault.services.base import ServiceBase
+from pgvault.services.protection import InstanceView, instance_view
+
+
+class RecoveryService(ServiceBase):
+    """Backups on demand, recovery points, rehydration and restores of one instance."""
+
+    def _view(self, s: Session, inst: instances.Instance) -> InstanceView:
+        """The instance with its vault, server and policy (see `protection.instance_view`)."""
+        return instance_view(s, inst)
+
+    def adhoc_backup(
+        self, sub: str, rg: str, vault_name: str, name: str, rule: str | None, tag: str | None
+    ) -> jobs.Job:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            job = backups.queue(s, vault, inst, self.ctx.clock.now(), rule, tag)
+        self._notify()
+        return job
+
+    def list_points(
+        self,
+        sub: str,
+        rg: str,
+        vault_name: str,
+        name: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[InstanceView, list[recovery_points.RecoveryPoint]]:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            return self._view(s, inst), recovery_points.list_points(s, inst.id, start, end)
+
+    def get_point(
+        self, sub: str, rg: str, vault_name: str, name: str, point_id: str
+    ) -> tuple[InstanceView, recovery_points.RecoveryPoint]:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            return self._view(s, inst), recovery_points.get(s, inst.id, point_id)
+
+    def rehydrate(
+        self,
+        sub: str,
+        rg: str,
+        vault_name: str,
+        name: str,
+        point_id: str,
+        priority: str | None,
+        duration: str | None,
+    ) -> jobs.Job:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            job = rehydration.queue(self.ctx, s, vault.id, inst.id, point_id, priority, duration)
+        self._notify()
+        return job
+
+    def validate_restore(
+        self, sub: str, rg: str, vault_name: str, name: str, req: restore.RestoreRequest
+    ) -> None:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            restore.validate(self.ctx, s, vault, inst, req)
+
+    def trigger_restore(
+        self, sub: str, rg: str, vault_name: str, name: str, req: restore.RestoreRequest
+    ) -> jobs.Job:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            job = restore.queue(self.ctx, s, vault, inst, req)
+        self._notify()
+        return job

@@ -1,0 +1,132 @@
+"""Resources the vault works with: subscriptions and resource groups, PostgreSQL servers,
+key vaults and their secrets, storage accounts and their containers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgvault import instances, secrets, servers, tenancy
+from pgvault.services.base import ServiceBase
+from pgvault.storage import accounts
+
+
+class ResourceService(ServiceBase):
+    """Register and look up what backups read from and restores write to."""
+
+    # -- tenancy ---------------------------------------------------------------------------
+
+    def list_subscriptions(self) -> list[tenancy.Subscription]:
+        with self.ctx.db.session() as s:
+            return tenancy.list_subscriptions(s)
+
+    def put_group(self, sub: str, rg: str, location: str) -> tenancy.ResourceGroup:
+        with self.ctx.db.session() as s:
+            return tenancy.create_group(s, sub, rg, location, self.ctx.clock.now())
+
+    def get_group(self, sub: str, rg: str) -> tenancy.ResourceGroup:
+        with self.ctx.db.session() as s:
+            return tenancy.require_group(s, sub, rg)
+
+    # -- servers ---------------------------------------------------------------------------
+
+    def put_server(
+        self, sub: str, rg: str, name: str, host: str, port: int, location: str
+    ) -> servers.Server:
+        with self.ctx.db.session() as s:
+            return servers.upsert(s, sub, rg, name, host, port, location, self.ctx.clock.now())
+
+    def get_server(self, sub: str, rg: str, name: str) -> servers.Server:
+        with self.ctx.db.session() as s:
+            return servers.get(s, sub, rg, name)
+
+    def list_servers(self, sub: str, rg: str | None) -> list[servers.Server]:
+        with self.ctx.db.session() as s:
+            return servers.list_servers(s, sub, rg)
+
+    def delete_server(self, sub: str, rg: str, name: str) -> None:
+        """Unregister a server; refused while any instance protects one of its databases."""
+        with self.ctx.db.session() as s:
+            server = servers.get(s, sub, rg, name)
+            servers.delete(s, server, instances.count_using_server(s, server.id))
+
+    # -- key vaults ------------------------------------------------------------------------
+
+    def put_keyvault(self, sub: str, rg: str, name: str, location: str) -> secrets.KeyVault:
+        with self.ctx.db.session() as s:
+            return secrets.create_vault(s, sub, rg, name, location, self.ctx.clock.now())
+
+    def get_keyvault(self, sub: str, rg: str, name: str) -> secrets.KeyVault:
+        with self.ctx.db.session() as s:
+            return secrets.get_vault(s, sub, rg, name)
+
+    def list_keyvaults(self, sub: str, rg: str | None) -> list[secrets.KeyVault]:
+        with self.ctx.db.session() as s:
+            return secrets.list_vaults(s, sub, rg)
+
+    def delete_keyvault(self, sub: str, rg: str, name: str) -> None:
+        with self.ctx.db.session() as s:
+            secrets.delete_vault(s, secrets.get_vault(s, sub, rg, name))
+
+    def put_secret(
+        self, sub: str, rg: str, kv_name: str, name: str, value: str, content_type: str | None
+    ) -> tuple[secrets.KeyVault, secrets.SecretVersion]:
+        with self.ctx.db.session() as s:
+            kv = secrets.get_vault(s, sub, rg, kv_name)
+            row = secrets.set_secret(
+                s, self.ctx.cipher, kv, name, value, self.ctx.clock.now(), content_type
+            )
+            return kv, row
+
+    def get_secret(
+        self, sub: str, rg: str, kv_name: str, name: str
+    ) -> tuple[secrets.KeyVault, secrets.SecretVersion]:
+        with self.ctx.db.session() as s:
+            kv = secrets.get_vault(s, sub, rg, kv_name)
+            return kv, secrets.get_latest(s, kv, name)
+
+    def list_secrets(
+        self, sub: str, rg: str, kv_name: str
+    ) -> tuple[secrets.KeyVault, list[secrets.SecretVersion]]:
+        with self.ctx.db.session() as s:
+            kv = secrets.get_vault(s, sub, rg, kv_name)
+            return kv, secrets.list_secrets(s, kv)
+
+    # -- storage accounts ------------------------------------------------------------------
+
+    def put_storage_account(
+        self, sub: str, rg: str, name: str, location: str, kind: str, backend: dict[str, Any]
+    ) -> accounts.StorageAccount:
+        with self.ctx.db.session() as s:
+            return accounts.create_account(
+                s, self.ctx.cipher, sub, rg, name, location, kind, backend, self.ctx.clock.now()
+            )
+
+    def get_storage_account(self, sub: str, rg: str, name: str) -> accounts.StorageAccount:
+        with self.ctx.db.session() as s:
+            return accounts.get_account(s, sub, rg, name)
+
+    def list_storage_accounts(self, sub: str, rg: str | None) -> list[accounts.StorageAccount]:
+        with self.ctx.db.session() as s:
+            return accounts.list_accounts(s, sub, rg)
+
+    def put_container(
+        self, sub: str, rg: str, account_name: str, name: str
+    ) -> tuple[accounts.StorageAccount, accounts.Container]:
+        with self.ctx.db.session() as s:
+            account = accounts.get_account(s, sub, rg, account_name)
+            row = accounts.create_container(s, self.ctx.cipher, account, name, self.ctx.clock.now())
+            return account, row
+
+    def get_container(
+        self, sub: str, rg: str, account_name: str, name: str
+    ) -> tuple[accounts.StorageAccount, accounts.Container]:
+        with self.ctx.db.session() as s:
+            account = accounts.get_account(s, sub, rg, account_name)
+            return account, accounts.get_container(s, account, name)
+
+    def list_containers(
+        self, sub: str, rg: str, account_name: str
+    ) -> tuple[accounts.StorageAccount, list[accounts.Container]]:
+        with self.ctx.db.session() as s:
+            account = accounts.get_account(s, sub, rg, account_name)
+            return account, accounts.list_containers(s, account)
