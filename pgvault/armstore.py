@@ -93,7 +93,6 @@ def find_global(s: Session, cls: type[R], name: str, arm_id: str, taken: PgVault
 def create(
     s: Session,
     cls: type[R],
-    *,
     arm_id: str,
     sub: str,
     rg: str,

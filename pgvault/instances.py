@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy import ForeignKey, Select, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, policies, secrets, servers
@@ -57,14 +57,20 @@ def check_database_name(name: str) -> str:
     return name
 
 
+def _named(vault_id: str, name: str, *, deleted: bool = False) -> Select[Instance]:
+    """The live instance of a vault with this name (any letter case), or the deleted one."""
+    state = Instance.protection_state
+    return select(Instance).where(
+        Instance.vault_id == vault_id,
+        Instance.name_key == name.lower(),
+        (state == SOFT_DELETED) if deleted else (state != SOFT_DELETED),
+    )
+
+
 def get(s: Session, vault_id: str, name: str) -> Instance:
     return armstore.one(
         s,
-        select(Instance).where(
-            Instance.vault_id == vault_id,
-            Instance.name_key == name.lower(),
-            Instance.protection_state != SOFT_DELETED,
-        ),
+        _named(vault_id, name),
         f"Backup instance {name!r} not found in this vault. "
         "List them with `pgvault instance list`.",
     )
@@ -86,13 +92,7 @@ def related(s: Session, inst: Instance) -> tuple[Vault, Server, Policy]:
 
 def find(s: Session, vault_id: str, name: str) -> Instance | None:
     """A live (not soft-deleted) instance by name, if any."""
-    return s.scalar(
-        select(Instance).where(
-            Instance.vault_id == vault_id,
-            Instance.name_key == name.lower(),
-            Instance.protection_state != SOFT_DELETED,
-        )
-    )
+    return s.scalar(_named(vault_id, name))
 
 
 def list_instances(s: Session, vault_id: str, *, deleted: bool = False) -> list[Instance]:
@@ -113,11 +113,7 @@ def list_instances(s: Session, vault_id: str, *, deleted: bool = False) -> list[
 def get_deleted(s: Session, vault_id: str, name: str) -> Instance:
     return armstore.one(
         s,
-        select(Instance).where(
-            Instance.vault_id == vault_id,
-            Instance.name_key == name.lower(),
-            Instance.protection_state == SOFT_DELETED,
-        ),
+        _named(vault_id, name, deleted=True),
         f"No soft-deleted backup instance {name!r} in this vault.",
     )
 

@@ -103,26 +103,15 @@ def create_vault(
     if existing is not None:
         existing.location = regions.normalize(location)
         return existing
-    return armstore.create(
-        s,
-        KeyVault,
-        arm_id=arm_id,
-        sub=sub,
-        rg=rg,
-        name=name,
-        location=regions.normalize(location),
-        now=now,
-    )
+    return armstore.create(s, KeyVault, arm_id, sub, rg, name, regions.normalize(location), now)
 
 
 def get_vault(s: Session, sub: str, rg: str, name: str) -> KeyVault:
-    return armstore.get(
-        s,
-        KeyVault,
-        arm.keyvault_id(sub, rg, name),
+    missing = (
         f"Key vault {name!r} not found in resource group {rg!r}. "
-        "Create it with `pgvault keyvault create`.",
+        "Create it with `pgvault keyvault create`."
     )
+    return armstore.get(s, KeyVault, arm.keyvault_id(sub, rg, name), missing)
 
 
 def list_vaults(s: Session, sub: str, rg: str | None) -> list[KeyVault]:

@@ -54,16 +54,7 @@ def upsert(
     server = armstore.find(s, Server, arm_id)
     if server is None:
         return armstore.create(
-            s,
-            Server,
-            arm_id=arm_id,
-            sub=sub,
-            rg=rg,
-            name=name,
-            location=regions.normalize(location),
-            now=now,
-            host=host,
-            port=port,
+            s, Server, arm_id, sub, rg, name, regions.normalize(location), now, host=host, port=port
         )
     server.host, server.port, server.location = host, port, regions.normalize(location)
     s.flush()
@@ -71,13 +62,11 @@ def upsert(
 
 
 def get(s: Session, sub: str, rg: str, name: str) -> Server:
-    return armstore.get(
-        s,
-        Server,
-        arm.server_id(sub, rg, name),
+    missing = (
         f"PostgreSQL server {name!r} is not registered in resource group {rg!r}. "
-        "Register it with `pgvault server add`.",
+        "Register it with `pgvault server add`."
     )
+    return armstore.get(s, Server, arm.server_id(sub, rg, name), missing)
 
 
 def get_by_id(s: Session, resource_id: str) -> Server:

@@ -141,12 +141,12 @@ def create_or_update(
     vault = armstore.create(
         s,
         Vault,
-        arm_id=arm.vault_id(sub, rg, name),
-        sub=sub,
-        rg=rg,
-        name=name,
-        location=region,
-        now=now,
+        arm.vault_id(sub, rg, name),
+        sub,
+        rg,
+        name,
+        region,
+        now,
         principal_id=principal.id,
         tags=tags,
         properties=_merge(DEFAULT_PROPERTIES, allowed),
@@ -155,13 +155,11 @@ def create_or_update(
 
 
 def get(s: Session, sub: str, rg: str, name: str) -> Vault:
-    return armstore.get(
-        s,
-        Vault,
-        arm.vault_id(sub, rg, name),
+    missing = (
         f"Backup vault {name!r} not found in resource group {rg!r}. "
-        "Create it with `pgvault vault create`.",
+        "Create it with `pgvault vault create`."
     )
+    return armstore.get(s, Vault, arm.vault_id(sub, rg, name), missing)
 
 
 def by_id(s: Session, vault_id: str) -> Vault:

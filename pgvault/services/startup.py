@@ -55,10 +55,9 @@ def bootstrap(ctx: Context) -> str | None:
 
 
 def write_credentials(path: Path, client_id: str, secret: str) -> None:
-    """Write the credentials file atomically (temp file, then rename), readable by us only.
+    """Write the admin's credentials, mode 0600 (they hold its secret), atomically.
 
-    Written inside the bootstrap transaction, so a failed start leaves no admin without
-    its file; the rename means a reader never sees half a file.
+    A temp file renamed into place: a reader (`pgvault auth token`) never sees half a file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

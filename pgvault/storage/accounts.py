@@ -119,12 +119,12 @@ def create_account(
         account = armstore.create(
             s,
             StorageAccount,
-            arm_id=arm_id,
-            sub=sub,
-            rg=rg,
-            name=name,
-            location=regions.normalize(location),
-            now=now,
+            arm_id,
+            sub,
+            rg,
+            name,
+            regions.normalize(location),
+            now,
             kind=kind,
             settings=settings,
         )
@@ -149,13 +149,11 @@ def _secret(cipher: Cipher, account: StorageAccount) -> str | None:
 
 
 def get_account(s: Session, sub: str, rg: str, name: str) -> StorageAccount:
-    return armstore.get(
-        s,
-        StorageAccount,
-        arm.storage_account_id(sub, rg, name),
+    missing = (
         f"Storage account {name!r} not found in resource group {rg!r}. "
-        "Create it with `pgvault storage-account create`.",
+        "Create it with `pgvault storage-account create`."
     )
+    return armstore.get(s, StorageAccount, arm.storage_account_id(sub, rg, name), missing)
 
 
 def list_accounts(s: Session, sub: str, rg: str | None) -> list[StorageAccount]:
