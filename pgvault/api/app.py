@@ -20,6 +20,7 @@ from pgvault.api.deps import error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, PgVaultError
 from pgvault.scheduler import Scheduler
+from pgvault.schemas import base as schemas
 from pgvault.service import Service
 from pgvault.workers import WorkerPool
 
@@ -118,8 +119,12 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = tuple(first.get("loc", ()))
+        if loc[:1] == ("body",):  # a request body: name the field as the body spells it
+            return error_response(schemas.bad_request(errors, skip=1))
+        where = ".".join(str(p) for p in loc)
         return error_response(
             BadRequest(
                 f"Invalid request: {where}: {first.get('msg', 'invalid value')}",
