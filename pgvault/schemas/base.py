@@ -16,14 +16,15 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    StrictFloat,
-    StrictInt,
+    GetJsonSchemaHandler,
+    PlainValidator,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError
 
 from pgvault.errors import BadRequest
 
@@ -32,19 +33,41 @@ M = TypeVar("M", bound="AzureModel")
 
 INVALID = "InvalidRequestContent"
 
-# A JSON number that is not a boolean (Pydantic's lax int/float would take true, or "14").
-Number = StrictInt | StrictFloat
+
+def _number(value: object) -> int | float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    return value
+
+
+# A JSON number, kept as sent (Pydantic's lax int/float would take true or "14"; a union of
+# the strict ones would report one error per member).
+Number = Annotated[int | float, PlainValidator(_number), WithJsonSchema({"type": "number"})]
 
 
 def _present(value: T | None) -> T:
     if value is None:
-        raise ValueError("must not be null")
+        raise PydanticCustomError("null_value", "must not be null")
     return value
+
+
+class _NotNullInSchema:
+    """Drop `null` from a field's JSON schema: the field may be left out, not sent as null."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        kinds = [k for k in schema.get("anyOf", ()) if k.get("type") != "null"]
+        if len(kinds) == 1:
+            del schema["anyOf"]
+            schema.update(kinds[0])
+        return schema
 
 
 # A field that may be left out but, when sent, may not be null: settings are merged into what
 # is stored, and a null there would replace a whole section of it.
-Present = Annotated[T | SkipJsonSchema[None], AfterValidator(_present)]
+Present = Annotated[T | None, AfterValidator(_present), _NotNullInSchema()]
 
 
 def user_error(code: str, message: str) -> PydanticCustomError:
@@ -116,7 +139,7 @@ def bad_request(errors: Sequence[ErrorDetails], *, skip: int = 0) -> BadRequest:
     if first["type"].startswith("UserError"):
         return BadRequest(first["msg"], code=first["type"], target=field or None)
     if first["type"] == "missing":
-        message = f"The request body needs {field}."
+        message = f"The request body needs {field}." if field else "The request needs a body."
     elif first["type"] == "json_invalid":
         message = f"The request body is not valid JSON: {first['msg']}."
     elif field:
