@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgvault import __version__
@@ -160,7 +160,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         )
 
     @app.middleware("http")
-    async def _audit(request: Request, call_next: Any) -> Any:
+    async def _audit(request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Record every write and every denied call, after the fact."""
         response = await call_next(request)
         status = response.status_code

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -370,7 +369,7 @@ def operation_result(sub: str, rg: str, vault: str, op_id: str, svc: Svc, _: Aut
         return JSONResponse(
             status_code=400, content={"error": op.error} if op.error else err.to_body()
         )
-    body: dict[str, Any] = {"objectType": "OperationJobExtendedInfo"}
+    body: dict[str, str] = {"objectType": "OperationJobExtendedInfo"}
     if view is not None:
         body["jobId"] = f"{view.vault.arm_id}/backupJobs/{view.job.id}"
     return json_response(body)
