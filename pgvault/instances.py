@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Select, String, func, select
@@ -21,6 +22,16 @@ BACKUPS_SUSPENDED = "BackupSchedulesSuspended"
 SOFT_DELETED = "SoftDeleted"
 # Scheduled backups run only in this state; on-demand ones also while suspended.
 ADHOC_ALLOWED = (PROTECTION_CONFIGURED, BACKUPS_SUSPENDED)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What a backup-instance PUT asks for, parsed from Azure's body."""
+
+    database_id: str
+    policy_id: str
+    secret_uri: str
+    friendly_name: str | None = None
 
 
 class Instance(Base):

@@ -5,22 +5,21 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from pgvault import jsonbody as b
 from pgvault import rbac
 from pgvault.api.deps import Auth, Svc, bearer, json_response
 from pgvault.audit import AuditEvent
 from pgvault.clock import iso
 from pgvault.errors import BadRequest, NotFound
 from pgvault.identity import Principal
+from pgvault.schemas.access import PrincipalBody, RoleAssignmentBody, RoleDefinitionBody
 
 router = APIRouter()
 AUTHZ = "/providers/Microsoft.Authorization"
-JSON = Body(default=None)
 
 
 # -- OAuth2 ---------------------------------------------------------------------------------
@@ -81,9 +80,10 @@ def _principal(p: Principal, secret: str | None = None) -> dict[str, Any]:
 
 
 @router.put("/pgvault/principals/{name}")
-def create_principal(name: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
-    kind = b.get(body, "properties", "principalType") or b.get(body, "type") or "user"
-    principal, secret = svc.access.create_principal(name, str(kind))
+def create_principal(
+    name: str, svc: Svc, _: Auth, body: PrincipalBody | None = None
+) -> JSONResponse:
+    principal, secret = svc.access.create_principal(name, (body or PrincipalBody()).kind)
     return json_response(_principal(principal, secret), 201)
 
 
@@ -169,35 +169,31 @@ def get_definition(scope: str, role_id: str, svc: Svc, _: Auth) -> JSONResponse:
     return json_response(_definition(scope, svc.access.role(role_id)))
 
 
-@router.put("/{scope:path}" + AUTHZ + "/roleDefinitions/{role_id}")
-def put_definition(
-    scope: str, role_id: str, svc: Svc, caller: Auth, body: Any = JSON
-) -> JSONResponse:
-    # A custom role is one definition for every scope (assignableScopes is ["/"]): changing
-    # it changes what every assignment of it grants, so it takes the right at the root.
+def _custom_role_id(role_id: str, svc: Svc, caller: Auth) -> str:
+    """The role's GUID, once the caller may define roles (checked before the body is read).
+
+    A custom role is one definition for every scope (assignableScopes is ["/"]): changing it
+    changes what every assignment of it grants, so it takes the right at the root.
+    """
     svc.access.authorize(caller, "Microsoft.Authorization/roleDefinitions/write", "/")
     try:
-        role_id = str(uuid.UUID(role_id))
+        return str(uuid.UUID(role_id))
     except ValueError:
         raise BadRequest(
             "A role definition's name must be a GUID.", code="InvalidRoleDefinitionId"
         ) from None
-    props = b.as_dict(b.get(body, "properties"), "properties")
-    permissions = b.get(props, "permissions") or [{}]
-    if not isinstance(permissions, list) or not all(isinstance(p, dict) for p in permissions):
-        raise BadRequest(
-            "properties.permissions must be a list of objects.", code="InvalidRequestContent"
-        )
-    perms = permissions[0] if permissions else {}
+
+
+@router.put("/{scope:path}" + AUTHZ + "/roleDefinitions/{role_id}")
+def put_definition(
+    scope: str,
+    role_guid: Annotated[str, Depends(_custom_role_id)],
+    svc: Svc,
+    body: RoleDefinitionBody,
+) -> JSONResponse:
+    props = body.properties
     role = svc.access.put_custom_role(
-        role_id,
-        b.require(props, "roleName"),
-        str(b.get(props, "description") or ""),
-        {
-            "actions": b.get(perms, "actions") or [],
-            "notActions": b.get(perms, "notActions") or [],
-            "dataActions": b.get(perms, "dataActions") or [],
-        },
+        role_guid, props.role_name, props.description or "", props.granted()
     )
     return json_response(_definition(scope, role), 201)
 
@@ -223,8 +219,10 @@ def _assignment(a: rbac.Assignment, svc: Svc) -> dict[str, Any]:
     }
 
 
-def _put_assignment(scope: str, name: str, request: Request, svc: Svc, body: Any) -> JSONResponse:
-    props = b.as_dict(b.get(body, "properties"), "properties")
+def _put_assignment(
+    scope: str, name: str, request: Request, svc: Svc, body: RoleAssignmentBody
+) -> JSONResponse:
+    props = body.properties
     try:
         uuid.UUID(name)
     except ValueError:
@@ -234,8 +232,8 @@ def _put_assignment(scope: str, name: str, request: Request, svc: Svc, body: Any
     row = svc.access.create_assignment(
         request.state.caller,
         _scope(scope),
-        b.require(props, "roleDefinitionId"),
-        b.require(props, "principalId"),
+        props.role_definition_id,
+        props.principal_id,
         assignment_id=name,
     )
     return json_response(_assignment(row, svc), 201)
@@ -256,14 +254,14 @@ def _list_assignments(scope: str, svc: Svc, filter_: str | None) -> JSONResponse
 
 @router.put(AUTHZ + "/roleAssignments/{name}")
 def put_assignment_root(
-    name: str, request: Request, svc: Svc, _: Auth, body: Any = JSON
+    name: str, request: Request, svc: Svc, _: Auth, body: RoleAssignmentBody
 ) -> JSONResponse:
     return _put_assignment("/", name, request, svc, body)
 
 
 @router.put("/{scope:path}" + AUTHZ + "/roleAssignments/{name}")
 def put_assignment(
-    scope: str, name: str, request: Request, svc: Svc, _: Auth, body: Any = JSON
+    scope: str, name: str, request: Request, svc: Svc, _: Auth, body: RoleAssignmentBody
 ) -> JSONResponse:
     return _put_assignment(scope, name, request, svc, body)
 

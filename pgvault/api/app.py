@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgvault import __version__
@@ -20,6 +20,7 @@ from pgvault.api.deps import error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, PgVaultError
 from pgvault.scheduler import Scheduler
+from pgvault.schemas import base as schemas
 from pgvault.services import Service
 from pgvault.workers import WorkerPool
 
@@ -118,8 +119,12 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = tuple(first.get("loc", ()))
+        if loc[:1] == ("body",):  # a request body: name the field as the body spells it
+            return error_response(schemas.bad_request(errors, skip=1))
+        where = ".".join(str(p) for p in loc)
         return error_response(
             BadRequest(
                 f"Invalid request: {where}: {first.get('msg', 'invalid value')}",
@@ -155,7 +160,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         )
 
     @app.middleware("http")
-    async def _audit(request: Request, call_next: Any) -> Any:
+    async def _audit(request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Record every write and every denied call, after the fact."""
         response = await call_next(request)
         status = response.status_code

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from pgvault import arm, restore, vaults
-from pgvault import jsonbody as b
-from pgvault.api import shapes
-from pgvault.api.deps import Auth, Svc, accepted, json_response
-from pgvault.errors import BadRequest, PgVaultError, UserError
-from pgvault.services import InstanceSpec
+from pgvault import arm
+from pgvault.api import lro, shapes
+from pgvault.api.deps import Auth, Svc, json_response
+from pgvault.errors import BadRequest, PgVaultError
+from pgvault.schemas.dataprotection import (
+    AdhocBackupBody,
+    InstanceBody,
+    PolicyBody,
+    RehydrateBody,
+    RestoreRequestBody,
+    ValidateForBackupBody,
+    ValidateRestoreBody,
+    VaultBody,
+    VaultPatch,
+)
 
 router = APIRouter()
 SUB_DP = "/subscriptions/{sub}/providers/Microsoft.DataProtection"
 V = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults/{vault}"
 BI = V + "/backupInstances/{bi}"
-JSON = Body(default=None)
 
 
 def _vault_id(sub: str, rg: str, vault: str) -> str:
@@ -30,51 +38,19 @@ def _vault_id(sub: str, rg: str, vault: str) -> str:
 # -- vaults ---------------------------------------------------------------------------------
 
 
-def _check_shape(value: Any, default: Any, where: str) -> None:
-    """`value` has the JSON shape of `default` (objects, lists, strings, numbers, booleans)."""
-    if isinstance(default, dict):
-        if not isinstance(value, dict):
-            raise BadRequest(f"{where} must be a JSON object.", code="InvalidRequestContent")
-        for key, item in value.items():
-            if key in default:
-                _check_shape(item, default[key], f"{where}.{key}")
-    elif isinstance(default, list):
-        if not isinstance(value, list):
-            raise BadRequest(f"{where} must be a JSON array.", code="InvalidRequestContent")
-        for i, item in enumerate(value):
-            if default:
-                _check_shape(item, default[0], f"{where}[{i}]")
-    elif isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise BadRequest(f"{where} must be true or false.", code="InvalidRequestContent")
-    elif isinstance(default, int | float):
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise BadRequest(f"{where} must be a number.", code="InvalidRequestContent")
-    elif isinstance(default, str) and not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string.", code="InvalidRequestContent")
-
-
-def _vault_properties(body: Any) -> dict[str, Any]:
-    """The vault settings of a PUT/PATCH, each shaped like its default (never e.g. null)."""
-    props = b.as_dict(b.get(body, "properties"), "properties")
-    _check_shape(props, vaults.DEFAULT_PROPERTIES, "properties")
-    return props
-
-
 @router.put(V)
-def put_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
-    props = _vault_properties(body)
-    tags = b.as_dict(b.get(body, "tags"), "tags")
-    v, created = svc.put_vault(sub, rg, vault, b.require(body, "location"), props, tags)
+def put_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: VaultBody) -> JSONResponse:
+    v, created = svc.put_vault(sub, rg, vault, body.location, body.settings(), body.tag_map())
     return json_response(shapes.vault(v), 201 if created else 200)
 
 
 @router.patch(V)
-def patch_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
+def patch_vault(
+    sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: VaultPatch | None = None
+) -> JSONResponse:
     current = svc.get_vault(sub, rg, vault)
-    props = _vault_properties(body)
-    tags = b.as_dict(b.get(body, "tags"), "tags")
-    v, _created = svc.put_vault(sub, rg, vault, current.location, props, tags)
+    body = body or VaultPatch()
+    v, _created = svc.put_vault(sub, rg, vault, current.location, body.settings(), body.tag_map())
     return json_response(shapes.vault(v))
 
 
@@ -106,10 +82,9 @@ def list_vaults_sub(sub: str, svc: Svc, _: Auth) -> JSONResponse:
 
 @router.put(V + "/backupPolicies/{name}")
 def put_policy(
-    sub: str, rg: str, vault: str, name: str, svc: Svc, _: Auth, body: Any = JSON
+    sub: str, rg: str, vault: str, name: str, svc: Svc, _: Auth, body: PolicyBody | None = None
 ) -> JSONResponse:
-    props = b.as_dict(b.get(body, "properties"), "properties")
-    v, p = svc.put_policy(sub, rg, vault, name, props)
+    v, p = svc.put_policy(sub, rg, vault, name, (body or PolicyBody()).rules())
     return json_response(shapes.policy(v, p))
 
 
@@ -134,47 +109,23 @@ def delete_policy(sub: str, rg: str, vault: str, name: str, svc: Svc, _: Auth) -
 # -- backup instances -----------------------------------------------------------------------
 
 
-def _spec(props: Any) -> InstanceSpec:
-    props = b.as_dict(props, "properties")
-    database_id = b.require(props, "dataSourceInfo", "resourceID")
-    return InstanceSpec(
-        database_id=database_id,
-        policy_id=b.require(props, "policyInfo", "policyId"),
-        secret_uri=b.require(props, "datasourceAuthCredentials", "secretStoreResource", "uri"),
-        friendly_name=b.get(props, "friendlyName"),
-    )
-
-
-def _lro(request: Request, svc: Svc, scope: str, action: Any) -> Response:
-    """Run `action` and answer 202 with an operation; user errors become a Failed operation."""
-    try:
-        job_id = action()
-        op = svc.record_operation(job_id=job_id)
-    except UserError as exc:
-        op = svc.record_operation(error=exc)
-    return accepted(request, scope, op.id)
-
-
 @router.post(V + "/validateForBackup")
 def validate_for_backup(
-    request: Request, sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: Any = JSON
+    request: Request, sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: ValidateForBackupBody
 ) -> Response:
-    spec = _spec(
-        b.get(b.require(body, "backupInstance", kind=dict), "properties")
-        or b.get(body, "backupInstance")
-    )
+    spec = body.to_spec()
 
     def action() -> None:
         svc.validate_for_backup(sub, rg, vault, spec)
 
-    return _lro(request, svc, _vault_id(sub, rg, vault), action)
+    return lro.start(request, svc, _vault_id(sub, rg, vault), action, failures_in_operation=True)
 
 
 @router.put(BI)
 def put_instance(
-    sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth, body: Any = JSON
+    sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth, body: InstanceBody
 ) -> JSONResponse:
-    view = svc.put_instance(sub, rg, vault, bi, _spec(b.get(body, "properties")))
+    view = svc.put_instance(sub, rg, vault, bi, body.to_spec())
     return json_response(shapes.instance(view), 201)
 
 
@@ -195,25 +146,21 @@ def delete_instance(
     request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth
 ) -> Response:
     """Soft-delete (or, with soft delete off, delete) an instance; an LRO like Azure's."""
-    svc.delete_instance(sub, rg, vault, bi)
-    op = svc.record_operation()
-    return accepted(request, _vault_id(sub, rg, vault), op.id)
+
+    def action() -> None:
+        svc.delete_instance(sub, rg, vault, bi)
+
+    return lro.start(request, svc, _vault_id(sub, rg, vault), action)
 
 
-def _protection(action: str) -> Any:
+def _protection(action: str) -> Callable[..., Response]:
     def handler(
-        request: Request,
-        sub: str,
-        rg: str,
-        vault: str,
-        bi: str,
-        svc: Svc,
-        _: Auth,
-        body: Any = JSON,
+        request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth
     ) -> Response:
-        svc.protection_action(sub, rg, vault, bi, action)
-        op = svc.record_operation()
-        return accepted(request, _vault_id(sub, rg, vault), op.id)
+        def change() -> None:
+            svc.protection_action(sub, rg, vault, bi, action)
+
+        return lro.start(request, svc, _vault_id(sub, rg, vault), change)
 
     handler.__name__ = action
     handler.__doc__ = f"{action}: change the instance's protection state (202, then Succeeded)."
@@ -239,9 +186,10 @@ def get_deleted(sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth) -> JS
 def undelete(
     request: Request, sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth
 ) -> Response:
-    svc.undelete_instance(sub, rg, vault, bi)
-    op = svc.record_operation()
-    return accepted(request, _vault_id(sub, rg, vault), op.id)
+    def action() -> None:
+        svc.undelete_instance(sub, rg, vault, bi)
+
+    return lro.start(request, svc, _vault_id(sub, rg, vault), action)
 
 
 @router.post(BI + "/backup")
@@ -253,21 +201,15 @@ def adhoc_backup(
     bi: str,
     svc: Svc,
     _: Auth,
-    body: Any = JSON,
+    body: AdhocBackupBody | None = None,
 ) -> Response:
-    opts = b.as_dict(b.get(body, "backupRuleOptions"), "backupRuleOptions")
-    rule = b.get(opts, "ruleName")
-    tag = b.get(opts, "triggerOption", "retentionTagOverride")
-    for value, where in ((rule, "ruleName"), (tag, "triggerOption.retentionTagOverride")):
-        if value is not None and not isinstance(value, str):
-            raise BadRequest(
-                f"backupRuleOptions.{where} must be a string.",
-                code="InvalidRequestContent",
-                target=f"backupRuleOptions.{where}",
-            )
-    job = svc.adhoc_backup(sub, rg, vault, bi, rule, tag)
-    op = svc.record_operation(job_id=job.id)
-    return accepted(request, _vault_id(sub, rg, vault), op.id)
+    options = body or AdhocBackupBody()
+    return lro.start(
+        request,
+        svc,
+        _vault_id(sub, rg, vault),
+        lambda: svc.adhoc_backup(sub, rg, vault, bi, options.rule_name, options.retention_tag).id,
+    )
 
 
 # -- recovery points ------------------------------------------------------------------------
@@ -275,7 +217,8 @@ def adhoc_backup(
 _FILTER = re.compile(r"(startDate|endDate)\s+eq\s+'([^']+)'", re.IGNORECASE)
 
 
-def _filter_dates(text: str | None) -> tuple[datetime | None, datetime | None]:
+def filter_dates(text: str | None) -> tuple[datetime | None, datetime | None]:
+    """(startDate, endDate) of a recovery-point `$filter`, in UTC when no offset is given."""
     start = end = None
     for key, value in _FILTER.findall(text or ""):
         try:
@@ -283,8 +226,6 @@ def _filter_dates(text: str | None) -> tuple[datetime | None, datetime | None]:
         except ValueError:
             raise BadRequest(f"Invalid date {value!r} in $filter.", code="InvalidFilter") from None
         if when.tzinfo is None:
-            from datetime import UTC
-
             when = when.replace(tzinfo=UTC)
         if key.lower() == "startdate":
             start = when
@@ -303,7 +244,7 @@ def list_points(
     _: Auth,
     filter_: str | None = Query(default=None, alias="$filter"),
 ) -> JSONResponse:
-    start, end = _filter_dates(filter_)
+    start, end = filter_dates(filter_)
     view, points = svc.list_points(sub, rg, vault, bi, start, end)
     return json_response(shapes.page([shapes.recovery_point(view, p) for p in points]))
 
@@ -319,63 +260,6 @@ def get_point(
 # -- restore --------------------------------------------------------------------------------
 
 
-def _server_of(database_id: str) -> str:
-    """The server id a database id sits under (`.../servers/S/databases/D` -> `.../servers/S`)."""
-    segs = database_id.rstrip("/").split("/")
-    lowered = [s.lower() for s in segs]
-    if "databases" in lowered:
-        return "/".join(segs[: len(lowered) - 1 - lowered[::-1].index("databases")])
-    return database_id
-
-
-def restore_request(obj: Any) -> restore.RestoreRequest:
-    """Parse Azure's AzureBackupRestoreRequest (database or files target)."""
-    obj = b.as_dict(obj, "restore request")
-    point = b.require(obj, "recoveryPointId")
-    source = b.get(obj, "sourceDataStoreType") or "VaultStore"
-    info = b.as_dict(b.require(obj, "restoreTargetInfo", kind=dict), "restoreTargetInfo")
-    option = b.get(info, "recoveryOption") or "FailIfExists"
-    if not b.same(option, "FailIfExists"):
-        raise BadRequest(
-            "recoveryOption must be FailIfExists: restores never overwrite a database.",
-            code="UserErrorInvalidRecoveryOption",
-        )
-    kind = b.get(info, "objectType") or ""
-    if b.same(kind, "RestoreFilesTargetInfo") or b.get(info, "targetDetails") is not None:
-        details = b.as_dict(b.require(info, "targetDetails", kind=dict), "targetDetails")
-        target: restore.DatabaseTarget | restore.FilesTarget = restore.FilesTarget(
-            url=b.require(details, "url"),
-            file_prefix=restore.check_file_prefix(b.require(details, "filePrefix")),
-            arm_id=b.get(details, "targetResourceArmId"),
-            location=b.get(info, "restoreLocation"),
-        )
-    else:
-        db_id = b.require(info, "datasourceInfo", "resourceID")
-        database = arm.parse(db_id).name_of("databases") or b.get(
-            info, "datasourceInfo", "resourceName"
-        )
-        if not database:
-            raise BadRequest(
-                "restoreTargetInfo.datasourceInfo.resourceID must name the new database "
-                "('.../servers/SERVER/databases/NEWDB').",
-                code="InvalidRequestContent",
-            )
-        server_id = b.get(info, "datasourceSetInfo", "resourceID") or _server_of(db_id)
-        target = restore.DatabaseTarget(
-            server_id=server_id,
-            database=database,
-            secret_uri=b.require(info, "datasourceAuthCredentials", "secretStoreResource", "uri"),
-            location=b.get(info, "restoreLocation"),
-        )
-    return restore.RestoreRequest(
-        point,
-        source,
-        target,
-        b.get(obj, "rehydrationPriority"),
-        b.get(obj, "rehydrationRetentionDuration"),
-    )
-
-
 @router.post(BI + "/rehydrate")
 def rehydrate(
     request: Request,
@@ -385,20 +269,25 @@ def rehydrate(
     bi: str,
     svc: Svc,
     _: Auth,
-    body: Any = JSON,
+    body: RehydrateBody,
 ) -> Response:
     """Rehydrate an archived point into the vault tier for a while (a Rehydrate job)."""
-    job = svc.rehydrate(
-        sub,
-        rg,
-        vault,
-        bi,
-        b.require(body, "recoveryPointId"),
-        b.get(body, "rehydrationPriority"),
-        b.get(body, "rehydrationRetentionDuration"),
+    return lro.start(
+        request,
+        svc,
+        _vault_id(sub, rg, vault),
+        lambda: (
+            svc.rehydrate(
+                sub,
+                rg,
+                vault,
+                bi,
+                body.recovery_point_id,
+                body.rehydration_priority,
+                body.rehydration_retention_duration,
+            ).id
+        ),
     )
-    op = svc.record_operation(job_id=job.id)
-    return accepted(request, _vault_id(sub, rg, vault), op.id)
 
 
 @router.post(BI + "/validateRestore")
@@ -410,14 +299,14 @@ def validate_restore(
     bi: str,
     svc: Svc,
     _: Auth,
-    body: Any = JSON,
+    body: ValidateRestoreBody,
 ) -> Response:
-    req = restore_request(b.get(body, "restoreRequestObject") or body)
+    req = body.to_request()
 
     def action() -> None:
         svc.validate_restore(sub, rg, vault, bi, req)
 
-    return _lro(request, svc, _vault_id(sub, rg, vault), action)
+    return lro.start(request, svc, _vault_id(sub, rg, vault), action, failures_in_operation=True)
 
 
 @router.post(BI + "/restore")
@@ -429,14 +318,15 @@ def trigger_restore(
     bi: str,
     svc: Svc,
     _: Auth,
-    body: Any = JSON,
+    body: RestoreRequestBody,
 ) -> Response:
-    req = restore_request(body)
-    return _lro(
+    req = body.to_request()
+    return lro.start(
         request,
         svc,
         _vault_id(sub, rg, vault),
         lambda: svc.trigger_restore(sub, rg, vault, bi, req).id,
+        failures_in_operation=True,
     )
 
 
@@ -479,7 +369,7 @@ def operation_result(sub: str, rg: str, vault: str, op_id: str, svc: Svc, _: Aut
         return JSONResponse(
             status_code=400, content={"error": op.error} if op.error else err.to_body()
         )
-    body: dict[str, Any] = {"objectType": "OperationJobExtendedInfo"}
+    body: dict[str, str] = {"objectType": "OperationJobExtendedInfo"}
     if view is not None:
         body["jobId"] = f"{view.vault.arm_id}/backupJobs/{view.job.id}"
     return json_response(body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -71,5 +71,5 @@ def error_response(exc: PgVaultError) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content=exc.to_body())
 
 
-def json_response(body: Any, status: int = 200) -> JSONResponse:
+def json_response(body: object, status: int = 200) -> JSONResponse:
     return JSONResponse(status_code=status, content=body)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from pgvault import jsonbody as b
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, json_response, public_url
-from pgvault.errors import BadRequest
+from pgvault.schemas.resources import (
+    ContainerBody,
+    GroupBody,
+    KeyVaultBody,
+    SecretBody,
+    ServerBody,
+    StorageAccountBody,
+)
 
 router = APIRouter()
 RG = "/subscriptions/{sub}/resourceGroups/{rg}"
 P = RG + "/providers"
-JSON = Body(default=None)
 
 
 @router.get("/subscriptions")
@@ -24,8 +27,8 @@ def list_subscriptions(svc: Svc, _: Auth) -> JSONResponse:
 
 
 @router.put(RG)
-def put_group(sub: str, rg: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
-    location = b.get(body, "location") or "eastus"
+def put_group(sub: str, rg: str, svc: Svc, _: Auth, body: GroupBody | None = None) -> JSONResponse:
+    location = (body.location if body else None) or "eastus"
     return json_response(shapes.group(svc.put_group(sub, rg, location)))
 
 
@@ -40,19 +43,9 @@ SERVERS = P + "/Microsoft.DBforPostgreSQL/servers"
 
 
 @router.put(SERVERS + "/{name}")
-def put_server(sub: str, rg: str, name: str, svc: Svc, _: Auth, body: Any = JSON) -> JSONResponse:
-    props = b.as_dict(b.get(body, "properties"), "properties")
-    host = b.get(props, "fullyQualifiedDomainName") or b.get(props, "host")
-    port = b.get(props, "port", default=5432)
-    if not isinstance(host, str):
-        raise BadRequest(
-            "properties.fullyQualifiedDomainName (the host) is required.",
-            code="InvalidRequestContent",
-        )
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise BadRequest("properties.port must be an integer.", code="InvalidRequestContent")
-    location = b.require(body, "location")
-    return json_response(shapes.server(svc.put_server(sub, rg, name, host, port, location)))
+def put_server(sub: str, rg: str, name: str, svc: Svc, _: Auth, body: ServerBody) -> JSONResponse:
+    server = svc.put_server(sub, rg, name, body.host, body.port, body.location)
+    return json_response(shapes.server(server))
 
 
 @router.get(SERVERS + "/{name}")
@@ -78,9 +71,9 @@ KV = P + "/Microsoft.KeyVault/vaults"
 
 @router.put(KV + "/{name}")
 def put_keyvault(
-    request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth, body: Any = JSON
+    request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth, body: KeyVaultBody
 ) -> JSONResponse:
-    kv = svc.put_keyvault(sub, rg, name, b.require(body, "location"))
+    kv = svc.put_keyvault(sub, rg, name, body.location)
     return json_response(shapes.keyvault(kv, public_url(request, svc)))
 
 
@@ -105,13 +98,10 @@ def delete_keyvault(sub: str, rg: str, name: str, svc: Svc, _: Auth) -> Response
 
 @router.put(KV + "/{kv}/secrets/{name}")
 def put_secret(
-    request: Request, sub: str, rg: str, kv: str, name: str, svc: Svc, _: Auth, body: Any = JSON
+    request: Request, sub: str, rg: str, kv: str, name: str, svc: Svc, _: Auth, body: SecretBody
 ) -> JSONResponse:
-    value = b.require(body, "properties", "value")
-    content_type = b.get(body, "properties", "contentType")
-    vault, row = svc.put_secret(
-        sub, rg, kv, name, value, content_type if isinstance(content_type, str) else None
-    )
+    props = body.properties
+    vault, row = svc.put_secret(sub, rg, kv, name, props.value, props.content_type)
     return json_response(shapes.secret(vault, row, public_url(request, svc)))
 
 
@@ -138,17 +128,11 @@ CONTAINERS = SA + "/{account}/blobServices/default/containers"
 
 @router.put(SA + "/{name}")
 def put_storage_account(
-    request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth, body: Any = JSON
+    request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth, body: StorageAccountBody
 ) -> JSONResponse:
-    backend = b.as_dict(b.get(body, "properties", "backend"), "properties.backend")
-    kind = b.get(backend, "type") or "local"
+    backend = body.backend
     account = svc.put_storage_account(
-        sub,
-        rg,
-        name,
-        b.require(body, "location"),
-        kind,
-        {k: v for k, v in backend.items() if k.lower() != "type"},
+        sub, rg, name, body.location, backend.type or "local", backend.options()
     )
     return json_response(shapes.storage_account(account, public_url(request, svc)))
 
@@ -177,7 +161,7 @@ def put_container(
     name: str,
     svc: Svc,
     _: Auth,
-    body: Any = JSON,
+    body: ContainerBody | None = None,
 ) -> JSONResponse:
     acct, row = svc.put_container(sub, rg, account, name)
     return json_response(shapes.container(acct, row, public_url(request, svc)))

@@ -6,8 +6,9 @@ Split by area (resources, protection, recovery, monitoring; access and start-up 
 
 from __future__ import annotations
 
+from pgvault.instances import InstanceSpec
 from pgvault.services.monitoring import MonitoringService
-from pgvault.services.protection import InstanceSpec, ProtectionService
+from pgvault.services.protection import ProtectionService
 from pgvault.services.recovery import RecoveryService
 from pgvault.services.resources import ResourceService
 

@@ -26,6 +26,7 @@ from pgvault import (
     vaults,
 )
 from pgvault.errors import UserError
+from pgvault.instances import InstanceSpec
 from pgvault.services.base import ServiceBase
 
 
@@ -37,16 +38,6 @@ class InstanceView:
     vault: vaults.Vault
     server: servers.Server
     policy: policies.Policy
-
-
-@dataclass(frozen=True)
-class InstanceSpec:
-    """What a backup-instance PUT asks for, parsed from Azure's body."""
-
-    database_id: str
-    policy_id: str
-    secret_uri: str
-    friendly_name: str | None = None
 
 
 def instance_view(s: Session, inst: instances.Instance) -> InstanceView:

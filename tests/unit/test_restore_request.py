@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from pgvault.api.dataprotection import _filter_dates, restore_request
+from pgvault.api.dataprotection import filter_dates
 from pgvault.errors import BadRequest
 from pgvault.restore import DatabaseTarget, FilesTarget, RestoreRequest, check_file_prefix
+from pgvault.schemas.dataprotection import restore_request
 
 SERVER = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/servers/pg-target"
 SECRET = "http://127.0.0.1:8080/keyvaults/kv1/secrets/pg-target"
@@ -314,8 +315,8 @@ def test_non_object_bodies(body: object) -> None:
         ("somethingElse eq 'x'", (None, None)),
     ],
 )
-def test_filter_dates(text: str | None, expected: tuple[datetime | None, datetime | None]) -> None:
-    start, end = _filter_dates(text)
+def testfilter_dates(text: str | None, expected: tuple[datetime | None, datetime | None]) -> None:
+    start, end = filter_dates(text)
     assert (start, end) == expected
     for value in (start, end):
         assert value is None or value.tzinfo is not None
@@ -323,5 +324,5 @@ def test_filter_dates(text: str | None, expected: tuple[datetime | None, datetim
 
 def test_filter_dates_invalid() -> None:
     with pytest.raises(BadRequest) as info:
-        _filter_dates("startDate eq 'yesterday'")
+        filter_dates("startDate eq 'yesterday'")
     assert info.value.code == "InvalidFilter"
