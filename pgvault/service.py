@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 
 from pgvault import (
     arm,
-    backups,
     housekeeping,
     identity,
     instances,
@@ -26,8 +25,6 @@ from pgvault import (
     policies,
     rbac,
     recovery_points,
-    rehydration,
-    restore,
     secrets,
     servers,
     tenancy,
@@ -42,6 +39,7 @@ from pgvault.errors import (
     PgVaultError,
     UserError,
 )
+from pgvault.jobkinds import backup, rehydrate, restore
 from pgvault.storage import accounts
 from pgvault.workers import WorkerPool
 
@@ -377,7 +375,8 @@ class Service:
                     code="UserErrorDppDatasourceAlreadyProtected",
                     recommended_action="Stop protection there first, or use that instance.",
                 )
-            backups.check_source(self.ctx, s, vault, server, database, spec.secret_uri)
+            source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)
+        backup.check(source)
 
     def put_instance(
         self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec
@@ -512,7 +511,7 @@ class Service:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            job = backups.queue(s, vault, inst, self.ctx.clock.now(), rule, tag)
+            job = backup.queue(s, vault, inst, self.ctx.clock.now(), rule, tag)
         self._notify()
         return job
 
@@ -551,7 +550,7 @@ class Service:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            job = rehydration.queue(self.ctx, s, vault.id, inst.id, point_id, priority, duration)
+            job = rehydrate.queue(self.ctx, s, vault.id, inst.id, point_id, priority, duration)
         self._notify()
         return job
 
@@ -561,7 +560,8 @@ class Service:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            restore.validate(self.ctx, s, vault, inst, req)
+            plan = restore.resolve(self.ctx, s, vault, inst, req)
+        restore.check(plan)
 
     def trigger_restore(
         self, sub: str, rg: str, vault_name: str, name: str, req: restore.RestoreRequest
@@ -569,7 +569,8 @@ class Service:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            job = restore.queue(self.ctx, s, vault, inst, req)
+            plan = restore.resolve(self.ctx, s, vault, inst, req)
+        job = restore.queue(self.ctx, plan)
         self._notify()
         return job
 

@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from pgvault import arm, restore, vaults
+from pgvault import arm, vaults
 from pgvault import jsonbody as b
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, accepted, json_response
 from pgvault.errors import BadRequest, PgVaultError, UserError
+from pgvault.jobkinds import restore
 from pgvault.service import InstanceSpec
 
 router = APIRouter()

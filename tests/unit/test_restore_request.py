@@ -11,7 +11,7 @@ import pytest
 
 from pgvault.api.dataprotection import _filter_dates, restore_request
 from pgvault.errors import BadRequest
-from pgvault.restore import DatabaseTarget, FilesTarget, RestoreRequest, check_file_prefix
+from pgvault.jobkinds.restore import DatabaseTarget, FilesTarget, RestoreRequest, check_file_prefix
 
 SERVER = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/servers/pg-target"
 SECRET = "http://127.0.0.1:8080/keyvaults/kv1/secrets/pg-target"
