@@ -48,7 +48,10 @@ def queue(
     """Create the job for a backup (a second concurrent one of the instance is refused).
 
     On-demand backups take `retention_tag` (Default unless overridden); scheduled ones
-    (`slot` given) get their tag from the policy when the point is committed.
+    (`slot` given) get their tag from the policy when the point is committed. Metadata
+    only, in the caller's transaction (the scheduler claims its slot in the same one): the
+    source is probed by the job's Validating phase, so a failed login ends the job, with
+    its code, as in Azure.
     """
     if inst.protection_state not in instances.ADHOC_ALLOWED:
         raise Conflict(
