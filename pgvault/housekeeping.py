@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pgvault import instances, jobs
+from pgvault import instances, jobs, recovery_points
 from pgvault.context import Context
+from pgvault.jobkinds import deletion, tiering
 from pgvault.recovery_points import COMMITTED, DELETING, RecoveryPoint
 
 log = logging.getLogger("pgvault.housekeeping")
@@ -103,85 +104,8 @@ def purge_instances(ctx: Context, now: datetime) -> int:
 # -- retention and tiering ----------------------------------------------------------------
 
 
-def plan_point(point: RecoveryPoint, policy_properties: dict[str, Any]) -> None:
-    """Set a point's tier times from its policy: vault expiry, archive copy time, archive expiry."""
-    from pgvault import retention
-
-    spans = retention.plan(point.created_at, point.retention_tag, policy_properties)
-    vault = next((sp for sp in spans if sp.store == retention.VAULT), None)
-    archive = next((sp for sp in spans if sp.store == retention.ARCHIVE), None)
-    point.vault_expires_at = vault.end if vault else point.created_at
-    point.archive_due_at = archive.start if archive else None
-    point.archive_expires_at = archive.end if archive else None
-    point.expires_at = max(sp.end for sp in spans) if spans else point.vault_expires_at
-
-
-def copy_verified(source: Any, target: Any, manifest: Any, names: list[str] | None = None) -> None:
-    """Copy a point's objects between stores, checking each against the manifest's sha256."""
-    import hashlib
-
-    from pgvault.engine.manifest import MANIFEST
-    from pgvault.engine.restore import CorruptRecoveryPoint
-    from pgvault.storage.backends import pumped
-
-    for obj in manifest.objects:
-        digest = hashlib.sha256()
-
-        def chunks(name: str = obj.name, d: Any = digest) -> Any:
-            for chunk in source.get_stream(name):
-                d.update(chunk)
-                yield chunk
-
-        target.put_stream(obj.name, pumped(chunks))
-        if digest.hexdigest() != obj.sha256:
-            target.delete(obj.name)
-            raise CorruptRecoveryPoint(
-                f"Object {obj.name!r} changed while being copied between tiers; kept the source."
-            )
-    target.put_bytes(MANIFEST, source.get_bytes(MANIFEST))
-
-
-def _housekeeping_job(
-    s: Session, point: RecoveryPoint, operation: str, now: datetime, details: dict[str, Any]
-) -> jobs.Job:
-    """A job record for housekeeping work; callers finish it in the same transaction, so it
-    is never seen InProgress: no worker claims it, and a crash leaves no orphan behind."""
-    job = jobs.create(
-        s,
-        vault_id=point.vault_id,
-        instance_id=point.instance_id,
-        operation=operation,
-        params=details,
-        now=now,
-        recovery_point_id=point.id,
-    )
-    job.is_user_triggered = False
-    job.started_at = now
-    return job
-
-
-def _discard_partial_uploads(target: Any) -> None:
-    """Remove staged uploads a killed copy left at `target` (the local backend names them
-    `name#N` and never lists them). Complete objects are kept: a concurrent copy may own them."""
-    root = getattr(target, "local_root", None)
-    if root is None or not target.prefix:
-        return
-    for staged in (root / target.prefix).glob("*#*"):
-        staged.unlink(missing_ok=True)
-
-
-_TIERING = {"from": "VaultStore", "to": "ArchiveStore"}
-
-
 def tier_due_points(ctx: Context, now: datetime) -> int:
-    """Copy points whose archive time has come to the archive tier (verified), then record it.
-
-    The Tiering job is written when the copy ends (Completed or Failed, with the point's new
-    tier in the same transaction). A sweep killed mid-copy leaves the point as it was, and
-    the next sweep copies it again after discarding the partial upload.
-    """
-    from pgvault.engine.restore import load_manifest
-
+    """Copy points whose archive time has come to the archive tier (see `jobkinds.tiering`)."""
     with ctx.db.session() as s:
         due = [
             p.id
@@ -194,49 +118,7 @@ def tier_due_points(ctx: Context, now: datetime) -> int:
                 )
             )
         ]
-    moved = 0
-    for point_id in due:
-        with ctx.db.session() as s:
-            point = s.get(RecoveryPoint, point_id)
-            if point is None or point.state != COMMITTED or point.in_archive or not point.in_vault:
-                continue  # gone, or another sweep archived it meanwhile
-            location = point.location
-        source, target = ctx.datastore.child(location), ctx.archive.child(location)
-        try:
-            _discard_partial_uploads(target)
-            copy_verified(source, target, load_manifest(source))
-        except Exception as exc:
-            _record_failed_tiering(ctx, point_id, now, exc)
-            continue
-        with ctx.db.session() as s:
-            point = s.get(RecoveryPoint, point_id)
-            if point is None or point.state != COMMITTED:
-                target.delete_all()  # deleted while we copied: the copy belongs to no one
-                continue
-            point.in_archive, point.archive_location = True, location
-            jobs.finish(_housekeeping_job(s, point, "Tiering", now, _TIERING), ctx.clock.now())
-        moved += 1
-    return moved
-
-
-def _record_failed_tiering(ctx: Context, point_id: str, now: datetime, exc: Exception) -> None:
-    from pgvault.errors import PgVaultError
-
-    log.warning("tiering point %s failed: %s", point_id, exc)
-    error = (
-        exc
-        if isinstance(exc, PgVaultError)
-        else PgVaultError(
-            f"Unexpected {type(exc).__name__} while copying to the archive tier; "
-            "it is retried on the next pass.",
-            code="InternalError",
-        )
-    )
-    with ctx.db.session() as s:
-        point = s.get(RecoveryPoint, point_id)
-        if point is not None:
-            job = _housekeeping_job(s, point, "Tiering", now, _TIERING)
-            jobs.finish(job, ctx.clock.now(), error=error)
+    return sum(1 for point_id in due if tiering.tier(ctx, point_id, now))
 
 
 def _retained_forever(s: Session, point: RecoveryPoint) -> bool:
@@ -305,8 +187,7 @@ def expire_points(ctx: Context, now: datetime) -> int:
             if p.archive_due_at is not None and not p.in_archive and p.in_vault:
                 continue  # its archive copy is still to be made
             mark_deleting(s, p)
-            job = _housekeeping_job(s, p, "Deletion", now, {"reason": "Retention expired"})
-            jobs.finish(job, now)
+            deletion.record(s, p, now, "Retention expired")
             count += 1
     finish_deletions(ctx)
     return count
@@ -350,7 +231,7 @@ def reapply_policy(ctx: Context, instance_id: str) -> None:
                 RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
             )
         ):
-            plan_point(p, policy.properties)
+            recovery_points.plan_point(p, policy.properties)
 
 
 def sweep(ctx: Context) -> dict[str, int]:

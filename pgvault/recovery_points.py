@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault import armstore
+from pgvault import armstore, retention
 from pgvault.db import Base, UTCDateTime
 
 VAULT_STORE = "VaultStore"
@@ -100,3 +100,14 @@ def has_unexpired(s: Session, instance_id: str, now: datetime) -> bool:
 def latest(s: Session, instance_id: str) -> RecoveryPoint | None:
     points = list_points(s, instance_id)
     return points[0] if points else None
+
+
+def plan_point(point: RecoveryPoint, policy_properties: dict[str, Any]) -> None:
+    """Set a point's tier times from its policy: vault expiry, archive copy time, archive expiry."""
+    spans = retention.plan(point.created_at, point.retention_tag, policy_properties)
+    vault = next((sp for sp in spans if sp.store == retention.VAULT), None)
+    archive = next((sp for sp in spans if sp.store == retention.ARCHIVE), None)
+    point.vault_expires_at = vault.end if vault else point.created_at
+    point.archive_due_at = archive.start if archive else None
+    point.archive_expires_at = archive.end if archive else None
+    point.expires_at = max(sp.end for sp in spans) if spans else point.vault_expires_at

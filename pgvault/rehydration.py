@@ -1,4 +1,4 @@
-"""Rehydration: an archived point is copied back to the vault tier before it can be restored.
+"""Rehydration rules: an archived point goes back to the vault tier before it is restored.
 
 The rehydrated copy stays in the vault tier for the requested duration (10-30 days,
 15 by default, as in Azure); another restore within that window needs no
@@ -7,15 +7,9 @@ rehydration; the housekeeping sweep removes the copy when the window ends.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy.orm import Session
-
-from pgvault import housekeeping, jobs, recovery_points
-from pgvault.context import Context
-from pgvault.engine.restore import load_manifest
 from pgvault.errors import BadRequest, UserError
-from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import ARCHIVE_STORE, VAULT_STORE, RecoveryPoint
 from pgvault.schedule import Duration
 
@@ -80,77 +74,3 @@ def needed(point: RecoveryPoint, store: str, now: datetime) -> bool:
     return (
         store.lower() == ARCHIVE_STORE.lower() and not point.in_vault and not rehydrated(point, now)
     )
-
-
-def rehydrate(ctx: Context, point_id: str, duration: str | None) -> datetime:
-    """Copy the archive copy back to the vault tier (verified) and set its expiry."""
-    days = duration_days(duration)
-    with ctx.db.session() as s:
-        point = s.get(RecoveryPoint, point_id)
-        assert point is not None
-        assert point.archive_location is not None
-        archive_location, location = point.archive_location, point.location
-    source = ctx.archive.child(archive_location)
-    housekeeping.copy_verified(source, ctx.datastore.child(location), load_manifest(source))
-    until = ctx.clock.now() + timedelta(days=days)
-    with ctx.db.session() as s:
-        point = s.get(RecoveryPoint, point_id)
-        assert point is not None
-        point.rehydrated_until = max(until, point.rehydrated_until or until)
-        return point.rehydrated_until
-
-
-def queue(
-    ctx: Context,
-    s: object,
-    vault_id: str,
-    instance_id: str,
-    point_id: str,
-    priority: str | None,
-    duration: str | None,
-) -> jobs.Job:
-    """A standalone rehydration job (High priority runs ahead of Standard)."""
-
-    assert isinstance(s, Session)
-    point = recovery_points.get(s, instance_id, point_id)
-    level = check_priority(priority)
-    duration_days(duration)
-    if not point.in_archive:
-        raise UserError(
-            f"Recovery point {point.id} is not in the archive tier.",
-            code="UserErrorInvalidSourceDataStore",
-        )
-    return jobs.create(
-        s,
-        vault_id=vault_id,
-        instance_id=instance_id,
-        operation="Rehydrate",
-        params={
-            "rehydrationPriority": level,
-            "rehydrationRetentionDuration": duration or DEFAULT_DURATION,
-        },
-        now=ctx.clock.now(),
-        recovery_point_id=point.id,
-        priority=HIGH_PRIORITY if level == "High" else 0,
-    )
-
-
-def run(ctx: Context, job_id: str) -> None:
-    """Worker handler for a Rehydrate job."""
-    progress = JobProgress(ctx, job_id)
-    try:
-        with ctx.db.session() as s:
-            job = jobs.get(s, job_id)
-            point_id, duration = (
-                job.recovery_point_id,
-                job.params.get("rehydrationRetentionDuration"),
-            )
-        assert point_id is not None
-        progress.phase("Rehydrating")
-        until = rehydrate(ctx, point_id, duration)
-        with ctx.db.session() as s:
-            job = jobs.get(s, job_id)
-            job.result = {**job.result, "rehydratedUntil": until.isoformat()}
-            jobs.finish(job, ctx.clock.now())
-    except Exception as exc:
-        fail(ctx, job_id, exc)

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from pgvault import (
-    backups,
     housekeeping,
     instances,
     jobs,
@@ -31,6 +30,7 @@ from pgvault import (
 )
 from pgvault.context import Context
 from pgvault.errors import PgVaultError
+from pgvault.jobkinds import backup
 
 log = logging.getLogger("pgvault.scheduler")
 LEASE = "scheduler"
@@ -116,7 +116,7 @@ class Scheduler:
                 vault = s.get(vaults.Vault, inst.vault_id)
                 assert vault is not None
                 rule = retention.backup_rule(policy.properties)
-                backups.queue(
+                backup.queue(
                     s,
                     vault,
                     inst,

@@ -13,21 +13,14 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from pgvault import backups, jobs, rehydration, restore
+from pgvault import jobs
 from pgvault.context import Context
 from pgvault.errors import PgVaultError
+from pgvault.jobkinds import kind_for
 
 log = logging.getLogger("pgvault.workers")
-
-Handler = Callable[[Context, str], None]
-HANDLERS: dict[str, Handler] = {
-    jobs.BACKUP: backups.run,
-    jobs.RESTORE: restore.run,
-    "Rehydrate": rehydration.run,
-}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -54,7 +47,12 @@ def dead_local_workers(worker_ids: set[str]) -> set[str]:
 
 
 def sweep_abandoned(ctx: Context) -> int:
-    """Fail running jobs whose worker died; clean what they left. Returns how many."""
+    """Fail running jobs whose worker died; clean what they left. Returns how many.
+
+    The stale jobs are read in one short transaction; each kind then cleans up with no
+    metadata session open (it may contact a server or a store), and only then is the job
+    failed, so a sweep that dies in between cleans again on the next pass.
+    """
     now = ctx.clock.now()
     with ctx.db.session() as s:
         running = {
@@ -68,22 +66,30 @@ def sweep_abandoned(ctx: Context) -> int:
             timedelta(seconds=ctx.settings.stale_after_seconds),
             dead_local_workers(running),
         )
-        for job in stale:
-            seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
-            error = PgVaultError(
-                f"The worker running this job stopped (last heartbeat {seen}). Nothing partial "
-                "was kept; run the operation again.",
-                code="WorkerLost",
-                recommended_action="Run the operation again.",
-                retryable=True,
-            )
-            if job.operation == jobs.BACKUP and job.params.get("location"):
-                backups.cleanup(ctx, job.params["location"])
-            elif job.operation == jobs.RESTORE:
-                restore.cleanup_abandoned(ctx, s, job)
-            jobs.finish(job, now, error=error)
-            log.warning("job %s failed: worker %s lost", job.id, job.worker_id)
-        return len(stale)
+    for job in stale:
+        try:
+            kind_for(job.operation).abandoned(ctx, job)
+        except Exception:
+            log.exception("cleaning up after job %s failed", job.id)
+        _fail_abandoned(ctx, job, now)
+    return len(stale)
+
+
+def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> None:
+    with ctx.db.session() as s:
+        job = s.get(jobs.Job, abandoned.id)
+        if job is None or job.status != jobs.IN_PROGRESS:
+            return  # another sweep failed it meanwhile
+        seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
+        error = PgVaultError(
+            f"The worker running this job stopped (last heartbeat {seen}). Nothing partial "
+            "was kept; run the operation again.",
+            code="WorkerLost",
+            recommended_action="Run the operation again.",
+            retryable=True,
+        )
+        jobs.finish(job, now, error=error)
+        log.warning("job %s failed: worker %s lost", job.id, job.worker_id)
 
 
 class WorkerPool:
@@ -138,7 +144,7 @@ class WorkerPool:
             job_id, operation = claimed
             log.info("worker %s runs %s job %s", wid, operation, job_id)
             try:
-                HANDLERS[operation](self.ctx, job_id)
+                kind_for(operation).run(self.ctx, job_id)
             except Exception:
                 log.exception("job %s crashed", job_id)
             except BaseException as exc:  # e.g. a Rust panic surfacing from a binding

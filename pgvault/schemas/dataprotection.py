@@ -12,10 +12,11 @@ from typing import Annotated, TypeVar
 
 from pydantic import BeforeValidator, Field, JsonValue, field_validator, model_validator
 
-from pgvault import arm, restore
+from pgvault import arm
 from pgvault.errors import BadRequest
 from pgvault.instances import InstanceSpec
-from pgvault.restore import DatabaseTarget, FilesTarget, RestoreRequest
+from pgvault.jobkinds import restore
+from pgvault.jobkinds.restore import DatabaseTarget, FilesTarget, RestoreRequest
 from pgvault.schemas.base import INVALID, AzureModel, Number, Present, lookup, parse, user_error
 
 T = TypeVar("T")

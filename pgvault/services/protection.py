@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pgvault import (
-    backups,
     housekeeping,
     identity,
     instances,
@@ -27,6 +26,7 @@ from pgvault import (
 )
 from pgvault.errors import UserError
 from pgvault.instances import InstanceSpec
+from pgvault.jobkinds import backup
 from pgvault.services.base import ServiceBase
 
 
@@ -134,7 +134,8 @@ class ProtectionService(ServiceBase):
                     code="UserErrorDppDatasourceAlreadyProtected",
                     recommended_action="Stop protection there first, or use that instance.",
                 )
-            backups.check_source(self.ctx, s, vault, server, database, spec.secret_uri)
+            source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)
+        backup.check(source)
 
     def put_instance(
         self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec

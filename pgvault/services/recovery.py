@@ -9,7 +9,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from pgvault import backups, instances, jobs, recovery_points, rehydration, restore, vaults
+from pgvault import instances, jobs, recovery_points, vaults
+from pgvault.jobkinds import backup, rehydrate, restore
 from pgvault.services.base import ServiceBase
 from pgvault.services.protection import InstanceView, instance_view
 
@@ -27,7 +28,7 @@ class RecoveryService(ServiceBase):
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            job = backups.queue(s, vault, inst, self.ctx.clock.now(), rule, tag)
+            job = backup.queue(s, vault, inst, self.ctx.clock.now(), rule, tag)
         self._notify()
         return job
 
@@ -66,7 +67,7 @@ class RecoveryService(ServiceBase):
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            job = rehydration.queue(self.ctx, s, vault.id, inst.id, point_id, priority, duration)
+            job = rehydrate.queue(self.ctx, s, vault.id, inst.id, point_id, priority, duration)
         self._notify()
         return job
 
@@ -76,7 +77,8 @@ class RecoveryService(ServiceBase):
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            restore.validate(self.ctx, s, vault, inst, req)
+            plan = restore.resolve(self.ctx, s, vault, inst, req)
+        restore.check(plan)
 
     def trigger_restore(
         self, sub: str, rg: str, vault_name: str, name: str, req: restore.RestoreRequest
@@ -84,6 +86,7 @@ class RecoveryService(ServiceBase):
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            job = restore.queue(self.ctx, s, vault, inst, req)
+            plan = restore.resolve(self.ctx, s, vault, inst, req)
+        job = restore.queue(self.ctx, plan)
         self._notify()
         return job

@@ -19,7 +19,7 @@ from pgvault import jobs
 from pgvault.config import Settings
 from pgvault.context import Context
 from pgvault.errors import PgVaultError
-from pgvault.restore import DatabaseTarget, FilesTarget, RestoreRequest
+from pgvault.jobkinds.restore import DatabaseTarget, FilesTarget, RestoreRequest
 from pgvault.secrets import secret_uri
 from pgvault.services import InstanceSpec, Service
 from pgvault.workers import WorkerPool

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pgvault import jobs, rehydration, retention
+from pgvault import jobs, retention
 from pgvault.errors import PgVaultError
-from pgvault.restore import DatabaseTarget, RestoreRequest
+from pgvault.jobkinds import rehydrate as rehydration
+from pgvault.jobkinds.restore import DatabaseTarget, RestoreRequest
 from tests.integration.clocked import (
     ClockedVault,
     assert_consistent,

@@ -241,7 +241,7 @@ def test_database_protected_once(vault: Vault, protected: tuple[str, str]) -> No
 def test_file_prefix_cannot_escape_container(
     vault: Vault, protected: tuple[str, str], tmp_path: Path
 ) -> None:
-    from pgvault.restore import check_file_prefix
+    from pgvault.jobkinds.restore import check_file_prefix
 
     for prefix in ("../x", "/etc/x", "a/../../b"):
         with pytest.raises(PgVaultError) as exc:

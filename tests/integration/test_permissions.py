@@ -87,7 +87,7 @@ def test_restore_checks_identity_on_target_server_and_container(
         "restorer", f"Server=h;Port={pg_target.port};User Id=restorer;Password=restorer-pw;"
     )
     server_id = vault.service.get_server(vault.sub, "elsewhere", "far").arm_id
-    from pgvault.restore import DatabaseTarget, RestoreRequest
+    from pgvault.jobkinds.restore import DatabaseTarget, RestoreRequest
 
     req = RestoreRequest(point, "VaultStore", DatabaseTarget(server_id, "never_made", secret))
     error = vault.validate(instance, req)
@@ -113,7 +113,7 @@ def test_cross_subscription_restore_can_be_disabled(
     vault: Vault, pg_source: PgCluster, pg_target: PgCluster
 ) -> None:
     from pgvault import tenancy
-    from pgvault.restore import DatabaseTarget, RestoreRequest
+    from pgvault.jobkinds.restore import DatabaseTarget, RestoreRequest
 
     db = f"csr_{uuid.uuid4().hex[:6]}"
     build_rich_database(pg_source, db)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgvault.engine.backup import BackupToolError
+from pgvault.engine.dump import BackupToolError
 from pgvault.errors import PgVaultError
 from pgvault.storage.backends import Location, StorageError, from_url, pumped
 

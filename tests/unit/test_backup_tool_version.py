@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgvault.engine import backup, pgtools
+from pgvault.engine import dump as backup
+from pgvault.engine import pgtools
 from pgvault.errors import UserError
 
 

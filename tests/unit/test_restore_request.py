@@ -11,7 +11,7 @@ import pytest
 
 from pgvault.api.dataprotection import filter_dates
 from pgvault.errors import BadRequest
-from pgvault.restore import DatabaseTarget, FilesTarget, RestoreRequest, check_file_prefix
+from pgvault.jobkinds.restore import DatabaseTarget, FilesTarget, RestoreRequest, check_file_prefix
 from pgvault.schemas.dataprotection import restore_request
 
 SERVER = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/servers/pg-target"

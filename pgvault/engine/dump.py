@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 import zstandard
 
 from pgvault.engine import pgtools
@@ -49,20 +50,23 @@ class SourceInfo:
 
 
 def inspect_source(ep: pgtools.Endpoint, dbname: str) -> SourceInfo:
-    """Read the source's version and size, and decide if --serializable-deferrable is safe.
+    """Read the source's version and size, and decide if --serializable-deferrable is safe."""
+    with pgtools.connect(ep, dbname) as conn:
+        return _source_info(conn)
 
-    A deferrable snapshot waits for concurrent serializable read-write transactions
+
+def _source_info(conn: psycopg.Connection[tuple[object, ...]]) -> SourceInfo:
+    """A deferrable snapshot waits for concurrent serializable read-write transactions
     to end, and is impossible on a standby; use it only on a primary where no
     transaction has been open for long, so the wait is bounded.
     """
-    with pgtools.connect(ep, dbname) as conn:
-        row = conn.execute(
-            "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
-            " pg_database_size(current_database()), pg_is_in_recovery(),"
-            " (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
-            "   AND xact_start < now() - make_interval(secs => %s))",
-            (LONG_TRANSACTION_SECONDS,),
-        ).fetchone()
+    row = conn.execute(
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
+        " pg_database_size(current_database()), pg_is_in_recovery(),"
+        " (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+        "   AND xact_start < now() - make_interval(secs => %s))",
+        (LONG_TRANSACTION_SECONDS,),
+    ).fetchone()
     assert row is not None
     version, num, size, in_recovery, long_txns = row
     return SourceInfo(str(version), int(num), int(size), not in_recovery and not long_txns)  # type: ignore[call-overload]
@@ -95,7 +99,18 @@ SELECT 'sequence ' || name FROM user_objects
 def missing_privileges(ep: pgtools.Endpoint, dbname: str) -> list[str]:
     """Objects the backup user cannot read (CONNECT, USAGE on schemas, SELECT on relations)."""
     with pgtools.connect(ep, dbname) as conn:
-        return [str(r[0]) for r in conn.execute(_PRIVILEGE_QUERY).fetchall()]
+        return _missing_privileges(conn)
+
+
+def _missing_privileges(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    return [str(r[0]) for r in conn.execute(_PRIVILEGE_QUERY).fetchall()]
+
+
+def probe_source(ep: pgtools.Endpoint, dbname: str) -> tuple[SourceInfo, list[str]]:
+    """What a backup needs to know of its source, read over one connection: the source's
+    facts (`inspect_source`) and the objects the user cannot read (`missing_privileges`)."""
+    with pgtools.connect(ep, dbname) as conn:
+        return _source_info(conn), _missing_privileges(conn)
 
 
 def dump_args(ep: pgtools.Endpoint, dbname: str, serializable: bool) -> list[str]:

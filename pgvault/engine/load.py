@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import psycopg
 import zstandard
 from psycopg import sql
 
@@ -118,17 +119,18 @@ def inspect_target(ep: pgtools.Endpoint, dbname: str) -> TargetInfo:
 
 
 def create_database(ep: pgtools.Endpoint, dbname: str) -> None:
+    """CREATE DATABASE, with the two refusals a user can fix told apart; any other failure
+    (a lost connection, a full disk) keeps its own type and message."""
     with pgtools.connect(ep, ep.creds.dbname or "postgres") as conn:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        except Exception as exc:
-            sqlstate = getattr(exc, "sqlstate", None)
-            if sqlstate == "42P04":
-                raise UserError(
-                    f"Database {dbname!r} already exists on the target server.",
-                    code="UserErrorDatabaseNameAlreadyInUse",
-                    recommended_action="Choose a new target database name.",
-                ) from None
+        except psycopg.errors.DuplicateDatabase:
+            raise UserError(
+                f"Database {dbname!r} already exists on the target server.",
+                code="UserErrorDatabaseNameAlreadyInUse",
+                recommended_action="Choose a new target database name.",
+            ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
             raise UserError(
                 f"CREATE DATABASE {dbname!r} failed: {pgtools._first_line(str(exc))}",
                 code="UserErrorMissingDBPermissions",

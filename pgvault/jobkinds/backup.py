@@ -1,4 +1,4 @@
-"""Backups: queue an on-demand backup, and run one as a job.
+"""Backup: queue a backup (on demand or scheduled), check its source, and run it as a job.
 
 The recovery point row is inserted only after the dump object and the manifest
 are stored, in the same transaction that completes the job. A failure deletes
@@ -9,29 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
 from pgvault import (
-    connstr,
-    housekeeping,
     instances,
     jobs,
     permissions,
     policies,
     recovery_points,
     retention,
-    secrets,
     servers,
     vaults,
 )
 from pgvault.clock import iso
 from pgvault.context import Context
-from pgvault.engine import backup as engine
+from pgvault.engine import dump as engine
 from pgvault.engine import pgtools
 from pgvault.errors import Conflict, PgVaultError, UserError, ValidationFailed
+from pgvault.jobkinds.base import JobKind, endpoint
 from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import RecoveryPoint
 
@@ -49,7 +48,10 @@ def queue(
     """Create the job for a backup (a second concurrent one of the instance is refused).
 
     On-demand backups take `retention_tag` (Default unless overridden); scheduled ones
-    (`slot` given) get their tag from the policy when the point is committed.
+    (`slot` given) get their tag from the policy when the point is committed. Metadata
+    only, in the caller's transaction (the scheduler claims its slot in the same one): the
+    source is probed by the job's Validating phase, so a failed login ends the job, with
+    its code, as in Azure.
     """
     if inst.protection_state not in instances.ADHOC_ALLOWED:
         raise Conflict(
@@ -87,40 +89,52 @@ def queue(
     return job
 
 
-def check_source(
+@dataclass(frozen=True)
+class Source:
+    """What the metadata checks of a source resolved, as plain values: the endpoint to
+    probe (None when no login can be tried) and the failures found so far."""
+
+    database: str
+    endpoint: pgtools.Endpoint | None
+    errors: tuple[PgVaultError, ...]
+
+
+def resolve_source(
     ctx: Context,
     s: Session,
     vault: vaults.Vault,
     server: servers.Server,
     database: str,
     secret_uri: str,
-) -> tuple[pgtools.Endpoint, engine.SourceInfo]:
-    """validateForBackup's checks, all at once: the vault identity's roles on the server and
-    key vault, a usable secret, a login, the backup user's privileges, the pg_dump version.
-    Returns the endpoint and what was read of the source, so a backup connects only once."""
+) -> Source:
+    """validateForBackup's metadata checks: the vault identity's roles on the server and
+    key vault, and a usable secret. Runs in the caller's transaction; contacts nothing."""
     errors: list[PgVaultError] = [*permissions.on_server(s, vault, server)]
     denied = permissions.on_secret(s, vault, secret_uri)
     errors.extend(denied)
     ep: pgtools.Endpoint | None = None
-    info: engine.SourceInfo | None = None
     if not denied:
         try:
-            creds = connstr.parse(secrets.resolve(s, ctx.cipher, secret_uri))
-            ep = pgtools.Endpoint(server.host, server.port, creds)
-            info = engine.inspect_source(ep, database)
+            ep = endpoint(s, ctx.cipher, server, secret_uri)
+        except PgVaultError as exc:
+            errors.append(exc)
+    return Source(database, ep, tuple(errors))
+
+
+def check(source: Source) -> tuple[pgtools.Endpoint, engine.SourceInfo]:
+    """validateForBackup's checks, all at once: what `resolve_source` found, then (with no
+    metadata session open, over one connection) a login, the backup user's privileges and
+    the pg_dump version. Returns the endpoint and what was read of the source, so a backup
+    connects only once more, for pg_dump."""
+    errors = list(source.errors)
+    info: engine.SourceInfo | None = None
+    ep = source.endpoint
+    if ep is not None:
+        try:
+            info, missing = engine.probe_source(ep, source.database)
             engine.check_tool_version(info.server_version_num)
-            missing = engine.missing_privileges(ep, database)
             if missing:
-                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-                errors.append(
-                    UserError(
-                        f"User {creds.user!r} cannot read {len(missing)} object(s) it must back up: "
-                        f"{shown}.",
-                        code="UserErrorMissingDBPermissions",
-                        recommended_action="Grant CONNECT on the database, USAGE on every schema and "
-                        "SELECT on every table and sequence (see the README), or use pg_read_all_data.",
-                    )
-                )
+                errors.append(_missing_privileges(ep.creds.user, missing))
         except PgVaultError as exc:
             errors.append(exc)
     if errors:
@@ -128,6 +142,16 @@ def check_source(
     assert ep is not None
     assert info is not None
     return ep, info
+
+
+def _missing_privileges(user: str, missing: list[str]) -> UserError:
+    shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+    return UserError(
+        f"User {user!r} cannot read {len(missing)} object(s) it must back up: {shown}.",
+        code="UserErrorMissingDBPermissions",
+        recommended_action="Grant CONNECT on the database, USAGE on every schema and "
+        "SELECT on every table and sequence (see the README), or use pg_read_all_data.",
+    )
 
 
 def _tag(policy: policies.Policy, when: datetime, params: dict[str, Any]) -> str:
@@ -164,7 +188,8 @@ def run(ctx: Context, job_id: str) -> None:
         with ctx.db.session() as s:
             vault = s.get(vaults.Vault, inst.vault_id)
             assert vault is not None
-            ep, info = check_source(ctx, s, vault, server, inst.database, inst.secret_uri)
+            source = resolve_source(ctx, s, vault, server, inst.database, inst.secret_uri)
+        ep, info = check(source)
         progress.phase("Transferring data")
         progress.write(0, info.database_size)
         manifest = engine.run(
@@ -191,7 +216,7 @@ def run(ctx: Context, job_id: str) -> None:
                     manifest=manifest.to_dict(),
                 ),
             )
-            housekeeping.plan_point(point, policy.properties)
+            recovery_points.plan_point(point, policy.properties)
             job = jobs.get(s, job_id)
             job.recovery_point_id = params["pointId"]
             job.bytes_done = manifest.bytesTransferred
@@ -215,3 +240,15 @@ def cleanup(ctx: Context, location: str) -> None:
     """Delete the objects of a point that never became visible (idempotent)."""
     with contextlib.suppress(Exception):  # the next sweep tries again
         ctx.datastore.child(location).delete_all()
+
+
+class Backup(JobKind):
+    operation: ClassVar[str] = jobs.BACKUP
+
+    def run(self, ctx: Context, job_id: str) -> None:
+        run(ctx, job_id)
+
+    def abandoned(self, ctx: Context, job: jobs.Job) -> None:
+        """Delete the objects of the point the lost worker was writing."""
+        if job.params.get("location"):
+            cleanup(ctx, job.params["location"])

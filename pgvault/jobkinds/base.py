@@ -1,0 +1,88 @@
+"""The one interface every job kind implements, and the helpers the kinds share.
+
+A kind is the unit of one operation (backup, restore, ...): its module holds the
+checks, the queueing and the run. The worker pool and the crash sweep know kinds
+only through this interface, so adding an operation adds one module and one
+registry line, never a branch in the workers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy.orm import Session
+
+from pgvault import connstr, jobs, secrets, servers
+from pgvault.context import Context
+from pgvault.crypto import Cipher
+from pgvault.engine import pgtools
+from pgvault.errors import PgVaultError
+from pgvault.progress import fail
+from pgvault.recovery_points import RecoveryPoint
+
+
+class JobKind(ABC):
+    """What the workers need of a job kind: run a claimed job, clean up after a lost one."""
+
+    operation: ClassVar[str]
+
+    @abstractmethod
+    def run(self, ctx: Context, job_id: str) -> None:
+        """A worker claimed the job: run it to Completed or Failed (never leave it running)."""
+
+    def abandoned(self, ctx: Context, job: jobs.Job) -> None:
+        """The job's worker died: remove what it left half-written (best effort, idempotent).
+
+        Called with no metadata session open, before the sweep fails the job, so a
+        sweep that dies in between cleans again next time. Default: nothing to remove.
+        """
+        return None
+
+
+class RecordedKind(JobKind):
+    """A kind whose jobs the housekeeping sweep writes already finished, in the transaction
+    that records the work: they are never InProgress, so no worker claims or abandons one."""
+
+    def run(self, ctx: Context, job_id: str) -> None:
+        fail(
+            ctx,
+            job_id,
+            PgVaultError(
+                f"{self.operation} jobs are recorded finished by the housekeeping sweep; "
+                "no worker runs one.",
+                code="InternalError",
+            ),
+        )
+
+
+def endpoint(
+    s: Session, cipher: Cipher, server: servers.Server, secret_uri: str
+) -> pgtools.Endpoint:
+    """Where and as whom to connect: a registered server plus the credentials of a secret.
+
+    Metadata only (the secret is decrypted, nothing is contacted), so it belongs in the
+    short transaction that resolves a request; the connection comes after it closes.
+    """
+    creds = connstr.parse(secrets.resolve(s, cipher, secret_uri))
+    return pgtools.Endpoint(server.host, server.port, creds)
+
+
+def housekeeping_job(
+    s: Session, point: RecoveryPoint, operation: str, now: datetime, details: dict[str, Any]
+) -> jobs.Job:
+    """A job record for housekeeping work; callers finish it in the same transaction, so it
+    is never seen InProgress: no worker claims it, and a crash leaves no orphan behind."""
+    job = jobs.create(
+        s,
+        vault_id=point.vault_id,
+        instance_id=point.instance_id,
+        operation=operation,
+        params=details,
+        now=now,
+        recovery_point_id=point.id,
+    )
+    job.is_user_triggered = False
+    job.started_at = now
+    return job

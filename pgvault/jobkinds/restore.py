@@ -1,0 +1,501 @@
+"""Restore: check a request ("Review + restore"), queue it, and run it as a job.
+
+Two targets, as in Azure: a new database on a registered server in the vault's
+region (everything owned by the key-vault user; grants are not replayed), or dump
+files in a storage container (owners and grants kept, for the user's pg_restore).
+Checking runs every check and reports all failures at once, in two steps: `resolve`
+reads metadata in the caller's short transaction into a `Plan` of plain values, then
+`check` probes the target with no metadata session open, connecting once. The job
+repeats only the metadata checks; CREATE DATABASE itself refuses an existing name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy.orm import Session
+
+from pgvault import (
+    instances,
+    jobs,
+    permissions,
+    recovery_points,
+    rehydration,
+    servers,
+    vaults,
+)
+from pgvault.clock import iso
+from pgvault.context import Context
+from pgvault.engine import load as engine
+from pgvault.engine import pgtools
+from pgvault.errors import BadRequest, PgVaultError, UserError, ValidationFailed
+from pgvault.jobkinds.base import JobKind, endpoint
+from pgvault.jobkinds.rehydrate import rehydrate
+from pgvault.progress import JobProgress, fail
+from pgvault.storage import accounts
+from pgvault.storage.backends import Location
+
+log = logging.getLogger("pgvault.workers")
+
+_PREFIX = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    server_id: str
+    database: str
+    secret_uri: str
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class FilesTarget:
+    url: str
+    file_prefix: str
+    arm_id: str | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    recovery_point_id: str
+    source_datastore: str
+    target: DatabaseTarget | FilesTarget
+    rehydration_priority: str | None = None
+    rehydration_duration: str | None = None
+
+    @property
+    def restore_type(self) -> str:
+        return "RestoreAsDatabase" if isinstance(self.target, DatabaseTarget) else "RestoreAsFiles"
+
+    def to_params(self) -> dict[str, Any]:
+        return {
+            "restoreType": self.restore_type,
+            "recoveryPointId": self.recovery_point_id,
+            "sourceDataStoreType": self.source_datastore,
+            "target": asdict(self.target),
+            "rehydrationPriority": self.rehydration_priority,
+            "rehydrationRetentionDuration": self.rehydration_duration,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RestoreRequest:
+        t = params["target"]
+        target: DatabaseTarget | FilesTarget = (
+            DatabaseTarget(**t)
+            if params["restoreType"] == "RestoreAsDatabase"
+            else FilesTarget(**t)
+        )
+        return cls(
+            params["recoveryPointId"],
+            params["sourceDataStoreType"],
+            target,
+            params.get("rehydrationPriority"),
+            params.get("rehydrationRetentionDuration"),
+        )
+
+
+def check_file_prefix(prefix: str) -> str:
+    """A prefix stays inside its container: relative, no `..`, safe characters only."""
+    if (
+        not isinstance(prefix, str)
+        or not prefix
+        or len(prefix) > 512
+        or not _PREFIX.fullmatch(prefix)
+        or any(part in (".", "..") for part in prefix.split("/"))
+    ):
+        raise BadRequest(
+            f"Invalid file prefix {prefix!r}: use a relative path of letters, digits, '.', '_', "
+            "'-' and '/', without '..' or a leading '/'.",
+            code="UserErrorInvalidFilePrefix",
+            target="targetDetails.filePrefix",
+        )
+    return prefix
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the metadata checks of a restore request resolved, as plain values.
+
+    `errors` are the failures found so far; `endpoint` (database target) or `container`
+    (files target) is None when there is nothing to probe.
+    """
+
+    request: RestoreRequest
+    vault_id: str
+    instance_id: str
+    point_id: str
+    point_time: datetime
+    point_location: str
+    source_major: int
+    needs_rehydration: bool
+    errors: tuple[PgVaultError, ...]
+    endpoint: pgtools.Endpoint | None = None
+    server_name: str = ""
+    container: Location | None = None
+    container_name: str = ""
+
+
+def _cross_subscription_blocked(vault: vaults.Vault, subscription: str) -> bool:
+    state = (
+        vault.properties.get("featureSettings", {})
+        .get("crossSubscriptionRestoreSettings", {})
+        .get("state", "Enabled")
+    )
+    return str(state).lower() != "enabled" and subscription.lower() != vault.subscription_id
+
+
+def _resolve_database(
+    ctx: Context,
+    s: Session,
+    vault: vaults.Vault,
+    inst: instances.Instance,
+    t: DatabaseTarget,
+    errors: list[PgVaultError],
+) -> tuple[pgtools.Endpoint | None, str]:
+    """The target server's metadata checks; returns the endpoint to probe and the server's
+    name (no endpoint when the server or the secret cannot be used)."""
+    instances.check_database_name(t.database)
+    try:
+        server = servers.get_by_id(s, t.server_id)
+    except PgVaultError as exc:
+        errors.append(
+            UserError(
+                exc.message,
+                code="UserErrorDBNotFound",
+                recommended_action="Register the target server first.",
+            )
+        )
+        return None, ""
+    if server.location != vault.location:
+        errors.append(
+            UserError(
+                f"Target server {server.name!r} is in {server.location}; this vault restores only to "
+                f"servers in {vault.location}.",
+                code="UserErrorTargetRegionMismatch",
+                recommended_action="Pick a server in the vault's region, or use cross-region restore.",
+            )
+        )
+    if server.id == inst.server_id and t.database == inst.database:
+        errors.append(
+            UserError(
+                "Restoring over the original database is not supported; restore into a new database.",
+                code="UserErrorRestoreOverOriginalNotSupported",
+                recommended_action="Choose another target database name.",
+            )
+        )
+    if _cross_subscription_blocked(vault, server.subscription_id):
+        errors.append(
+            UserError(
+                f"Vault {vault.name!r} has cross-subscription restore disabled, and server "
+                f"{server.name!r} is in subscription {server.subscription_id}.",
+                code="UserErrorCrossSubscriptionRestoreDisabled",
+                recommended_action="Restore to a server in the vault's subscription, or enable "
+                "crossSubscriptionRestoreSettings on the vault.",
+            )
+        )
+    errors.extend(permissions.on_server(s, vault, server))
+    try:
+        denied = permissions.on_secret(s, vault, t.secret_uri)
+        errors.extend(denied)
+        if denied:
+            return None, server.name
+        return endpoint(s, ctx.cipher, server, t.secret_uri), server.name
+    except PgVaultError as exc:
+        errors.append(exc)
+        return None, server.name
+
+
+def _resolve_files(
+    ctx: Context, s: Session, vault: vaults.Vault, t: FilesTarget, errors: list[PgVaultError]
+) -> tuple[Location | None, str]:
+    """The target container's metadata checks; returns its location (not yet contacted)
+    and its name (no location when the container cannot be used)."""
+    check_file_prefix(t.file_prefix)
+    try:
+        account, container = accounts.resolve_target(s, t.url, t.arm_id)
+    except PgVaultError as exc:
+        errors.append(exc)
+        return None, ""
+    if account.location != vault.location:
+        errors.append(
+            UserError(
+                f"Storage account {account.name!r} is in {account.location}; this vault restores only "
+                f"to storage in {vault.location}.",
+                code="UserErrorTargetRegionMismatch",
+                recommended_action="Pick a storage account in the vault's region.",
+            )
+        )
+    if _cross_subscription_blocked(vault, account.subscription_id) and not t.arm_id:
+        errors.append(
+            UserError(
+                f"Vault {vault.name!r} has cross-subscription restore disabled, and storage "
+                f"account {account.name!r} is in another subscription.",
+                code="UserErrorCrossSubscriptionRestoreDisabled",
+                recommended_action="Restore to storage in the vault's subscription.",
+            )
+        )
+    denied = permissions.on_container(s, vault, account, container.name)
+    if denied:
+        errors.extend(denied)
+        return None, container.name
+    return accounts.container_location(ctx.cipher, account, container.name), container.name
+
+
+def resolve(
+    ctx: Context, s: Session, vault: vaults.Vault, inst: instances.Instance, req: RestoreRequest
+) -> Plan:
+    """The metadata checks of "Review + restore", in the caller's transaction (contacts
+    nothing): the point and its source store, the target, the vault identity's roles, the
+    secret. Failures are collected in the plan; `check` adds the probes' and raises."""
+    point = recovery_points.get(s, inst.id, req.recovery_point_id)
+    now = ctx.clock.now()
+    rehydration.check_source(
+        point, req.source_datastore, req.rehydration_priority, req.rehydration_duration, now
+    )
+    errors: list[PgVaultError] = []
+    ep: pgtools.Endpoint | None = None
+    container: Location | None = None
+    server_name = container_name = ""
+    if isinstance(req.target, DatabaseTarget):
+        ep, server_name = _resolve_database(ctx, s, vault, inst, req.target, errors)
+    else:
+        container, container_name = _resolve_files(ctx, s, vault, req.target, errors)
+    return Plan(
+        request=req,
+        vault_id=vault.id,
+        instance_id=inst.id,
+        point_id=point.id,
+        point_time=point.created_at,
+        point_location=point.location,
+        source_major=int(point.manifest.get("serverVersionNum", 0)) // 10000,
+        needs_rehydration=rehydration.needed(point, req.source_datastore, now),
+        errors=tuple(errors),
+        endpoint=ep,
+        server_name=server_name,
+        container=container,
+        container_name=container_name,
+    )
+
+
+def _probe_database(plan: Plan, ep: pgtools.Endpoint, errors: list[PgVaultError]) -> dict[str, Any]:
+    """One connection to the target server: a login, its version, the name, CREATEDB."""
+    assert isinstance(plan.request.target, DatabaseTarget)
+    database = plan.request.target.database
+    try:
+        info = engine.inspect_target(ep, database)
+    except PgVaultError as exc:
+        errors.append(exc)
+        return {}
+    target_major = info.server_version_num // 10000
+    if target_major < plan.source_major:
+        errors.append(
+            UserError(
+                f"The target server runs PostgreSQL {target_major}, older than the "
+                f"source's {plan.source_major}; restoring to a lower major version is not supported.",
+                code="UserErrorRestoreToLowerVersion",
+                recommended_action="Restore to a server of the same or a newer major version.",
+            )
+        )
+    if info.database_exists:
+        errors.append(
+            UserError(
+                f"Database {database!r} already exists on server {plan.server_name!r}.",
+                code="UserErrorDatabaseNameAlreadyInUse",
+                recommended_action="Choose a new target database name (restores never overwrite).",
+            )
+        )
+    if not info.can_create_db:
+        errors.append(
+            UserError(
+                f"User {ep.creds.user!r} cannot create databases on server {plan.server_name!r}.",
+                code="UserErrorMissingDBPermissions",
+                recommended_action=f"Run on the target: ALTER ROLE {pgtools.quote_ident(ep.creds.user)} "
+                "CREATEDB;",
+            )
+        )
+    return {"targetServerVersionNum": info.server_version_num}
+
+
+def _files_taken(plan: Plan, location: Location) -> list[PgVaultError]:
+    """The files a restore would write that already exist (restores never overwrite)."""
+    assert isinstance(plan.request.target, FilesTarget)
+    prefix = plan.request.target.file_prefix
+    return [
+        UserError(
+            f"{name!r} already exists in container {plan.container_name!r}.",
+            code="UserErrorFileAlreadyExists",
+            recommended_action="Choose another file prefix (restores never overwrite).",
+        )
+        for name in (f"{prefix}.dump", f"{prefix}.manifest.json")
+        if location.exists(name)
+    ]
+
+
+def _probe_files(plan: Plan, location: Location, errors: list[PgVaultError]) -> dict[str, Any]:
+    """The target container: writable, and the restore's files not there yet."""
+    try:
+        location.check_writable()
+    except PgVaultError as exc:
+        errors.append(
+            UserError(
+                f"Cannot write to container {plan.container_name!r}: {exc.message}",
+                code="UserErrorContainerNotAccessible",
+                recommended_action="Check the storage account's endpoint and credentials.",
+            )
+        )
+    errors.extend(_files_taken(plan, location))
+    return {"containerWritable": True}
+
+
+def check(plan: Plan) -> dict[str, Any]:
+    """Every check of "Review + restore": the plan's failures plus the target's probes, run
+    with no metadata session open. Raises ValidationFailed listing all failures; returns
+    what the probes found, for the job's parameters."""
+    errors = list(plan.errors)
+    found: dict[str, Any] = {}
+    if plan.endpoint is not None:
+        found = _probe_database(plan, plan.endpoint, errors)
+    elif plan.container is not None:
+        found = _probe_files(plan, plan.container, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    return found
+
+
+def queue(ctx: Context, plan: Plan) -> jobs.Job:
+    """Check, then create the restore job in one short transaction (the probes' results go
+    into its parameters; the job repeats only the metadata checks)."""
+    found = check(plan)
+    req = plan.request
+    with ctx.db.session() as s:
+        job = jobs.create(
+            s,
+            vault_id=plan.vault_id,
+            instance_id=plan.instance_id,
+            operation=jobs.RESTORE,
+            params={**req.to_params(), "checks": found},
+            now=ctx.clock.now(),
+            recovery_point_id=req.recovery_point_id,
+        )
+        job.result = {"recoveryPointTime": iso(plan.point_time)}
+        if str(req.rehydration_priority or "").lower() == "high":
+            job.priority = rehydration.HIGH_PRIORITY
+    return job
+
+
+def _recheck(ctx: Context, job_id: str) -> Plan:
+    """At job start: the metadata checks again (roles, secret, point, target), no probes;
+    a files target is also checked for files written since the request."""
+    with ctx.db.session() as s:
+        job = jobs.get(s, job_id)
+        req = RestoreRequest.from_params(job.params)
+        inst = s.get(instances.Instance, job.instance_id)
+        assert inst is not None
+        vault = s.get(vaults.Vault, inst.vault_id)
+        assert vault is not None
+        plan = resolve(ctx, s, vault, inst, req)
+    errors = list(plan.errors)
+    if plan.container is not None:
+        errors.extend(_files_taken(plan, plan.container))
+    if errors:
+        raise ValidationFailed(errors)
+    return plan
+
+
+def run(ctx: Context, job_id: str) -> None:
+    """Run a claimed restore job; a database it created is dropped if anything fails."""
+    progress = JobProgress(ctx, job_id)
+    created: pgtools.Endpoint | None = None
+    database = ""
+    try:
+        progress.phase("Validating")
+        plan = _recheck(ctx, job_id)
+        req = plan.request
+        if plan.needs_rehydration:
+            progress.phase("Rehydrating")
+            rehydrate(ctx, plan.point_id, req.rehydration_duration)
+        source = ctx.datastore.child(plan.point_location)
+        manifest = engine.load_manifest(source)
+        progress.phase("Verifying recovery point", manifest.storedBytes)
+        engine.verify(source, manifest, progress)
+        if isinstance(req.target, DatabaseTarget):
+            assert plan.endpoint is not None
+            database = req.target.database
+            progress.phase("Creating database")
+            engine.create_database(plan.endpoint, database)
+            created = plan.endpoint
+            _note(ctx, job_id, {"createdDatabase": database})
+            progress.phase("Transferring data", manifest.storedBytes)
+            engine.into_database(plan.endpoint, database, source, manifest, progress)
+            result: dict[str, Any] = {
+                "recoveryDestination": f"{req.target.server_id}/databases/{database}"
+            }
+        else:
+            assert plan.container is not None
+            progress.phase("Transferring data", manifest.storedBytes)
+            files = engine.into_files(
+                source, manifest, plan.container, req.target.file_prefix, progress
+            )
+            result = {"recoveryDestination": req.target.url.rstrip("/") + "/", "files": files}
+        with ctx.db.session() as s:
+            job = jobs.get(s, job_id)
+            job.bytes_done = job.bytes_total or 0
+            job.result = {
+                **job.result,
+                **result,
+                "dataTransferredInBytes": manifest.bytesTransferred,
+            }
+            jobs.finish(job, ctx.clock.now())
+    except BaseException as exc:
+        if created is not None:
+            _drop_quietly(created, database)
+        fail(ctx, job_id, exc)
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
+
+
+def _note(ctx: Context, job_id: str, values: dict[str, Any]) -> None:
+    with ctx.db.session() as s:
+        job = jobs.get(s, job_id)
+        job.result = {**job.result, **values}
+
+
+def _drop_quietly(ep: pgtools.Endpoint, database: str) -> None:
+    with contextlib.suppress(Exception):  # best effort: the failure that got us here counts
+        engine.drop_database(ep, database)
+
+
+def _created_by(ctx: Context, job: jobs.Job) -> tuple[pgtools.Endpoint, str] | None:
+    """The database a restore job created, and where (None if it created none)."""
+    database = (job.result or {}).get("createdDatabase")
+    if not database:
+        return None
+    req = RestoreRequest.from_params(job.params)
+    assert isinstance(req.target, DatabaseTarget)
+    with ctx.db.session() as s:
+        server = servers.get_by_id(s, req.target.server_id)
+        return endpoint(s, ctx.cipher, server, req.target.secret_uri), str(database)
+
+
+class Restore(JobKind):
+    operation: ClassVar[str] = jobs.RESTORE
+
+    def run(self, ctx: Context, job_id: str) -> None:
+        run(ctx, job_id)
+
+    def abandoned(self, ctx: Context, job: jobs.Job) -> None:
+        """Drop the database the lost worker had created (best effort: the server or the
+        secret may be gone; the job's failure says the restore did not happen)."""
+        try:
+            created = _created_by(ctx, job)
+        except PgVaultError as exc:
+            log.warning("restore %s: cannot reach the database it created: %s", job.id, exc)
+            return
+        if created is not None:
+            _drop_quietly(*created)
