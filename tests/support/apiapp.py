@@ -42,7 +42,7 @@ def admin_creds(ctx: Context) -> dict[str, str]:
     return creds
 
 
-def client_form(client_id: str, secret: str, **change: str) -> dict[str, str]:
+def client_form(client_id: str, secret: str, /, **change: str) -> dict[str, str]:
     """A client-credentials token request (fields in `change` replace or add)."""
     form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
     return {**form, **change}
