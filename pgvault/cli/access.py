@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import typer
 
 from pgvault.cli.client import ApiError
-from pgvault.cli.common import OutputOpt, SubOpt, client, read_secret, run
-from pgvault.cli.output import Output, out, show
+from pgvault.cli.common import Call, NameOpt, Scope, command, read_secret
+from pgvault.cli.output import Columns, out
 
 principal_app = typer.Typer(no_args_is_help=True, help="Users and service principals.")
 role_app = typer.Typer(no_args_is_help=True, help="Roles and role assignments (RBAC).")
@@ -16,99 +17,91 @@ role_def_app = typer.Typer(no_args_is_help=True, help="Role definitions.")
 role_asg_app = typer.Typer(no_args_is_help=True, help="Role assignments at scopes.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 
-PRINCIPAL_COLUMNS = [
+PRINCIPAL_COLUMNS: Columns = (
     ("Name", "name"),
     ("Type", "properties.principalType"),
     ("Principal id", "properties.principalId"),
     ("Client id", "properties.clientId"),
-]
+)
 
 
-@principal_app.command("create")
+@command(principal_app, "create", scope=Scope.none)
 def principal_create(
-    name: Annotated[str, typer.Option("--name", "-n")],
+    call: Call,
+    name: NameOpt,
     type_: Annotated[str, typer.Option("--type", help="user or service-principal")] = "user",
-    output: OutputOpt = Output.table,
 ) -> None:
     """Create a user or service principal; its password / client secret is printed once."""
-    c = client()
-    data = run(
-        lambda: c.put(f"/pgvault/principals/{name}", {"properties": {"principalType": type_}})
-    )
+    data = call.client.put(f"/pgvault/principals/{name}", {"properties": {"principalType": type_}})
     props = data["properties"]
     result = {"principalId": props["principalId"], "secret": props.get("secret")}
     if props.get("clientId"):
         result["clientId"] = props["clientId"]
-    if output == Output.json:
-        show(result, output)
+    if call.json:
+        call.show(result)
         return
-    show(data, output, PRINCIPAL_COLUMNS)
+    call.show(data, PRINCIPAL_COLUMNS)
     label = "Client secret" if props.get("clientId") else "Password"
     out.print(f"[bold]{label} (shown once):[/bold] {props.get('secret')}")
 
 
-@principal_app.command("list")
-def principal_list(output: OutputOpt = Output.table) -> None:
+@command(principal_app, "list", columns=PRINCIPAL_COLUMNS, scope=Scope.none)
+def principal_list(call: Call) -> Any:
     """List principals (users, service principals, vault identities)."""
-    c = client()
-    show(run(lambda: c.get("/pgvault/principals")), output, PRINCIPAL_COLUMNS)
+    return call.client.get("/pgvault/principals")
 
 
-@principal_app.command("delete")
-def principal_delete(name: Annotated[str, typer.Option("--name", "-n")]) -> None:
+@command(principal_app, "delete", scope=Scope.none, output=False)
+def principal_delete(call: Call, name: NameOpt) -> None:
     """Delete a principal and its role assignments."""
-    c = client()
-    run(lambda: c.delete(f"/pgvault/principals/{name}"))
+    call.client.delete(f"/pgvault/principals/{name}")
     out.print(f"Deleted principal {name}.")
 
 
 def login(
+    call: Call,
     username: Annotated[str | None, typer.Option(help="User name (password prompted).")] = None,
     client_id: Annotated[
         str | None, typer.Option(help="Service principal (secret on stdin).")
     ] = None,
 ) -> None:
     """Sign in as a user or a service principal; later commands use that identity."""
-    c = client()
+    c = call.client
     if client_id:
-        secret = read_secret("Client secret")
-        token = run(lambda: c.fetch_token(client_id, secret))
+        token = c.fetch_token(client_id, read_secret("Client secret"))
         who = client_id
     else:
         user = username or typer.prompt("User name")
-        password = read_secret("Password")
-        token = run(lambda: c.fetch_user_token(user, password))
+        token = c.fetch_user_token(user, read_secret("Password"))
         who = user
     c.remember(token)
     out.print(f"Signed in as {who}.")
 
 
-def logout() -> None:
+def logout(call: Call) -> None:
     """Revoke the current token and forget it."""
-    c = client()
-    run(lambda: c.post("/oauth2/revoke"))
-    c.forget()
+    call.client.post("/oauth2/revoke")
+    call.client.forget()
     out.print("Signed out.")
 
 
-ROLE_COLUMNS = [("Role", "properties.roleName"), ("Type", "properties.type"), ("Id", "name")]
-ASSIGNMENT_COLUMNS = [
+ROLE_COLUMNS: Columns = (
+    ("Role", "properties.roleName"),
+    ("Type", "properties.type"),
+    ("Id", "name"),
+)
+ASSIGNMENT_COLUMNS: Columns = (
     ("Id", "id"),
     ("Role", "properties.roleDefinitionName"),
     ("Principal", "properties.principalId"),
     ("Scope", "properties.scope"),
-]
+)
 
 
-@role_def_app.command("list")
-def role_definition_list(output: OutputOpt = Output.table) -> None:
+@command(role_def_app, "list", columns=ROLE_COLUMNS, scope=Scope.none)
+def role_definition_list(call: Call) -> Any:
     """List role definitions (built-in and custom) with their actions."""
-    c = client()
-    show(
-        run(lambda: c.get("/providers/Microsoft.Authorization/roleDefinitions")),
-        output,
-        ROLE_COLUMNS,
-    )
+    return call.client.get("/providers/Microsoft.Authorization/roleDefinitions")
 
 
 def _authz_path(scope: str) -> str:
@@ -116,83 +109,85 @@ def _authz_path(scope: str) -> str:
     return f"{scope}/providers/Microsoft.Authorization"
 
 
-@role_asg_app.command("create")
+@command(role_asg_app, "create", columns=ASSIGNMENT_COLUMNS, scope=Scope.none)
 def role_assignment_create(
+    call: Call,
     assignee: Annotated[str, typer.Option(help="Principal name, id, client id or vault:NAME.")],
     role: Annotated[str, typer.Option(help='Role name, e.g. "Backup Operator".')],
     scope: Annotated[str, typer.Option(help="Resource id (or / for everything).")],
-    output: OutputOpt = Output.table,
-) -> None:
+) -> Any:
     """Give a principal a role at a scope (inherited by everything below it)."""
-    import uuid
-
-    c = client()
     body = {"properties": {"roleDefinitionId": role, "principalId": assignee}}
-    data = run(lambda: c.put(f"{_authz_path(scope)}/roleAssignments/{uuid.uuid4()}", body))
-    show(data, output, ASSIGNMENT_COLUMNS)
+    return call.client.put(f"{_authz_path(scope)}/roleAssignments/{uuid.uuid4()}", body)
 
 
-@role_asg_app.command("list")
+@command(role_asg_app, "list", columns=ASSIGNMENT_COLUMNS, scope=Scope.none)
 def role_assignment_list(
+    call: Call,
     scope: Annotated[str, typer.Option(help="Resource id; default: all.")] = "/",
     assignee: Annotated[str | None, typer.Option(help="Only this principal.")] = None,
-    output: OutputOpt = Output.table,
-) -> None:
+) -> Any:
     """List role assignments that apply at or below a scope."""
-    c = client()
     params = {"$filter": f"assignedTo('{assignee}')"} if assignee else {}
-    show(
-        run(lambda: c.get(f"{_authz_path(scope)}/roleAssignments", **params)),
-        output,
-        ASSIGNMENT_COLUMNS,
-    )
+    return call.client.get(f"{_authz_path(scope)}/roleAssignments", **params)
 
 
-@role_asg_app.command("delete")
+@command(role_asg_app, "delete", scope=Scope.none, output=False)
 def role_assignment_delete(
+    call: Call,
     id_: Annotated[str | None, typer.Option("--id", help="Assignment id (name).")] = None,
     assignee: Annotated[str | None, typer.Option(help="With --role and --scope.")] = None,
     role: Annotated[str | None, typer.Option()] = None,
     scope: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Delete an assignment by id, or by assignee + role + scope."""
-    c = client()
-
-    def body() -> int:
-        if id_:
-            # a full assignment id deletes at its own scope; a bare name at the root
-            path = (
-                id_ if "/" in id_ else f"/providers/Microsoft.Authorization/roleAssignments/{id_}"
-            )
-            c.delete(path)
-            return 1
-        if not (assignee and role and scope):
-            raise ApiError("BadParameter", "Give --id, or --assignee, --role and --scope.")
-        found = c.get(
-            f"{_authz_path(scope)}/roleAssignments",
-            **{"$filter": f"assignedTo('{assignee}') and atScope()"},
-        )["value"]
-        matches = [
-            a for a in found if a["properties"]["roleDefinitionName"].lower() == role.lower()
-        ]
-        for a in matches:
-            c.delete(f"{_authz_path(a['properties']['scope'])}/roleAssignments/{a['name']}")
-        return len(matches)
-
-    count = run(body)
-    out.print(f"Deleted {count} role assignment(s).")
+    out.print(
+        f"Deleted {_delete_assignments(call, id_, assignee, role, scope)} role assignment(s)."
+    )
 
 
-@audit_app.command("list")
+def _delete_assignments(
+    call: Call, id_: str | None, assignee: str | None, role: str | None, scope: str | None
+) -> int:
+    """Delete one assignment by id, or every one matching assignee + role + scope; the count."""
+    c = call.client
+    if id_:
+        # a full assignment id deletes at its own scope; a bare name at the root
+        path = id_ if "/" in id_ else f"/providers/Microsoft.Authorization/roleAssignments/{id_}"
+        c.delete(path)
+        return 1
+    if not (assignee and role and scope):
+        raise ApiError("BadParameter", "Give --id, or --assignee, --role and --scope.")
+    found = c.get(
+        f"{_authz_path(scope)}/roleAssignments",
+        **{"$filter": f"assignedTo('{assignee}') and atScope()"},
+    )["value"]
+    matches = [a for a in found if a["properties"]["roleDefinitionName"].lower() == role.lower()]
+    for a in matches:
+        c.delete(f"{_authz_path(a['properties']['scope'])}/roleAssignments/{a['name']}")
+    return len(matches)
+
+
+@command(
+    audit_app,
+    "list",
+    columns=(
+        ("Time", "eventTimestamp"),
+        ("Caller", "caller"),
+        ("Action", "authorization.action"),
+        ("Scope", "authorization.scope"),
+        ("Outcome", "status.value"),
+        ("HTTP", "subStatus.value"),
+    ),
+    scope=Scope.subscription,
+)
 def audit_list(
+    call: Call,
     since: Annotated[str | None, typer.Option(help="ISO time, e.g. 2026-11-25T00:00:00Z")] = None,
     outcome: Annotated[str | None, typer.Option(help="Succeeded, Failed or Denied")] = None,
     top: Annotated[int, typer.Option(help="At most this many events.")] = 100,
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-) -> None:
+) -> Any:
     """Writes and denied calls: who, what, where, when, outcome."""
-    c = client()
     parts = []
     if since:
         parts.append(f"eventTimestamp ge '{since}'")
@@ -201,19 +196,5 @@ def audit_list(
     params: dict[str, Any] = {"$top": top}
     if parts:
         params["$filter"] = " and ".join(parts)
-    path = (
-        f"/subscriptions/{subscription or c.default_subscription()}"
-        "/providers/Microsoft.Insights/eventtypes/management/values"
-    )
-    show(
-        run(lambda: c.get(path, **params)),
-        output,
-        [
-            ("Time", "eventTimestamp"),
-            ("Caller", "caller"),
-            ("Action", "authorization.action"),
-            ("Scope", "authorization.scope"),
-            ("Outcome", "status.value"),
-            ("HTTP", "subStatus.value"),
-        ],
-    )
+    path = f"{call.subscription_path()}/providers/Microsoft.Insights/eventtypes/management/values"
+    return call.client.get(path, **params)

@@ -1,10 +1,18 @@
-"""What the CLI command modules share: option types, the client, error handling, job waiting."""
+"""What the CLI command modules share: option types, the command factory, job waiting.
+
+Every API command is a small body registered with `command(...)`: the factory adds the
+shared options, builds the client, runs the body under the error handler and prints its
+answer, so those steps exist once.
+"""
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +27,7 @@ from rich.progress import (
 )
 
 from pgvault.cli.client import ApiError, Client
-from pgvault.cli.output import Output, err, out, show
+from pgvault.cli.output import Columns, Output, err, out, show
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json")]
 SubOpt = Annotated[str | None, typer.Option("--subscription", help="Subscription id.")]
@@ -27,8 +35,9 @@ RgOpt = Annotated[str, typer.Option("--resource-group", "-g", help="Resource gro
 VaultOpt = Annotated[str, typer.Option("--vault-name", "-v", help="Backup vault name.")]
 InstOpt = Annotated[str, typer.Option("--instance", "-i", help="Backup instance name.")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the job to finish.")]
+NameOpt = Annotated[str, typer.Option("--name", "-n")]
 
-JOB_COLUMNS = [
+JOB_COLUMNS: Columns = (
     ("Job", "name"),
     ("Operation", "properties.operation"),
     ("Status", "properties.status"),
@@ -36,7 +45,108 @@ JOB_COLUMNS = [
     ("Instance", "properties.backupInstanceFriendlyName"),
     ("Start", "properties.startTime"),
     ("Duration", "properties.duration"),
-]
+)
+
+
+class Scope(Enum):
+    """Which of `--subscription` / `--resource-group` a command takes."""
+
+    none = "none"
+    subscription = "subscription"
+    group = "group"
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a command body gets: the API client, where the command points, how to print.
+
+    The options every command shares end here, so a new shared option (say `--query`) is
+    one field plus one entry in `_shared_options`.
+    """
+
+    client: Client
+    output: Output = Output.table
+    subscription: str | None = None
+    resource_group: str = "default"
+
+    @property
+    def json(self) -> bool:
+        return self.output == Output.json
+
+    def subscription_path(self) -> str:
+        return f"/subscriptions/{self.subscription or self.client.default_subscription()}"
+
+    def group(self, resource_group: str | None = None) -> str:
+        """The resource group path (this command's group unless another is named)."""
+        return f"{self.subscription_path()}/resourceGroups/{resource_group or self.resource_group}"
+
+    def provider(self, resource_type: str) -> str:
+        """The collection path of a resource type in the group, e.g. `Microsoft.KeyVault/vaults`."""
+        return f"{self.group()}/providers/{resource_type}"
+
+    def vault(self, name: str) -> str:
+        return f"{self.provider('Microsoft.DataProtection/backupVaults')}/{name}"
+
+    def instance(self, vault_name: str, instance: str) -> str:
+        return f"{self.vault(vault_name)}/backupInstances/{instance}"
+
+    def show(self, data: Any, columns: Columns | None = None) -> None:
+        """Print an API answer the way `--output` asks."""
+        show(data, self.output, columns)
+
+
+Body = Callable[..., Any]
+
+
+def command(
+    app: typer.Typer,
+    name: str,
+    *,
+    columns: Columns | None = None,
+    scope: Scope = Scope.group,
+    output: bool = True,
+) -> Callable[[Body], Body]:
+    """Register `body(call, **own_options)` as the command `name` of `app`.
+
+    The command takes the body's own options, then the shared ones (`--output` unless
+    `output=False`, then `--subscription` / `--resource-group` as `scope` says). It runs the
+    body under `run` (API errors print as `CODE: message` and exit 1) and shows what the
+    body returns with `columns`; a body that prints for itself returns None. The body's
+    docstring is the command's help.
+    """
+
+    def register(body: Body) -> Body:
+        own = list(inspect.signature(body, eval_str=True).parameters.values())[1:]
+        shared = _shared_options(scope, output)
+
+        def invoke(**options: Any) -> None:
+            call = Call(client(), **{p.name: options.pop(p.name) for p in shared})
+            data = run(lambda: body(call, **options))
+            if data is not None:
+                call.show(data, columns)
+
+        params = [*own, *shared]
+        setattr(invoke, "__signature__", inspect.Signature(params, return_annotation=None))  # noqa: B010
+        invoke.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        invoke.__doc__, invoke.__name__ = body.__doc__, body.__name__
+        invoke.__qualname__, invoke.__module__ = body.__qualname__, body.__module__
+        app.command(name)(invoke)
+        return body
+
+    return register
+
+
+def _shared_options(scope: Scope, output: bool) -> list[inspect.Parameter]:
+    """The options every command of a kind takes, last, in this order (as `--help` shows)."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = []
+    if output:
+        params.append(inspect.Parameter("output", kw, annotation=OutputOpt, default=Output.table))
+    if scope != Scope.none:
+        params.append(inspect.Parameter("subscription", kw, annotation=SubOpt, default=None))
+    if scope == Scope.group:
+        params.append(inspect.Parameter("resource_group", kw, annotation=RgOpt, default="default"))
+    return params
 
 
 def client() -> Client:
@@ -56,14 +166,6 @@ def run(fn: Callable[[], Any]) -> Any:
             if p.action:
                 err.print(f"[yellow]fix:[/yellow] {p.action}")
         raise typer.Exit(1) from None
-
-
-def rg_path(c: Client, sub: str | None, rg: str) -> str:
-    return f"/subscriptions/{sub or c.default_subscription()}/resourceGroups/{rg}"
-
-
-def vault_path(c: Client, sub: str | None, rg: str, vault: str) -> str:
-    return f"{rg_path(c, sub, rg)}/providers/Microsoft.DataProtection/backupVaults/{vault}"
 
 
 def read_secret(prompt: str) -> str:
@@ -142,11 +244,13 @@ def _poll_delays() -> Iterator[float]:
         yield 0.25
 
 
-def finish_job(c: Client, accepted: Any, wait: bool, output: Output) -> None:
+def finish_job(call: Call, accepted: Any, wait: bool) -> None:
+    """Show the job an accepted request started (followed to its end with `--wait`)."""
+    c = call.client
     status = follow(c, accepted)
     job_path = _job_path_from_op(status)
-    job = watch(c, job_path, output == Output.json) if wait else c.get(job_path)
-    show(job, output, JOB_COLUMNS)
+    job = watch(c, job_path, call.json) if wait else c.get(job_path)
+    call.show(job, JOB_COLUMNS)
     if wait and job["properties"]["status"] != "Completed":
         errors = job["properties"].get("errorDetails") or []
         for e in errors:

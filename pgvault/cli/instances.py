@@ -2,52 +2,37 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import typer
 
-from pgvault.cli.common import (
-    OutputOpt,
-    RgOpt,
-    SubOpt,
-    VaultOpt,
-    client,
-    follow,
-    rg_path,
-    run,
-    vault_path,
-)
-from pgvault.cli.output import Output, out, show
+from pgvault.cli.common import Call, NameOpt, VaultOpt, command, follow
+from pgvault.cli.output import Columns, out
 
 instance_app = typer.Typer(no_args_is_help=True, help="Backup instances (protected databases).")
 
-INSTANCE_COLUMNS = [
+INSTANCE_COLUMNS: Columns = (
     ("Name", "name"),
     ("Database", "properties.friendlyName"),
     ("State", "properties.currentProtectionState"),
     ("Policy", "properties.policyInfo.policyId"),
-]
+)
 
 
-@instance_app.command("create")
+@command(instance_app, "create", columns=INSTANCE_COLUMNS)
 def instance_create(
+    call: Call,
     vault_name: VaultOpt,
     server: Annotated[str, typer.Option(help="Registered server name.")],
     database: Annotated[str, typer.Option(help="Database to protect.")],
     policy: Annotated[str, typer.Option(help="Backup policy name.")],
     secret: Annotated[str, typer.Option(help="Key-vault secret URI with the connection string.")],
     name: Annotated[str | None, typer.Option("--name", "-n", help="Instance name.")] = None,
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+) -> Any:
     """Protect a database: validate (login, privileges, versions), then create the instance."""
-    import uuid
-
-    c = client()
-    group = rg_path(c, subscription, resource_group)
-    vault = vault_path(c, subscription, resource_group, vault_name)
-    server_id = f"{group}/providers/Microsoft.DBforPostgreSQL/servers/{server}"
+    vault = call.vault(vault_name)
+    server_id = f"{call.provider('Microsoft.DBforPostgreSQL/servers')}/{server}"
     props = {
         "objectType": "BackupInstance",
         "dataSourceInfo": {
@@ -68,78 +53,40 @@ def instance_create(
         },
     }
     bi_name = name or f"{server}-{database}-{uuid.uuid4().hex[:8]}"
-
-    def body() -> Any:
-        op = c.post(f"{vault}/validateForBackup", {"backupInstance": props})
-        follow(c, op)
-        return c.put(f"{vault}/backupInstances/{bi_name}", {"properties": props})
-
-    show(run(body), output, INSTANCE_COLUMNS)
+    follow(call.client, call.client.post(f"{vault}/validateForBackup", {"backupInstance": props}))
+    return call.client.put(f"{vault}/backupInstances/{bi_name}", {"properties": props})
 
 
-@instance_app.command("list")
-def instance_list(
-    vault_name: VaultOpt,
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(instance_app, "list", columns=INSTANCE_COLUMNS)
+def instance_list(call: Call, vault_name: VaultOpt) -> Any:
     """List backup instances of a vault."""
-    c = client()
-    path = f"{vault_path(c, subscription, resource_group, vault_name)}/backupInstances"
-    show(run(lambda: c.get(path)), output, INSTANCE_COLUMNS)
+    return call.client.get(f"{call.vault(vault_name)}/backupInstances")
 
 
-@instance_app.command("show")
-def instance_show(
-    vault_name: VaultOpt,
-    instance: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(instance_app, "show", columns=INSTANCE_COLUMNS)
+def instance_show(call: Call, vault_name: VaultOpt, instance: NameOpt) -> Any:
     """Show a backup instance."""
-    c = client()
-    path = f"{vault_path(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
-    show(run(lambda: c.get(path)), output, INSTANCE_COLUMNS)
+    return call.client.get(call.instance(vault_name, instance))
 
 
-@instance_app.command("delete")
-def instance_delete(
-    vault_name: VaultOpt,
-    instance: Annotated[str, typer.Option("--name", "-n")],
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(instance_app, "delete", output=False)
+def instance_delete(call: Call, vault_name: VaultOpt, instance: NameOpt) -> None:
     """Delete the instance with its data (soft delete: kept, listed and undeletable for the
     vault's soft-delete days; immediately if soft delete is off)."""
-    c = client()
-    path = f"{vault_path(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
-    run(lambda: follow(c, c.delete(path)))
+    follow(call.client, call.client.delete(call.instance(vault_name, instance)))
     out.print(f"Deleted backup instance {instance}.")
 
 
 def _protection_command(action: str, name: str, doc: str) -> None:
-    def command(
-        vault_name: VaultOpt,
-        instance: Annotated[str, typer.Option("--name", "-n")],
-        output: OutputOpt = Output.table,
-        subscription: SubOpt = None,
-        resource_group: RgOpt = "default",
-    ) -> None:
-        c = client()
-        path = (
-            f"{vault_path(c, subscription, resource_group, vault_name)}/backupInstances/{instance}"
-        )
+    """A lifecycle action: POST it, wait for the operation, show the instance afterwards."""
 
-        def body() -> Any:
-            follow(c, c.post(f"{path}/{action}"))
-            return c.get(path)
+    def change(call: Call, vault_name: VaultOpt, instance: NameOpt) -> Any:
+        path = call.instance(vault_name, instance)
+        follow(call.client, call.client.post(f"{path}/{action}"))
+        return call.client.get(path)
 
-        show(run(body), output, INSTANCE_COLUMNS)
-
-    command.__doc__ = doc
-    instance_app.command(name)(command)
+    change.__doc__ = doc
+    command(instance_app, name, columns=INSTANCE_COLUMNS)(change)
 
 
 _protection_command(
@@ -158,42 +105,24 @@ _protection_command(
 )
 
 
-@instance_app.command("list-deleted")
-def instance_list_deleted(
-    vault_name: VaultOpt,
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(
+    instance_app,
+    "list-deleted",
+    columns=(
+        ("Name", "name"),
+        ("Database", "properties.friendlyName"),
+        ("Deleted", "properties.deletionInfo.deletionTime"),
+        ("Purge", "properties.deletionInfo.scheduledPurgeTime"),
+    ),
+)
+def instance_list_deleted(call: Call, vault_name: VaultOpt) -> Any:
     """List soft-deleted instances (undeletable until their purge time)."""
-    c = client()
-    path = f"{vault_path(c, subscription, resource_group, vault_name)}/deletedBackupInstances"
-    show(
-        run(lambda: c.get(path)),
-        output,
-        [
-            ("Name", "name"),
-            ("Database", "properties.friendlyName"),
-            ("Deleted", "properties.deletionInfo.deletionTime"),
-            ("Purge", "properties.deletionInfo.scheduledPurgeTime"),
-        ],
-    )
+    return call.client.get(f"{call.vault(vault_name)}/deletedBackupInstances")
 
 
-@instance_app.command("undelete")
-def instance_undelete(
-    vault_name: VaultOpt,
-    instance: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(instance_app, "undelete", columns=INSTANCE_COLUMNS)
+def instance_undelete(call: Call, vault_name: VaultOpt, instance: NameOpt) -> Any:
     """Bring back a soft-deleted instance (protection stopped, data retained)."""
-    c = client()
-    vault = vault_path(c, subscription, resource_group, vault_name)
-
-    def body() -> Any:
-        follow(c, c.post(f"{vault}/deletedBackupInstances/{instance}/undelete"))
-        return c.get(f"{vault}/backupInstances/{instance}")
-
-    show(run(body), output, INSTANCE_COLUMNS)
+    vault = call.vault(vault_name)
+    follow(call.client, call.client.post(f"{vault}/deletedBackupInstances/{instance}/undelete"))
+    return call.client.get(f"{vault}/backupInstances/{instance}")

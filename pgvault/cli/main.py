@@ -7,6 +7,9 @@ Secrets are read from stdin or a prompt, never from argv.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import logging
 import os
 from typing import Annotated
 
@@ -22,7 +25,7 @@ from pgvault.cli.access import (
     role_def_app,
 )
 from pgvault.cli.backups import backup_app, job_app, restore_app, rp_app
-from pgvault.cli.common import client, read_secret, run
+from pgvault.cli.common import Call, Scope, command, read_secret
 from pgvault.cli.instances import instance_app
 from pgvault.cli.output import out
 from pgvault.cli.resources import container_app, kv_app, sa_app, secret_app, server_app
@@ -58,9 +61,6 @@ sa_app.add_typer(container_app, name="container")
 
 def _limit_malloc_arenas() -> None:
     """Cap glibc's per-thread malloc arenas: many threads otherwise keep RSS high after a job."""
-    import contextlib
-    import ctypes
-
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
 
@@ -72,10 +72,10 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="In-process worker threads.")] = None,
 ) -> None:
     """Start the service: REST API, in-process workers, embedded defaults under PGVAULT_HOME."""
-    import logging
-
     _limit_malloc_arenas()
 
+    # Deferred: the server stack is expensive to import and only `serve` needs it (the other
+    # commands are HTTP clients of it).
     import uvicorn
 
     from pgvault.api.app import create_app
@@ -91,19 +91,18 @@ def serve(
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
 
 
-@auth_app.command("token")
+@command(auth_app, "token", scope=Scope.none, output=False)
 def auth_token(
+    call: Call,
     client_id: Annotated[str | None, typer.Option(help="Service principal client id.")] = None,
 ) -> None:
     """Print a bearer token (last line): the admin's, or a client's (secret from stdin)."""
-    c = client()
     secret = read_secret("Client secret") if client_id else None
-    token = run(lambda: c.fetch_token(client_id, secret))
-    print(token)
+    print(call.client.fetch_token(client_id, secret))
 
 
-app.command()(login)
-app.command()(logout)
+command(app, "login", scope=Scope.none, output=False)(login)
+command(app, "logout", scope=Scope.none, output=False)(logout)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -12,13 +13,16 @@ from rich.table import Table
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+Columns = Sequence[tuple[str, str]]
+"""(title, path) pairs: the table's columns, or the lines of one resource."""
+
 
 class Output(StrEnum):
     table = "table"
     json = "json"
 
 
-def show(data: Any, fmt: Output, columns: list[tuple[str, str]] | None = None) -> None:
+def show(data: Any, fmt: Output, columns: Columns | None = None) -> None:
     """Print one resource or a `{value: [...]}` list."""
     if fmt == Output.json:
         out.print_json(json.dumps(data)) if out.is_terminal else print(json.dumps(data, indent=2))

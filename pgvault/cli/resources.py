@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pgvault.cli.client import Client
-from pgvault.cli.common import OutputOpt, RgOpt, SubOpt, client, read_secret, rg_path, run
-from pgvault.cli.output import Output, show
+from pgvault.cli.common import Call, NameOpt, command, read_secret
+from pgvault.cli.output import Columns
 
 server_app = typer.Typer(no_args_is_help=True, help="Registered PostgreSQL servers.")
 kv_app = typer.Typer(no_args_is_help=True, help="Key vaults holding connection strings.")
@@ -17,156 +16,102 @@ secret_app = typer.Typer(no_args_is_help=True, help="Secrets in a key vault.")
 sa_app = typer.Typer(no_args_is_help=True, help="Storage accounts for restore as files.")
 container_app = typer.Typer(no_args_is_help=True, help="Containers in a storage account.")
 
+RegionOpt = Annotated[str, typer.Option("--region", "-l")]
+
 
 # -- servers --------------------------------------------------------------------------------
 
-SERVER_COLUMNS = [
+SERVERS = "Microsoft.DBforPostgreSQL/servers"
+SERVER_COLUMNS: Columns = (
     ("Name", "name"),
     ("Host", "properties.fullyQualifiedDomainName"),
     ("Port", "properties.port"),
     ("Region", "location"),
     ("Id", "id"),
-]
+)
 
 
-def _server_path(c: Client, sub: str | None, rg: str) -> str:
-    return f"{rg_path(c, sub, rg)}/providers/Microsoft.DBforPostgreSQL/servers"
-
-
-@server_app.command("add")
+@command(server_app, "add", columns=SERVER_COLUMNS)
 def server_add(
-    name: Annotated[str, typer.Option("--name", "-n")],
+    call: Call,
+    name: NameOpt,
     host: Annotated[str, typer.Option()],
-    region: Annotated[str, typer.Option("--region", "-l")],
+    region: RegionOpt,
     port: Annotated[int, typer.Option()] = 5432,
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+) -> Any:
     """Register a PostgreSQL server (address and region; credentials go in a key vault)."""
-    c = client()
     body = {"location": region, "properties": {"fullyQualifiedDomainName": host, "port": port}}
-    data = run(lambda: c.put(f"{_server_path(c, subscription, resource_group)}/{name}", body))
-    show(data, output, SERVER_COLUMNS)
+    return call.client.put(f"{call.provider(SERVERS)}/{name}", body)
 
 
-@server_app.command("list")
-def server_list(
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(server_app, "list", columns=SERVER_COLUMNS)
+def server_list(call: Call) -> Any:
     """List registered servers."""
-    c = client()
-    show(run(lambda: c.get(_server_path(c, subscription, resource_group))), output, SERVER_COLUMNS)
+    return call.client.get(call.provider(SERVERS))
 
 
-@server_app.command("show")
-def server_show(
-    name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(server_app, "show", columns=SERVER_COLUMNS)
+def server_show(call: Call, name: NameOpt) -> Any:
     """Show one registered server."""
-    c = client()
-    data = run(lambda: c.get(f"{_server_path(c, subscription, resource_group)}/{name}"))
-    show(data, output, SERVER_COLUMNS)
+    return call.client.get(f"{call.provider(SERVERS)}/{name}")
 
 
 # -- key vaults -----------------------------------------------------------------------------
 
+KEY_VAULTS = "Microsoft.KeyVault/vaults"
+KV_COLUMNS: Columns = (("Name", "name"), ("Region", "location"), ("Id", "id"))
 
-def _kv_path(c: Client, sub: str | None, rg: str) -> str:
-    return f"{rg_path(c, sub, rg)}/providers/Microsoft.KeyVault/vaults"
 
-
-@kv_app.command("create")
-def keyvault_create(
-    name: Annotated[str, typer.Option("--name", "-n")],
-    region: Annotated[str, typer.Option("--region", "-l")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(kv_app, "create", columns=KV_COLUMNS)
+def keyvault_create(call: Call, name: NameOpt, region: RegionOpt) -> Any:
     """Create a key vault."""
-    c = client()
-    data = run(
-        lambda: c.put(f"{_kv_path(c, subscription, resource_group)}/{name}", {"location": region})
-    )
-    show(data, output, [("Name", "name"), ("Region", "location"), ("Id", "id")])
+    return call.client.put(f"{call.provider(KEY_VAULTS)}/{name}", {"location": region})
 
 
-@kv_app.command("list")
-def keyvault_list(
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(kv_app, "list", columns=KV_COLUMNS)
+def keyvault_list(call: Call) -> Any:
     """List key vaults."""
-    c = client()
-    show(
-        run(lambda: c.get(_kv_path(c, subscription, resource_group))),
-        output,
-        [("Name", "name"), ("Region", "location"), ("Id", "id")],
-    )
+    return call.client.get(call.provider(KEY_VAULTS))
 
 
-SECRET_COLUMNS = [
+KvNameOpt = Annotated[str, typer.Option("--vault-name")]
+SECRET_COLUMNS: Columns = (
     ("Name", "name"),
     ("Secret URI", "properties.secretUri"),
     ("Version URI", "properties.secretUriWithVersion"),
-]
+)
 
 
-@secret_app.command("set")
-def secret_set(
-    vault_name: Annotated[str, typer.Option("--vault-name")],
-    name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(secret_app, "set", columns=SECRET_COLUMNS)
+def secret_set(call: Call, vault_name: KvNameOpt, name: NameOpt) -> Any:
     """Store a new secret version; the value is read from stdin (or a hidden prompt)."""
-    c = client()
     value = read_secret("Secret value")
-    path = f"{_kv_path(c, subscription, resource_group)}/{vault_name}/secrets/{name}"
-    data = run(lambda: c.put(path, {"properties": {"value": value}}))
-    show(data, output, SECRET_COLUMNS)
+    path = f"{call.provider(KEY_VAULTS)}/{vault_name}/secrets/{name}"
+    return call.client.put(path, {"properties": {"value": value}})
 
 
-@secret_app.command("list")
-def secret_list(
-    vault_name: Annotated[str, typer.Option("--vault-name")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(secret_app, "list", columns=SECRET_COLUMNS)
+def secret_list(call: Call, vault_name: KvNameOpt) -> Any:
     """List secrets (URIs only; values are never shown)."""
-    c = client()
-    path = f"{_kv_path(c, subscription, resource_group)}/{vault_name}/secrets"
-    show(run(lambda: c.get(path)), output, SECRET_COLUMNS)
+    return call.client.get(f"{call.provider(KEY_VAULTS)}/{vault_name}/secrets")
 
 
 # -- storage accounts -----------------------------------------------------------------------
 
-
-def _sa_path(c: Client, sub: str | None, rg: str) -> str:
-    return f"{rg_path(c, sub, rg)}/providers/Microsoft.Storage/storageAccounts"
-
-
-SA_COLUMNS = [
+STORAGE_ACCOUNTS = "Microsoft.Storage/storageAccounts"
+SA_COLUMNS: Columns = (
     ("Name", "name"),
     ("Kind", "properties.backend.type"),
     ("Region", "location"),
     ("Blob endpoint", "properties.primaryEndpoints.blob"),
-]
+)
 
 
-@sa_app.command("create")
+@command(sa_app, "create", columns=SA_COLUMNS)
 def storage_account_create(
-    name: Annotated[str, typer.Option("--name", "-n")],
-    region: Annotated[str, typer.Option("--region", "-l")],
+    call: Call,
+    name: NameOpt,
+    region: RegionOpt,
     kind: Annotated[str, typer.Option(help="local, s3 or azure")] = "local",
     path: Annotated[str | None, typer.Option(help="local: directory")] = None,
     bucket: Annotated[str | None, typer.Option(help="s3: bucket")] = None,
@@ -178,10 +123,7 @@ def storage_account_create(
         bool,
         typer.Option("--key-stdin", help="Read the secret access key / account key from stdin."),
     ] = False,
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+) -> Any:
     """Create a storage account backed by a local directory, an S3 bucket or Azure Blob."""
     backend: dict[str, Any] = {"type": kind}
     if path:
@@ -197,56 +139,32 @@ def storage_account_create(
             backend[key] = value
     if key_stdin:
         backend["secretAccessKey" if kind == "s3" else "accountKey"] = read_secret("Key")
-    c = client()
-    data = run(
-        lambda: c.put(
-            f"{_sa_path(c, subscription, resource_group)}/{name}",
-            {"location": region, "properties": {"backend": backend}},
-        )
-    )
-    show(data, output, SA_COLUMNS)
+    body = {"location": region, "properties": {"backend": backend}}
+    return call.client.put(f"{call.provider(STORAGE_ACCOUNTS)}/{name}", body)
 
 
-@sa_app.command("list")
-def storage_account_list(
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(sa_app, "list", columns=SA_COLUMNS)
+def storage_account_list(call: Call) -> Any:
     """List storage accounts."""
-    c = client()
-    show(run(lambda: c.get(_sa_path(c, subscription, resource_group))), output, SA_COLUMNS)
+    return call.client.get(call.provider(STORAGE_ACCOUNTS))
 
 
-@container_app.command("create")
-def container_create(
-    account_name: Annotated[str, typer.Option("--account-name")],
-    name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+AccountOpt = Annotated[str, typer.Option("--account-name")]
+
+
+def _containers(call: Call, account_name: str) -> str:
+    return f"{call.provider(STORAGE_ACCOUNTS)}/{account_name}/blobServices/default/containers"
+
+
+@command(
+    container_app, "create", columns=(("Name", "name"), ("URL", "properties.url"), ("Id", "id"))
+)
+def container_create(call: Call, account_name: AccountOpt, name: NameOpt) -> Any:
     """Create a container; its URL is what `restore files --container` takes."""
-    c = client()
-    path = (
-        f"{_sa_path(c, subscription, resource_group)}/{account_name}"
-        f"/blobServices/default/containers/{name}"
-    )
-    show(
-        run(lambda: c.put(path, {})),
-        output,
-        [("Name", "name"), ("URL", "properties.url"), ("Id", "id")],
-    )
+    return call.client.put(f"{_containers(call, account_name)}/{name}", {})
 
 
-@container_app.command("list")
-def container_list(
-    account_name: Annotated[str, typer.Option("--account-name")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(container_app, "list", columns=(("Name", "name"), ("URL", "properties.url")))
+def container_list(call: Call, account_name: AccountOpt) -> Any:
     """List containers of a storage account."""
-    c = client()
-    path = f"{_sa_path(c, subscription, resource_group)}/{account_name}/blobServices/default/containers"
-    show(run(lambda: c.get(path)), output, [("Name", "name"), ("URL", "properties.url")])
+    return call.client.get(_containers(call, account_name))

@@ -7,92 +7,56 @@ from typing import Annotated, Any
 import typer
 
 from pgvault.cli.client import ApiError
-from pgvault.cli.common import (
-    OutputOpt,
-    RgOpt,
-    SubOpt,
-    VaultOpt,
-    client,
-    rg_path,
-    run,
-    vault_path,
-)
-from pgvault.cli.output import Output, out, show
+from pgvault.cli.common import Call, NameOpt, VaultOpt, command
+from pgvault.cli.output import Columns, out
 
 vault_app = typer.Typer(no_args_is_help=True, help="Backup vaults.")
 policy_app = typer.Typer(no_args_is_help=True, help="Backup policies.")
 
-VAULT_COLUMNS = [
+VAULT_COLUMNS: Columns = (
     ("Name", "name"),
     ("Region", "location"),
     ("Identity", "identity.principalId"),
     ("Id", "id"),
-]
+)
 
 
-@vault_app.command("create")
+@command(vault_app, "create", columns=VAULT_COLUMNS)
 def vault_create(
-    name: Annotated[str, typer.Option("--name", "-n")],
-    region: Annotated[str, typer.Option("--region", "-l")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+    call: Call, name: NameOpt, region: Annotated[str, typer.Option("--region", "-l")]
+) -> Any:
     """Create a backup vault in a region (with its managed identity)."""
-    c = client()
     body = {"location": region, "identity": {"type": "SystemAssigned"}, "properties": {}}
-    show(
-        run(lambda: c.put(vault_path(c, subscription, resource_group, name), body)),
-        output,
-        VAULT_COLUMNS,
-    )
+    return call.client.put(call.vault(name), body)
 
 
-@vault_app.command("list")
-def vault_list(
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(vault_app, "list", columns=VAULT_COLUMNS)
+def vault_list(call: Call) -> Any:
     """List backup vaults."""
-    c = client()
-    path = f"{rg_path(c, subscription, resource_group)}/providers/Microsoft.DataProtection/backupVaults"
-    show(run(lambda: c.get(path)), output, VAULT_COLUMNS)
+    return call.client.get(call.provider("Microsoft.DataProtection/backupVaults"))
 
 
-@vault_app.command("show")
-def vault_show(
-    name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(vault_app, "show", columns=VAULT_COLUMNS)
+def vault_show(call: Call, name: NameOpt) -> Any:
     """Show a backup vault."""
-    c = client()
-    show(
-        run(lambda: c.get(vault_path(c, subscription, resource_group, name))), output, VAULT_COLUMNS
-    )
+    return call.client.get(call.vault(name))
 
 
-@vault_app.command("delete")
-def vault_delete(
-    name: Annotated[str, typer.Option("--name", "-n")],
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+@command(vault_app, "delete", output=False)
+def vault_delete(call: Call, name: NameOpt) -> None:
     """Delete an empty backup vault."""
-    c = client()
-    run(lambda: c.delete(vault_path(c, subscription, resource_group, name)))
+    call.client.delete(call.vault(name))
     out.print(f"Deleted vault {name}.")
 
 
-POLICY_COLUMNS = [("Name", "name"), ("Summary", "properties.summary")]
+POLICY_COLUMNS: Columns = (("Name", "name"), ("Summary", "properties.summary"))
 
 
-@policy_app.command("create")
+@command(policy_app, "create", columns=POLICY_COLUMNS)
 def policy_create(
+    call: Call,
     vault_name: VaultOpt,
-    name: Annotated[str, typer.Option("--name", "-n")],
+    name: NameOpt,
     schedule: Annotated[str, typer.Option(help="weekly, daily or hourly")] = "weekly",
     days: Annotated[str, typer.Option(help="weekly: days, e.g. Sunday,Wednesday")] = "Sunday",
     time: Annotated[str, typer.Option(help="Start time HH:MM in --timezone")] = "02:00",
@@ -107,78 +71,44 @@ def policy_create(
         str | None, typer.Option(help="on-expiry, immediate, or a duration like P30D")
     ] = None,
     archive_keep: Annotated[str, typer.Option(help="total age kept in archive")] = "P3Y",
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
+) -> Any:
     """Create or replace a policy: schedule, retention per tag, archive tier."""
     from pgvault import retention
 
-    c = client()
-    path = f"{vault_path(c, subscription, resource_group, vault_name)}/backupPolicies/{name}"
-
-    def body() -> Any:
-        try:
-            props = retention.build_policy(
-                schedule=schedule,
-                days=tuple(d.strip() for d in days.split(",") if d.strip()),
-                time=time,
-                every_hours=every_hours,
-                timezone=timezone,
-                keep_default=keep_default,
-                keep_daily=keep_daily,
-                keep_weekly=keep_weekly,
-                keep_monthly=keep_monthly,
-                keep_yearly=keep_yearly,
-                archive_after=archive_after,
-                archive_keep=archive_keep,
-            )
-        except Exception as exc:  # the same validation the service runs
-            raise ApiError(getattr(exc, "code", "BadParameter"), str(exc)) from None
-        return c.put(path, {"properties": props})
-
-    show(run(body), output, POLICY_COLUMNS)
-
-
-@policy_app.command("show")
-def policy_show(
-    vault_name: VaultOpt,
-    name: Annotated[str, typer.Option("--name", "-n")],
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
-    """Show a policy with a readable summary."""
-    c = client()
-    path = f"{vault_path(c, subscription, resource_group, vault_name)}/backupPolicies/{name}"
-    show(run(lambda: c.get(path)), output, [*POLICY_COLUMNS, ("Id", "id")])
-
-
-@policy_app.command("list")
-def policy_list(
-    vault_name: VaultOpt,
-    output: OutputOpt = Output.table,
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
-    """List backup policies of a vault."""
-    c = client()
-    path = f"{vault_path(c, subscription, resource_group, vault_name)}/backupPolicies"
-    show(run(lambda: c.get(path)), output, POLICY_COLUMNS)
-
-
-@policy_app.command("delete")
-def policy_delete(
-    vault_name: VaultOpt,
-    name: Annotated[str, typer.Option("--name", "-n")],
-    subscription: SubOpt = None,
-    resource_group: RgOpt = "default",
-) -> None:
-    """Delete a policy no instance uses."""
-    c = client()
-    run(
-        lambda: c.delete(
-            f"{vault_path(c, subscription, resource_group, vault_name)}/backupPolicies/{name}"
+    try:
+        props = retention.build_policy(
+            schedule=schedule,
+            days=tuple(d.strip() for d in days.split(",") if d.strip()),
+            time=time,
+            every_hours=every_hours,
+            timezone=timezone,
+            keep_default=keep_default,
+            keep_daily=keep_daily,
+            keep_weekly=keep_weekly,
+            keep_monthly=keep_monthly,
+            keep_yearly=keep_yearly,
+            archive_after=archive_after,
+            archive_keep=archive_keep,
         )
-    )
+    except Exception as exc:  # the same validation the service runs
+        raise ApiError(getattr(exc, "code", "BadParameter"), str(exc)) from None
+    return call.client.put(f"{call.vault(vault_name)}/backupPolicies/{name}", {"properties": props})
+
+
+@command(policy_app, "show", columns=(*POLICY_COLUMNS, ("Id", "id")))
+def policy_show(call: Call, vault_name: VaultOpt, name: NameOpt) -> Any:
+    """Show a policy with a readable summary."""
+    return call.client.get(f"{call.vault(vault_name)}/backupPolicies/{name}")
+
+
+@command(policy_app, "list", columns=POLICY_COLUMNS)
+def policy_list(call: Call, vault_name: VaultOpt) -> Any:
+    """List backup policies of a vault."""
+    return call.client.get(f"{call.vault(vault_name)}/backupPolicies")
+
+
+@command(policy_app, "delete", output=False)
+def policy_delete(call: Call, vault_name: VaultOpt, name: NameOpt) -> None:
+    """Delete a policy no instance uses."""
+    call.client.delete(f"{call.vault(vault_name)}/backupPolicies/{name}")
     out.print(f"Deleted policy {name}.")

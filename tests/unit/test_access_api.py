@@ -12,109 +12,32 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from pgvault import identity
-from pgvault.api.app import create_app
 from pgvault.clock import FrozenClock
-from pgvault.config import Settings
-from pgvault.context import Context
+from tests.support.apiapp import AUTHZ, Api
 
-AUTHZ = "/providers/Microsoft.Authorization"
 DP = "providers/Microsoft.DataProtection/backupVaults"
 KV = "providers/Microsoft.KeyVault/vaults"
 
 
-@dataclass(repr=False)
-class Api:
-    client: TestClient
-    ctx: Context
-    clock: FrozenClock
-    admin: dict[str, str]
-    admin_creds: dict[str, str]
-    sub: str
-
-    def __repr__(self) -> str:
-        return "Api()"
-
-    def call(self, method: str, path: str, body: Any = None, headers: Any = None, **kw: Any) -> Any:
-        return self.client.request(
-            method, path, headers=self.admin if headers is None else headers, json=body, **kw
-        )
-
-    def ok(self, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
-        r = self.call(method, path, body)
-        assert r.status_code == expect if expect else r.status_code in (200, 201, 202), r.text
-        return r.json() if r.content else None
-
-    def rg(self, name: str) -> str:
-        return f"/subscriptions/{self.sub}/resourceGroups/{name}"
-
-    def token(self, **form: str) -> Any:
-        return self.client.post("/oauth2/token", data=form)
-
-    def principal(self, name: str, kind: str = "service-principal") -> dict[str, Any]:
-        """Create a principal; its properties (principalId, clientId, secret)."""
-        body = self.ok(
-            "PUT", f"/pgvault/principals/{name}", {"properties": {"principalType": kind}}
-        )
-        return dict(body["properties"])
-
-    def sign_in(self, props: dict[str, Any], name: str | None = None) -> dict[str, str]:
-        if name is None:
-            r = self.token(
-                grant_type="client_credentials",
-                client_id=props["clientId"],
-                client_secret=props["secret"],
-            )
-        else:
-            r = self.token(grant_type="password", username=name, password=props["secret"])
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-    def assign(self, scope: str, role: str, principal_id: str, expect: int = 201) -> Any:
-        body = {"properties": {"roleDefinitionId": role, "principalId": principal_id}}
-        return self.ok("PUT", f"{scope}{AUTHZ}/roleAssignments/{uuid.uuid4()}", body, expect)
-
-    def audit(self, filter_: str | None = None) -> list[dict[str, Any]]:
-        params = {"$filter": filter_} if filter_ else {}
-        path = (
-            f"/subscriptions/{self.sub}/providers/Microsoft.Insights/eventtypes/management/values"
-        )
-        r = self.call("GET", path, params=params)
-        assert r.status_code == 200, r.text
-        return list(r.json()["value"])
+@pytest.fixture(scope="module")
+def api_clock() -> FrozenClock:
+    """Expiry and lockout are tested by moving this clock, not by waiting."""
+    return FrozenClock(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
-    settings = Settings(home=tmp_path_factory.mktemp("access"), datastore_url="memory://")
-    ctx = Context.create(settings, clock=clock)
-    with TestClient(create_app(ctx, start_workers=False), raise_server_exceptions=False) as client:
-        creds = json.loads(ctx.settings.credentials_file.read_text())
-        r = client.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": creds["clientId"],
-                "client_secret": creds["clientSecret"],
-            },
-        )
-        admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        sub = client.get("/subscriptions", headers=admin).json()["value"][0]["subscriptionId"]
-        a = Api(client, ctx, clock, admin, creds, sub)
-        for name in ("team-a", "team-b", "team-ab"):
-            a.ok("PUT", a.rg(name), {"location": "eastus"})
-        yield a
-    ctx.db.dispose()
+def api(api: Api) -> Api:
+    """The shared app, with the resource groups the scope tests assign roles on."""
+    for name in ("team-a", "team-b", "team-ab"):
+        api.ok("PUT", api.rg(name), {"location": "eastus"})
+    return api
 
 
 def _unique(prefix: str) -> str:

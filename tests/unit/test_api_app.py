@@ -6,8 +6,6 @@ import itertools
 import json
 import stat
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,53 +16,12 @@ from pgvault import secrets
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
+from tests.support.apiapp import Api, admin_form, bearer, client_form
 
 SECRET_VALUE = "Server=db.example;Port=5432;Database=sales;User Id=u;Password=Very-S3cret-pw;"
 PG = "providers/Microsoft.DBforPostgreSQL/servers"
 KV = "providers/Microsoft.KeyVault/vaults"
 DP = "providers/Microsoft.DataProtection/backupVaults"
-
-
-@dataclass(repr=False)
-class Api:
-    client: TestClient
-    ctx: Context
-    headers: dict[str, str]
-    sub: str
-
-    def __repr__(self) -> str:
-        return f"Api(sub={self.sub!r})"
-
-    def rg(self, name: str) -> str:
-        return f"/subscriptions/{self.sub}/resourceGroups/{name}"
-
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.client.get(path, headers=self.headers, **kw)
-
-    def put(self, path: str, body: Any = None) -> Any:
-        return self.client.put(path, headers=self.headers, json=body)
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    home = tmp_path_factory.mktemp("home")
-    ctx = Context.create(Settings(home=home, datastore_url="memory://"))
-    app = create_app(ctx, start_workers=False)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        creds = json.loads(ctx.settings.credentials_file.read_text())
-        r = client.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": creds["clientId"],
-                "client_secret": creds["clientSecret"],
-            },
-        )
-        assert r.status_code == 200, r.text
-        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        subs = client.get("/subscriptions", headers=headers).json()["value"]
-        yield Api(client, ctx, headers, subs[0]["subscriptionId"])
-    ctx.db.dispose()
 
 
 _counter = itertools.count()
@@ -154,13 +111,7 @@ def test_non_ascii_bearer_token_is_401(api: Api) -> None:
 
 
 def test_token_endpoint(api: Api) -> None:
-    creds = json.loads(api.ctx.settings.credentials_file.read_text())
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": creds["clientId"],
-        "client_secret": creds["clientSecret"],
-    }
-    r = api.client.post("/oauth2/token", data=form)
+    r = api.client.post("/oauth2/token", data=admin_form(api.ctx))
     assert r.status_code == 200
     body = r.json()
     assert body["token_type"] == "Bearer"
@@ -177,29 +128,14 @@ def test_token_endpoint(api: Api) -> None:
     ],
 )
 def test_token_with_wrong_credentials_is_401(api: Api, change: dict[str, str]) -> None:
-    creds = json.loads(api.ctx.settings.credentials_file.read_text())
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": creds["clientId"],
-        "client_secret": creds["clientSecret"],
-        **change,
-    }
-    r = api.client.post("/oauth2/token", data=form)
+    r = api.client.post("/oauth2/token", data=admin_form(api.ctx, **change))
     assert r.status_code == 401
     assert _error_code(r) == "InvalidClientCredentials"
     assert "access_token" not in r.text
 
 
 def test_token_with_other_grant_type_is_400(api: Api) -> None:
-    creds = json.loads(api.ctx.settings.credentials_file.read_text())
-    r = api.client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "client_id": creds["clientId"],
-            "client_secret": creds["clientSecret"],
-        },
-    )
+    r = api.client.post("/oauth2/token", data=admin_form(api.ctx, grant_type="authorization_code"))
     assert r.status_code == 400
     assert _error_code(r) == "unsupported_grant_type"
 
@@ -577,7 +513,7 @@ def test_region_display_names_are_normalized(api: Api, rg: str) -> None:
 def test_non_json_body_is_400(api: Api, rg: str) -> None:
     r = api.client.put(
         f"{rg}/{DP}/v",
-        headers={**api.headers, "content-type": "application/json"},
+        headers={**api.admin, "content-type": "application/json"},
         content=b"{not json",
     )
     assert r.status_code == 400
@@ -602,14 +538,6 @@ def test_fresh_home_each_time(tmp_path: Path) -> None:
     # A restart on the same home keeps the admin and its credentials.
     ctx2 = Context.create(Settings(home=tmp_path, datastore_url="memory://"))
     with TestClient(create_app(ctx2, start_workers=False)) as client:
-        r = client.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": first["clientId"],
-                "client_secret": first["clientSecret"],
-            },
-        )
-        assert r.status_code == 200
+        bearer(client, client_form(first["clientId"], first["clientSecret"]))
     assert json.loads(creds_file.read_text()) == first
     ctx2.db.dispose()

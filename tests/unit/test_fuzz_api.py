@@ -31,7 +31,6 @@ steered (a fuzzed backend would point anywhere), and no workers run the queued j
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -52,6 +51,7 @@ from pgvault import identity
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
+from tests.support.apiapp import admin_form, bearer, in_process
 
 TOTAL_EXAMPLES = int(os.environ.get("PGVAULT_FUZZ_EXAMPLES", "2200"))
 DERANDOMIZE = os.environ.get("PGVAULT_FUZZ_SEED", "fixed") != "random"
@@ -180,28 +180,15 @@ PER_OPERATION = max(1, math.ceil(TOTAL_EXAMPLES / max(1, len(schema))))
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The app the cases are sent to, with resources whose names the fuzzer may use."""
     home = tmp_path_factory.mktemp("fuzz")
-    ctx = Context.create(Settings(home=home, datastore_url="memory://"))
-    app = create_app(ctx, start_workers=False)
-    with TestClient(app, raise_server_exceptions=False) as client:  # runs the start-up
-        yield from _prepare(ctx, app, client, home)
+    with in_process(home) as (ctx, client):  # runs the start-up
+        yield from _prepare(ctx, client.app, client, home)
     print(f"\nfuzz: {sum(CALLS.values())} cases over {len(CALLS)} operations")
     for registry in (KNOWN, ONLY, BODIES, STATE, CALLS):
         registry.clear()
-    ctx.db.dispose()
 
 
 def _prepare(ctx: Context, app: Any, client: TestClient, home: Path) -> Iterator[None]:
-    creds = json.loads(ctx.settings.credentials_file.read_text())
-    r = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": creds["clientId"],
-            "client_secret": creds["clientSecret"],
-        },
-    )
-    assert r.status_code == 200, r.text
-    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    headers = bearer(client, admin_form(ctx))
 
     def ok(method: str, path: str, body: Any = None) -> Any:
         r = client.request(method, path, headers=headers, json=body)

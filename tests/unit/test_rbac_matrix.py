@@ -16,7 +16,6 @@ body); denied calls must be 403 `AuthorizationFailed` naming the action that was
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,11 +24,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pgvault.api.app import create_app
-from pgvault.config import Settings
-from pgvault.context import Context
+from tests.support.apiapp import AUTHZ, admin_form, bearer, client_form, in_process
 
-AUTHZ = "/providers/Microsoft.Authorization"
 DP = "providers/Microsoft.DataProtection/backupVaults"
 PG = "providers/Microsoft.DBforPostgreSQL/servers"
 KV = "providers/Microsoft.KeyVault/vaults"
@@ -252,35 +248,15 @@ def _principal(w: World, name: str) -> tuple[str, dict[str, str]]:
         "PUT", f"/pgvault/principals/{name}", {"properties": {"principalType": "service-principal"}}
     )
     props = body["properties"]
-    r = w.client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": props["clientId"],
-            "client_secret": props["secret"],
-        },
-    )
-    assert r.status_code == 200, r.text
-    return props["principalId"], {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return props["principalId"], bearer(w.client, client_form(props["clientId"], props["secret"]))
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    ctx = Context.create(
-        Settings(home=tmp_path_factory.mktemp("matrix"), datastore_url="memory://")
-    )
+    home = tmp_path_factory.mktemp("matrix")
     blob_root = tmp_path_factory.mktemp("blobs")
-    with TestClient(create_app(ctx, start_workers=False), raise_server_exceptions=False) as client:
-        creds = json.loads(ctx.settings.credentials_file.read_text())
-        r = client.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": creds["clientId"],
-                "client_secret": creds["clientSecret"],
-            },
-        )
-        w = World(client, {"Authorization": f"Bearer {r.json()['access_token']}"})
+    with in_process(home) as (ctx, client):
+        w = World(client, bearer(client, admin_form(ctx)))
         sub = w.ok("GET", "/subscriptions")["value"][0]["subscriptionId"]
         for role in ROLES:
             found = w.ok("GET", f"{AUTHZ}/roleDefinitions?$filter=roleName eq '{role}'")["value"]
@@ -337,7 +313,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 w.ok("PUT", f"{scope}{AUTHZ}/roleAssignments/{uuid.uuid4()}", body, (201,))
                 w.tokens[(role, where)] = headers
         yield w
-    ctx.db.dispose()
 
 
 # -- the matrix ------------------------------------------------------------------------------

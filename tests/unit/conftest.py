@@ -1,0 +1,23 @@
+"""Fixtures the unit tests share: the API in-process, with its admin signed in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pgvault.clock import Clock
+from tests.support.apiapp import Api, in_process
+
+
+@pytest.fixture(scope="module")
+def api_clock() -> Clock | None:
+    """The clock the module's app runs on: the system's, unless the module freezes one."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, api_clock: Clock | None) -> Iterator[Api]:
+    """One app per test module (memory datastore, no workers) and its admin's token."""
+    with in_process(tmp_path_factory.mktemp("api"), api_clock) as (ctx, client):
+        yield Api.signed_in(ctx, client)
