@@ -121,7 +121,7 @@ def copy_verified(source: Any, target: Any, manifest: Any, names: list[str] | No
     import hashlib
 
     from pgvault.engine.manifest import MANIFEST
-    from pgvault.engine.restore import CorruptRecoveryPoint
+    from pgvault.errors import CorruptRecoveryPoint
     from pgvault.storage.backends import pumped
 
     for obj in manifest.objects:

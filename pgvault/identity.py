@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import Conflict, NotFound, PgVaultError, Unauthorized
+from pgvault.errors import Conflict, NotFound, TooManyAttempts, Unauthorized
 
 USER = "User"
 SERVICE_PRINCIPAL = "ServicePrincipal"
@@ -67,11 +67,6 @@ class LoginFailures(Base):
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=5)
-
-
-class TooManyAttempts(PgVaultError):
-    status = 429
-    default_code = "TooManyFailedLogins"
 
 
 @dataclass(frozen=True)

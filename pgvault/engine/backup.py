@@ -21,7 +21,7 @@ import zstandard
 
 from pgvault.engine import pgtools
 from pgvault.engine.manifest import DUMP, MANIFEST, Manifest, StoredObject
-from pgvault.errors import PgVaultError, UserError
+from pgvault.errors import BackupToolError, UserError
 from pgvault.storage.backends import Location
 
 READ_SIZE = 1 << 20
@@ -34,10 +34,6 @@ LONG_TRANSACTION_SECONDS = 60
 F_SETPIPE_SZ = 1031
 
 ProgressFn = Callable[[int], None]
-
-
-class BackupToolError(PgVaultError):
-    default_code = "UserErrorBackupToolFailed"
 
 
 @dataclass(frozen=True)

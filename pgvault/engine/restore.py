@@ -20,15 +20,11 @@ from psycopg import sql
 
 from pgvault.engine import pgtools
 from pgvault.engine.manifest import DUMP, MANIFEST, Manifest
-from pgvault.errors import PgVaultError, UserError
+from pgvault.errors import CorruptRecoveryPoint, PgVaultError, UserError
 from pgvault.storage.backends import Location, pumped
 
 WRITE_SIZE = 1 << 20
 ProgressFn = Callable[[int], None]
-
-
-class CorruptRecoveryPoint(PgVaultError):
-    default_code = "UserErrorRecoveryPointCorrupted"
 
 
 def _corrupt(name: str, detail: str) -> CorruptRecoveryPoint:

@@ -22,17 +22,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import obstore
 from obstore.store import AzureStore, LocalStore, MemoryStore, S3Store
 
-from pgvault.errors import BadRequest, PgVaultError
+from pgvault.errors import BadRequest, PgVaultError, StorageError
 
 PART_SIZE = 5 << 20
 CONCURRENCY = 3
 READ_CHUNK = 4 << 20
-
-
-class StorageError(PgVaultError):
-    """The object store refused or failed an operation."""
-
-    default_code = "StorageError"
 
 
 @dataclass

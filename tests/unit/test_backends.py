@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgvault.engine.backup import BackupToolError
-from pgvault.errors import PgVaultError
-from pgvault.storage.backends import Location, StorageError, from_url, pumped
+from pgvault.errors import BackupToolError, PgVaultError, StorageError
+from pgvault.storage.backends import Location, from_url, pumped
 
 
 @pytest.fixture
