@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from pgvault import audit, identity, rbac, vaults
 from pgvault.context import Context
-from pgvault.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from pgvault.errors import BadRequest, Code, Conflict, Forbidden, Unauthorized
 from pgvault.identity import Caller, Principal
 
 ROOT = "/"
@@ -62,7 +62,7 @@ class AccessService:
                 raise Unauthorized(
                     "The token was revoked, or its principal was deleted or disabled. "
                     "Sign in again.",
-                    code="InvalidAuthenticationToken",
+                    code=Code.InvalidAuthenticationToken,
                 )
             return Caller(principal.id, principal.name, principal.type)
 
@@ -81,7 +81,7 @@ class AccessService:
         raise Forbidden(
             f"The client '{caller.name}' with object id '{caller.principal_id}' does not have "
             f"authorization to perform action '{action}' over scope '{scope}'.",
-            code="AuthorizationFailed",
+            code=Code.AuthorizationFailed,
             recommended_action="Ask an Owner to assign you a role that includes this action, "
             f'e.g.: pgvault role assignment create --assignee {caller.name} --role "ROLE" '
             f"--scope {scope}",
@@ -99,7 +99,7 @@ class AccessService:
         kind = kinds.get(str(type_).lower())
         if kind is None:
             raise BadRequest(
-                "A principal's type is 'user' or 'service-principal'.", code="BadParameter"
+                "A principal's type is 'user' or 'service-principal'.", code=Code.BadParameter
             )
         with self.ctx.db.session() as s:
             return identity.create_principal(s, name, kind, self.ctx.clock.now())
@@ -118,7 +118,7 @@ class AccessService:
             if p.type == identity.MANAGED_IDENTITY:
                 raise Conflict(
                     "A vault's managed identity is deleted with its vault.",
-                    code="ManagedIdentityCannotBeDeleted",
+                    code=Code.ManagedIdentityCannotBeDeleted,
                 )
             for a in rbac.assignments_for(s, p.id):
                 s.delete(a)
@@ -134,7 +134,7 @@ class AccessService:
                     raise BadRequest(
                         f"{len(matches)} vaults are named {name!r}; use the vault's "
                         "identity.principalId instead.",
-                        code="PrincipalNotFound",
+                        code=Code.PrincipalNotFound,
                     )
                 return identity.get_principal(s, matches[0].principal_id)
             return identity.find_principal(s, ref)

@@ -230,6 +230,19 @@ class Code(StrEnum):
         "Pick a restore target in the vault's region.",
     )
 
+    # OAuth 2.0's own error codes (RFC 6749 5.2), returned by POST /oauth2/token
+    invalid_request = (
+        "invalid_request",
+        400,
+        "Send grant_type=client_credentials with client_id and client_secret, "
+        "or grant_type=password with username and password.",
+    )
+    unsupported_grant_type = (
+        "unsupported_grant_type",
+        400,
+        "Use grant_type client_credentials or password.",
+    )
+
     # -- 401 / 403 / 429: who is calling ------------------------------------------------------
     AuthenticationFailed = (
         "AuthenticationFailed",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from pgvault import instances, jobs
 from pgvault.context import Context
+from pgvault.errors import Code
 from pgvault.recovery_points import COMMITTED, DELETING, RecoveryPoint
 
 log = logging.getLogger("pgvault.housekeeping")
@@ -229,7 +230,7 @@ def _record_failed_tiering(ctx: Context, point_id: str, now: datetime, exc: Exce
         else PgVaultError(
             f"Unexpected {type(exc).__name__} while copying to the archive tier; "
             "it is retried on the next pass.",
-            code="InternalError",
+            code=Code.InternalError,
         )
     )
     with ctx.db.session() as s:

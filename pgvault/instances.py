@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, NotFound
+from pgvault.errors import BadRequest, Code, Conflict, NotFound
 
 PROTECTION_CONFIGURED = "ProtectionConfigured"
 PROTECTION_STOPPED = "ProtectionStopped"
@@ -48,7 +48,7 @@ def check_database_name(name: str) -> str:
     if not isinstance(name, str) or not name or len(name.encode()) > 63 or "\x00" in name:
         raise BadRequest(
             f"Invalid database name {name!r}: use 1-63 bytes.",
-            code="BadParameter",
+            code=Code.BadParameter,
             target="database",
         )
     return name
@@ -66,7 +66,7 @@ def get(s: Session, vault_id: str, name: str) -> Instance:
         raise NotFound(
             f"Backup instance {name!r} not found in this vault. "
             "List them with `pgvault instance list`.",
-            code="ResourceNotFound",
+            code=Code.ResourceNotFound,
         )
     return inst
 
@@ -107,7 +107,7 @@ def get_deleted(s: Session, vault_id: str, name: str) -> Instance:
     )
     if inst is None:
         raise NotFound(
-            f"No soft-deleted backup instance {name!r} in this vault.", code="ResourceNotFound"
+            f"No soft-deleted backup instance {name!r} in this vault.", code=Code.ResourceNotFound
         )
     return inst
 
@@ -128,7 +128,7 @@ def transition(inst: Instance, action: str) -> str:
     if inst.protection_state not in allowed:
         raise Conflict(
             f"Cannot {action} an instance in state {inst.protection_state}.",
-            code="UserErrorInvalidProtectionState",
+            code=Code.UserErrorInvalidProtectionState,
             recommended_action=f"{action} applies to instances in state {' or '.join(allowed)}.",
         )
     inst.protection_state = target

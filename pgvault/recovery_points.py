@@ -13,7 +13,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import NotFound
+from pgvault.errors import Code, NotFound
 
 VAULT_STORE = "VaultStore"
 ARCHIVE_STORE = "ArchiveStore"
@@ -75,7 +75,7 @@ def get(s: Session, instance_id: str, point_id: str) -> RecoveryPoint:
         raise NotFound(
             f"Recovery point {point_id!r} not found for this backup instance. "
             "List them with `pgvault recovery-point list`.",
-            code="UserErrorRecoveryPointNotFound",
+            code=Code.UserErrorRecoveryPointNotFound,
         )
     return point
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from pgvault import housekeeping, jobs, recovery_points
 from pgvault.context import Context
 from pgvault.engine.restore import load_manifest
-from pgvault.errors import BadRequest, UserError
+from pgvault.errors import BadRequest, Code, UserError
 from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import ARCHIVE_STORE, VAULT_STORE, RecoveryPoint
 from pgvault.schedule import Duration
@@ -31,7 +31,7 @@ def duration_days(text: str | None) -> int:
     if days != int(days) or not 10 <= days <= 30:
         raise BadRequest(
             f"Rehydration duration {text!r} is out of range: use P10D to P30D (default P15D).",
-            code="UserErrorInvalidRehydrationDuration",
+            code=Code.UserErrorInvalidRehydrationDuration,
             target="rehydrationRetentionDuration",
         )
     return int(days)
@@ -42,7 +42,7 @@ def check_priority(priority: str | None) -> str:
     if value not in PRIORITIES:
         raise BadRequest(
             f"Rehydration priority {priority!r} is not Standard or High.",
-            code="UserErrorInvalidRehydrationPriority",
+            code=Code.UserErrorInvalidRehydrationPriority,
             target="rehydrationPriority",
         )
     return "High" if value == "high" else "Standard"
@@ -60,17 +60,17 @@ def check_source(
         if not (point.in_vault or rehydrated(point, now)):
             raise UserError(
                 f"Recovery point {point.id} is in the archive tier only.",
-                code="UserErrorRecoveryPointInArchive",
+                code=Code.UserErrorRecoveryPointInArchive,
                 recommended_action="Restore with sourceDataStoreType ArchiveStore and a "
                 "rehydration priority and duration (CLI: --rehydrate), or rehydrate it first.",
             )
         return
     if store.lower() != ARCHIVE_STORE.lower():
-        raise BadRequest(f"Unknown source datastore {store!r}.", code="BadParameter")
+        raise BadRequest(f"Unknown source datastore {store!r}.", code=Code.BadParameter)
     if not point.in_archive:
         raise UserError(
             f"Recovery point {point.id} has no archive copy; restore from VaultStore.",
-            code="UserErrorInvalidSourceDataStore",
+            code=Code.UserErrorInvalidSourceDataStore,
         )
     check_priority(priority)
     duration_days(duration)
@@ -118,7 +118,7 @@ def queue(
     if not point.in_archive:
         raise UserError(
             f"Recovery point {point.id} is not in the archive tier.",
-            code="UserErrorInvalidSourceDataStore",
+            code=Code.UserErrorInvalidSourceDataStore,
         )
     return jobs.create(
         s,

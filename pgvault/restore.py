@@ -30,7 +30,7 @@ from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import pgtools
 from pgvault.engine import restore as engine
-from pgvault.errors import BadRequest, PgVaultError, UserError, ValidationFailed
+from pgvault.errors import BadRequest, Code, PgVaultError, UserError, ValidationFailed
 from pgvault.progress import JobProgress, fail
 from pgvault.storage import accounts
 from pgvault.storage.backends import Location
@@ -105,7 +105,7 @@ def check_file_prefix(prefix: str) -> str:
         raise BadRequest(
             f"Invalid file prefix {prefix!r}: use a relative path of letters, digits, '.', '_', "
             "'-' and '/', without '..' or a leading '/'.",
-            code="UserErrorInvalidFilePrefix",
+            code=Code.UserErrorInvalidFilePrefix,
             target="targetDetails.filePrefix",
         )
     return prefix
@@ -145,7 +145,7 @@ def _db_checks(
         errors.append(
             UserError(
                 exc.message,
-                code="UserErrorDBNotFound",
+                code=Code.UserErrorDBNotFound,
                 recommended_action="Register the target server first.",
             )
         )
@@ -155,7 +155,7 @@ def _db_checks(
             UserError(
                 f"Target server {server.name!r} is in {server.location}; this vault restores only to "
                 f"servers in {vault.location}.",
-                code="UserErrorTargetRegionMismatch",
+                code=Code.UserErrorTargetRegionMismatch,
                 recommended_action="Pick a server in the vault's region, or use cross-region restore.",
             )
         )
@@ -163,7 +163,7 @@ def _db_checks(
         errors.append(
             UserError(
                 "Restoring over the original database is not supported; restore into a new database.",
-                code="UserErrorRestoreOverOriginalNotSupported",
+                code=Code.UserErrorRestoreOverOriginalNotSupported,
                 recommended_action="Choose another target database name.",
             )
         )
@@ -172,7 +172,7 @@ def _db_checks(
             UserError(
                 f"Vault {vault.name!r} has cross-subscription restore disabled, and server "
                 f"{server.name!r} is in subscription {server.subscription_id}.",
-                code="UserErrorCrossSubscriptionRestoreDisabled",
+                code=Code.UserErrorCrossSubscriptionRestoreDisabled,
                 recommended_action="Restore to a server in the vault's subscription, or enable "
                 "crossSubscriptionRestoreSettings on the vault.",
             )
@@ -199,7 +199,7 @@ def _db_checks(
             UserError(
                 f"The target server runs PostgreSQL {info.server_version_num // 10000}, older than the "
                 f"source's {source_major}; restoring to a lower major version is not supported.",
-                code="UserErrorRestoreToLowerVersion",
+                code=Code.UserErrorRestoreToLowerVersion,
                 recommended_action="Restore to a server of the same or a newer major version.",
             )
         )
@@ -207,7 +207,7 @@ def _db_checks(
         errors.append(
             UserError(
                 f"Database {t.database!r} already exists on server {server.name!r}.",
-                code="UserErrorDatabaseNameAlreadyInUse",
+                code=Code.UserErrorDatabaseNameAlreadyInUse,
                 recommended_action="Choose a new target database name (restores never overwrite).",
             )
         )
@@ -215,7 +215,7 @@ def _db_checks(
         errors.append(
             UserError(
                 f"User {creds.user!r} cannot create databases on server {server.name!r}.",
-                code="UserErrorMissingDBPermissions",
+                code=Code.UserErrorMissingDBPermissions,
                 recommended_action=f"Run on the target: ALTER ROLE {pgtools.quote_ident(creds.user)} "
                 "CREATEDB;",
             )
@@ -237,7 +237,7 @@ def _files_checks(
             UserError(
                 f"Storage account {account.name!r} is in {account.location}; this vault restores only "
                 f"to storage in {vault.location}.",
-                code="UserErrorTargetRegionMismatch",
+                code=Code.UserErrorTargetRegionMismatch,
                 recommended_action="Pick a storage account in the vault's region.",
             )
         )
@@ -246,7 +246,7 @@ def _files_checks(
             UserError(
                 f"Vault {vault.name!r} has cross-subscription restore disabled, and storage "
                 f"account {account.name!r} is in another subscription.",
-                code="UserErrorCrossSubscriptionRestoreDisabled",
+                code=Code.UserErrorCrossSubscriptionRestoreDisabled,
                 recommended_action="Restore to storage in the vault's subscription.",
             )
         )
@@ -261,7 +261,7 @@ def _files_checks(
         errors.append(
             UserError(
                 f"Cannot write to container {container.name!r}: {exc.message}",
-                code="UserErrorContainerNotAccessible",
+                code=Code.UserErrorContainerNotAccessible,
                 recommended_action="Check the storage account's endpoint and credentials.",
             )
         )
@@ -270,7 +270,7 @@ def _files_checks(
             errors.append(
                 UserError(
                     f"{name!r} already exists in container {container.name!r}.",
-                    code="UserErrorFileAlreadyExists",
+                    code=Code.UserErrorFileAlreadyExists,
                     recommended_action="Choose another file prefix (restores never overwrite).",
                 )
             )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, regions, tenancy
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, NotFound
+from pgvault.errors import BadRequest, Code, NotFound
 
 
 class Server(Base):
@@ -42,11 +42,13 @@ def _check_address(host: str, port: int) -> None:
     if not host or len(host) > 255 or any(c.isspace() or c in "/@?#;'\"" for c in host):
         raise BadRequest(
             f"Invalid server host {host!r}: give a host name or IP address.",
-            code="BadParameter",
+            code=Code.BadParameter,
             target="host",
         )
     if not isinstance(port, int) or not 0 < port < 65536:
-        raise BadRequest(f"Invalid port {port!r}: use 1-65535.", code="BadParameter", target="port")
+        raise BadRequest(
+            f"Invalid port {port!r}: use 1-65535.", code=Code.BadParameter, target="port"
+        )
 
 
 def upsert(
@@ -83,7 +85,7 @@ def get(s: Session, sub: str, rg: str, name: str) -> Server:
         raise NotFound(
             f"PostgreSQL server {name!r} is not registered in resource group {rg!r}. "
             "Register it with `pgvault server add`.",
-            code="ResourceNotFound",
+            code=Code.ResourceNotFound,
         )
     return server
 
@@ -94,7 +96,7 @@ def get_by_id(s: Session, resource_id: str) -> Server:
     name = rid.name_of("servers") or rid.name_of("flexibleServers")
     if not rid.resource_group or not name:
         raise BadRequest(
-            f"{resource_id!r} does not name a PostgreSQL server.", code="InvalidResourceId"
+            f"{resource_id!r} does not name a PostgreSQL server.", code=Code.InvalidResourceId
         )
     return get(s, rid.subscription, rid.resource_group, name)
 

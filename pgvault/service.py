@@ -35,13 +35,7 @@ from pgvault import (
 )
 from pgvault.access import AccessService
 from pgvault.context import Context
-from pgvault.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
-    PgVaultError,
-    UserError,
-)
+from pgvault.errors import BadRequest, Code, Conflict, NotFound, PgVaultError, UserError
 from pgvault.storage import accounts
 from pgvault.workers import WorkerPool
 
@@ -168,7 +162,7 @@ class Service:
             if used:
                 raise Conflict(
                     f"Server {name!r} has protected databases; stop protection first.",
-                    code="UserErrorServerInUse",
+                    code=Code.UserErrorServerInUse,
                 )
             s.delete(server)
 
@@ -208,7 +202,7 @@ class Service:
             try:
                 return kv, secrets.get_secret_version(s, kv, name, None)
             except UserError as exc:
-                raise NotFound(exc.message, code="SecretNotFound") from None
+                raise NotFound(exc.message, code=Code.SecretNotFound) from None
 
     def list_secrets(
         self, sub: str, rg: str, kv_name: str
@@ -348,7 +342,7 @@ class Service:
             raise BadRequest(
                 f"{spec.database_id!r} is not a database id: expected "
                 "'.../Microsoft.DBforPostgreSQL/servers/SERVER/databases/DB'.",
-                code="InvalidResourceId",
+                code=Code.InvalidResourceId,
                 target="dataSourceInfo.resourceID",
             )
         instances.check_database_name(database)
@@ -357,7 +351,7 @@ class Service:
             raise UserError(
                 f"Server {server.name!r} is in {server.location}; vault {vault.name!r} protects "
                 f"only servers in {vault.location}.",
-                code="UserErrorDatasourceRegionMismatch",
+                code=Code.UserErrorDatasourceRegionMismatch,
                 recommended_action="Protect the database from a vault in the server's region.",
             )
         policy = policies.get_by_id(s, vault.id, spec.policy_id)
@@ -374,7 +368,7 @@ class Service:
                 raise UserError(
                     f"Database {database!r} on server {server.name!r} is already protected "
                     f"(backup instance {existing.name!r}).",
-                    code="UserErrorDppDatasourceAlreadyProtected",
+                    code=Code.UserErrorDppDatasourceAlreadyProtected,
                     recommended_action="Stop protection there first, or use that instance.",
                 )
             backups.check_source(self.ctx, s, vault, server, database, spec.secret_uri)
@@ -393,7 +387,7 @@ class Service:
                     raise Conflict(
                         f"Backup instance {name!r} protects another database; a backup "
                         "instance's data source cannot change.",
-                        code="UserErrorDatasourceCannotChange",
+                        code=Code.UserErrorDatasourceCannotChange,
                     )
                 policy_changed = existing.policy_id != policy.id
                 existing.policy_id, existing.secret_uri = policy.id, spec.secret_uri
@@ -405,7 +399,7 @@ class Service:
                     raise UserError(
                         f"Database {database!r} on server {server.name!r} is already protected "
                         f"(backup instance {other.name!r}).",
-                        code="UserErrorDppDatasourceAlreadyProtected",
+                        code=Code.UserErrorDppDatasourceAlreadyProtected,
                         recommended_action="A database can be protected by one vault only.",
                     )
                 inst = instances.create(
@@ -446,7 +440,7 @@ class Service:
             if jobs.running_backup(s, inst.id):
                 raise Conflict(
                     "A backup of this instance is running; wait for it to finish.",
-                    code="UserErrorOperationInProgress",
+                    code=Code.UserErrorOperationInProgress,
                 )
             days = vaults.soft_delete_days(vault)
             points = recovery_points.list_points(s, inst.id)
@@ -458,7 +452,7 @@ class Service:
                 raise Conflict(
                     f"Vault {vault.name!r} is immutable: instance {name!r} still has recovery "
                     "points that have not expired, and deleting it would lose them early.",
-                    code="UserErrorOperationBlockedByImmutability",
+                    code=Code.UserErrorOperationBlockedByImmutability,
                     recommended_action="Stop protection and retain data instead, or wait until "
                     "the points expire.",
                 )
@@ -499,7 +493,7 @@ class Service:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get_deleted(s, vault.id, name)
             if instances.find(s, vault.id, name) is not None:
-                raise Conflict(f"A live instance named {name!r} exists.", code="Conflict")
+                raise Conflict(f"A live instance named {name!r} exists.", code=Code.Conflict)
             inst.protection_state = instances.PROTECTION_STOPPED
             inst.deleted_at = inst.purge_at = None
             return self._view(s, inst)

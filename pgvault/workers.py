@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from pgvault import backups, jobs, rehydration, restore
 from pgvault.context import Context
-from pgvault.errors import PgVaultError
+from pgvault.errors import Code, PgVaultError
 
 log = logging.getLogger("pgvault.workers")
 
@@ -73,7 +73,7 @@ def sweep_abandoned(ctx: Context) -> int:
             error = PgVaultError(
                 f"The worker running this job stopped (last heartbeat {seen}). Nothing partial "
                 "was kept; run the operation again.",
-                code="WorkerLost",
+                code=Code.WorkerLost,
                 recommended_action="Run the operation again.",
                 retryable=True,
             )

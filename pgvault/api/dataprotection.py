@@ -13,7 +13,7 @@ from pgvault import arm, restore, vaults
 from pgvault import jsonbody as b
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, accepted, json_response
-from pgvault.errors import BadRequest, PgVaultError, UserError
+from pgvault.errors import BadRequest, Code, UserError
 from pgvault.service import InstanceSpec
 
 router = APIRouter()
@@ -34,24 +34,24 @@ def _check_shape(value: Any, default: Any, where: str) -> None:
     """`value` has the JSON shape of `default` (objects, lists, strings, numbers, booleans)."""
     if isinstance(default, dict):
         if not isinstance(value, dict):
-            raise BadRequest(f"{where} must be a JSON object.", code="InvalidRequestContent")
+            raise BadRequest(f"{where} must be a JSON object.", code=Code.InvalidRequestContent)
         for key, item in value.items():
             if key in default:
                 _check_shape(item, default[key], f"{where}.{key}")
     elif isinstance(default, list):
         if not isinstance(value, list):
-            raise BadRequest(f"{where} must be a JSON array.", code="InvalidRequestContent")
+            raise BadRequest(f"{where} must be a JSON array.", code=Code.InvalidRequestContent)
         for i, item in enumerate(value):
             if default:
                 _check_shape(item, default[0], f"{where}[{i}]")
     elif isinstance(default, bool):
         if not isinstance(value, bool):
-            raise BadRequest(f"{where} must be true or false.", code="InvalidRequestContent")
+            raise BadRequest(f"{where} must be true or false.", code=Code.InvalidRequestContent)
     elif isinstance(default, int | float):
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise BadRequest(f"{where} must be a number.", code="InvalidRequestContent")
+            raise BadRequest(f"{where} must be a number.", code=Code.InvalidRequestContent)
     elif isinstance(default, str) and not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string.", code="InvalidRequestContent")
+        raise BadRequest(f"{where} must be a string.", code=Code.InvalidRequestContent)
 
 
 def _vault_properties(body: Any) -> dict[str, Any]:
@@ -262,7 +262,7 @@ def adhoc_backup(
         if value is not None and not isinstance(value, str):
             raise BadRequest(
                 f"backupRuleOptions.{where} must be a string.",
-                code="InvalidRequestContent",
+                code=Code.InvalidRequestContent,
                 target=f"backupRuleOptions.{where}",
             )
     job = svc.adhoc_backup(sub, rg, vault, bi, rule, tag)
@@ -281,7 +281,9 @@ def _filter_dates(text: str | None) -> tuple[datetime | None, datetime | None]:
         try:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise BadRequest(f"Invalid date {value!r} in $filter.", code="InvalidFilter") from None
+            raise BadRequest(
+                f"Invalid date {value!r} in $filter.", code=Code.InvalidFilter
+            ) from None
         if when.tzinfo is None:
             from datetime import UTC
 
@@ -338,7 +340,7 @@ def restore_request(obj: Any) -> restore.RestoreRequest:
     if not b.same(option, "FailIfExists"):
         raise BadRequest(
             "recoveryOption must be FailIfExists: restores never overwrite a database.",
-            code="UserErrorInvalidRecoveryOption",
+            code=Code.UserErrorInvalidRecoveryOption,
         )
     kind = b.get(info, "objectType") or ""
     if b.same(kind, "RestoreFilesTargetInfo") or b.get(info, "targetDetails") is not None:
@@ -358,7 +360,7 @@ def restore_request(obj: Any) -> restore.RestoreRequest:
             raise BadRequest(
                 "restoreTargetInfo.datasourceInfo.resourceID must name the new database "
                 "('.../servers/SERVER/databases/NEWDB').",
-                code="InvalidRequestContent",
+                code=Code.InvalidRequestContent,
             )
         server_id = b.get(info, "datasourceSetInfo", "resourceID") or _server_of(db_id)
         target = restore.DatabaseTarget(
@@ -475,10 +477,7 @@ def operation_status(
 def operation_result(sub: str, rg: str, vault: str, op_id: str, svc: Svc, _: Auth) -> Response:
     op, view = svc.get_operation(op_id)
     if op.status == "Failed" and op.error:
-        err = PgVaultError(op.error.get("message", ""), code=op.error.get("code"))
-        return JSONResponse(
-            status_code=400, content={"error": op.error} if op.error else err.to_body()
-        )
+        return JSONResponse(status_code=400, content={"error": op.error})
     body: dict[str, Any] = {"objectType": "OperationJobExtendedInfo"}
     if view is not None:
         body["jobId"] = f"{view.vault.arm_id}/backupJobs/{view.job.id}"

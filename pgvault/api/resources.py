@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pgvault import jsonbody as b
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, json_response, public_url
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, Code
 
 router = APIRouter()
 RG = "/subscriptions/{sub}/resourceGroups/{rg}"
@@ -47,10 +47,10 @@ def put_server(sub: str, rg: str, name: str, svc: Svc, _: Auth, body: Any = JSON
     if not isinstance(host, str):
         raise BadRequest(
             "properties.fullyQualifiedDomainName (the host) is required.",
-            code="InvalidRequestContent",
+            code=Code.InvalidRequestContent,
         )
     if not isinstance(port, int) or isinstance(port, bool):
-        raise BadRequest("properties.port must be an integer.", code="InvalidRequestContent")
+        raise BadRequest("properties.port must be an integer.", code=Code.InvalidRequestContent)
     location = b.require(body, "location")
     return json_response(shapes.server(svc.put_server(sub, rg, name, host, port, location)))
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pgvault import arm, regions, tenancy
 from pgvault.crypto import Cipher
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, NotFound, UserError
+from pgvault.errors import BadRequest, Code, Conflict, NotFound, UserError
 from pgvault.storage.backends import Location, azure_location, local_location, s3_location
 
 KINDS = ("local", "s3", "azure")
@@ -70,7 +70,7 @@ def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value, str) or not value:
             raise BadRequest(
                 f"A {kind} storage account needs properties.backend.{key}.",
-                code="BadParameter",
+                code=Code.BadParameter,
                 target=key,
             )
         return value
@@ -79,7 +79,7 @@ def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
         path = need("path")
         if not path.startswith("/"):
             raise BadRequest(
-                "backend.path must be an absolute directory path.", code="BadParameter"
+                "backend.path must be an absolute directory path.", code=Code.BadParameter
             )
         return {"path": path}
     if kind == "s3":
@@ -111,7 +111,7 @@ def create_account(
     kind = (kind or "").lower()
     if kind not in KINDS:
         raise BadRequest(
-            f"Unknown storage kind {kind!r}: use one of {', '.join(KINDS)}.", code="BadParameter"
+            f"Unknown storage kind {kind!r}: use one of {', '.join(KINDS)}.", code=Code.BadParameter
         )
     settings = _settings(kind, backend)
     secret_value = backend.get(SECRET_FIELDS.get(kind, ""))
@@ -120,7 +120,7 @@ def create_account(
     if account is not None and account.arm_key != key:
         raise Conflict(
             f"The storage account name {name!r} is already taken; names are global.",
-            code="StorageAccountAlreadyTaken",
+            code=Code.StorageAccountAlreadyTaken,
         )
     if account is None:
         account = StorageAccount(
@@ -136,7 +136,7 @@ def create_account(
     elif account.kind != kind:
         raise Conflict(
             f"Storage account {name!r} is of kind {account.kind}; its kind cannot change.",
-            code="StorageAccountKindImmutable",
+            code=Code.StorageAccountKindImmutable,
         )
     account.location = regions.normalize(location)
     account.settings = settings
@@ -163,7 +163,7 @@ def get_account(s: Session, sub: str, rg: str, name: str) -> StorageAccount:
         raise NotFound(
             f"Storage account {name!r} not found in resource group {rg!r}. "
             "Create it with `pgvault storage-account create`.",
-            code="ResourceNotFound",
+            code=Code.ResourceNotFound,
         )
     return account
 
@@ -234,7 +234,7 @@ def create_container(
             f"Could not create container {name!r} in storage account {account.name!r}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}. "
             "Check the account's endpoint and credentials.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
         ) from exc
     row = Container(account_id=account.id, name=name, created_at=now)
     s.add(row)
@@ -250,7 +250,7 @@ def get_container(s: Session, account: StorageAccount, name: str) -> Container:
         raise NotFound(
             f"Container {name!r} not found in storage account {account.name!r}. "
             "Create it with `pgvault storage-account container create`.",
-            code="ContainerNotFound",
+            code=Code.ContainerNotFound,
         )
     return row
 
@@ -286,14 +286,14 @@ def resolve_target(
         raise UserError(
             f"{url!r} does not name a storage container. Use the account's blob endpoint plus "
             "the container, e.g. 'http://HOST:PORT/blob/ACCOUNT/CONTAINER'.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
             target="targetDetails.url",
         )
     account = s.scalar(select(StorageAccount).where(StorageAccount.name == account_name.lower()))
     if account is None:
         raise UserError(
             f"Storage account {account_name!r} does not exist.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
             recommended_action="Create the storage account and container first.",
         )
     container = s.scalar(
@@ -304,7 +304,7 @@ def resolve_target(
     if container is None:
         raise UserError(
             f"Container {container_name!r} does not exist in storage account {account.name!r}.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
             recommended_action="Create it with `pgvault storage-account container create`.",
         )
     return account, container

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import obstore
 from obstore.store import AzureStore, LocalStore, MemoryStore, S3Store
 
-from pgvault.errors import BadRequest, PgVaultError, StorageError
+from pgvault.errors import BadRequest, Code, PgVaultError, StorageError
 
 PART_SIZE = 5 << 20
 CONCURRENCY = 3
@@ -194,7 +194,7 @@ def _translate(exc: Exception, loc: Location, name: str) -> PgVaultError:
     if isinstance(exc, FileNotFoundError):
         return StorageError(
             f"Object not found at {where}. The container or object may have been deleted.",
-            code="StorageObjectNotFound",
+            code=Code.StorageObjectNotFound,
         )
     text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     return StorageError(f"Storage operation failed at {where}: {text}", retryable=True)
@@ -285,5 +285,5 @@ def from_url(url: str) -> Location:
         )
     raise BadRequest(
         f"Unsupported datastore URL scheme {u.scheme!r}: use file://, s3://, az:// or memory://.",
-        code="InvalidDatastoreUrl",
+        code=Code.InvalidDatastoreUrl,
     )
