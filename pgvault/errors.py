@@ -49,6 +49,15 @@ class Code(StrEnum):
         member.action = action
         return member
 
+    @classmethod
+    def stored(cls, value: str) -> Code:
+        """The member a stored code string names (a job row, an operation's error).
+
+        A member's name is its value (a unit test checks it), so this is a name lookup;
+        an unknown string raises KeyError rather than passing as some other code.
+        """
+        return cls[value]
+
     # -- 400: the request or the user's setup is wrong ----------------------------------------
     BadRequest = "BadRequest", 400, "Correct the request and send it again."
     BadParameter = "BadParameter", 400, "Correct the parameter the message names and try again."

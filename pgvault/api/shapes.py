@@ -270,7 +270,7 @@ def recovery_point(view: InstanceView, rp: recovery_points.RecoveryPoint) -> dic
 def _error_details(job: jobs.Job) -> list[dict[str, Any]] | None:
     if not job.error_code:
         return None
-    code = Code(job.error_code)  # stored from a Code by jobs.finish; its value round-trips
+    code = Code.stored(job.error_code)
     return [
         {
             "code": code.value,
