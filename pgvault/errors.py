@@ -3,7 +3,7 @@
 Every code pgvault raises or stores is a member of `Code`, catalogued with the HTTP
 status it is served with and a default recommended action (the sentence shown when a
 raise site gives none). A code's value is its wire string: job rows, operation errors
-and API bodies hold exactly that string, so a stored code converts back with `Code(s)`.
+and API bodies hold exactly that string; `Code.stored(s)` converts one back.
 
 Tree::
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pgvault import arm, regions, tenancy
 from pgvault.crypto import Cipher
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Code, Conflict, NotFound, UserError
+from pgvault.errors import BadRequest, Code, Conflict, NotFound, StorageError, UserError
 from pgvault.storage.backends import Location, azure_location, local_location, s3_location
 
 KINDS = ("local", "s3", "azure")
@@ -202,19 +202,38 @@ def container_location(cipher: Cipher, account: StorageAccount, container: str) 
 
 
 def _create_backend_container(cipher: Cipher, account: StorageAccount, name: str) -> None:
-    """Make the container exist in the backend (obstore cannot create Azure containers)."""
+    """Make the container exist in the backend (obstore cannot create Azure containers).
+
+    Only the backend's own refusals become UserErrorContainerNotAccessible; anything
+    else (an undecryptable account key, a bug) keeps its type and code.
+    """
     if account.kind == "azure":
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.blob import BlobServiceClient
 
         cfg = account.settings
         endpoint = cfg.get("endpoint") or f"https://{cfg['accountName']}.blob.core.windows.net"
         credential = {"account_name": cfg["accountName"], "account_key": _secret(cipher, account)}
-        client = BlobServiceClient(endpoint, credential=credential)
-        with contextlib.suppress(ResourceExistsError):
-            client.create_container(name)
+        try:
+            client = BlobServiceClient(endpoint, credential=credential)
+            with contextlib.suppress(ResourceExistsError):
+                client.create_container(name)
+        except (AzureError, ValueError) as exc:  # ValueError: a malformed endpoint URL
+            raise _not_accessible(account, name, exc) from exc
     else:
-        container_location(cipher, account, name).check_writable()
+        try:
+            container_location(cipher, account, name).check_writable()
+        except (StorageError, OSError) as exc:  # OSError: a local path pgvault cannot create
+            raise _not_accessible(account, name, exc) from exc
+
+
+def _not_accessible(account: StorageAccount, name: str, exc: Exception) -> UserError:
+    return UserError(
+        f"Could not create container {name!r} in storage account {account.name!r}: "
+        f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}. "
+        "Check the account's endpoint and credentials.",
+        code=Code.UserErrorContainerNotAccessible,
+    )
 
 
 def create_container(
@@ -227,15 +246,7 @@ def create_container(
     )
     if row is not None:
         return row
-    try:
-        _create_backend_container(cipher, account, name)
-    except Exception as exc:
-        raise UserError(
-            f"Could not create container {name!r} in storage account {account.name!r}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}. "
-            "Check the account's endpoint and credentials.",
-            code=Code.UserErrorContainerNotAccessible,
-        ) from exc
+    _create_backend_container(cipher, account, name)
     row = Container(account_id=account.id, name=name, created_at=now)
     s.add(row)
     s.flush()
