@@ -26,10 +26,10 @@ from obstore.store import AzureStore, LocalStore, MemoryStore, S3Store
 from pgvault.errors import BadRequest, Code, PgVaultError, StorageError
 
 PART_SIZE = 5 << 20
-# What the object store raises for its own failures (not found, denied, network).
-STORE_ERRORS = (ObstoreError, OSError)
 CONCURRENCY = 3
 READ_CHUNK = 4 << 20
+# What the object store raises for its own failures (not found, denied, network).
+STORE_ERRORS = (ObstoreError, OSError)
 
 
 @dataclass
