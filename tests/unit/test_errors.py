@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pgvault import errors
+from pgvault.crypto import Cipher
 from pgvault.errors import (
     BadRequest,
     Code,
     NotFound,
     PgVaultError,
+    StorageError,
     UserError,
     ValidationFailed,
 )
+from pgvault.storage import accounts
+from pgvault.storage.accounts import StorageAccount
+from pgvault.storage.backends import from_url
 
 PACKAGE = Path(errors.__file__).parent
 STATUSES = {400, 401, 403, 404, 405, 409, 429, 500}
@@ -175,3 +182,48 @@ def test_every_catalogued_code_is_used() -> None:
     defaults = {cls.default_code for cls in _error_classes().values()}
     unused = [c.name for c in Code if c not in defaults and f"Code.{c.name}" not in text]
     assert unused == []
+
+
+# -- failures keep their diagnosis ------------------------------------------------------------
+
+
+def test_a_failing_upload_source_is_not_reported_as_storage() -> None:
+    def source() -> Iterator[bytes]:
+        yield b"x"
+        raise ValueError("bad frame")
+
+    loc = from_url("memory://")
+    with pytest.raises(PgVaultError) as info:
+        loc.put_stream("d", source())
+    assert not isinstance(info.value, StorageError)
+    assert info.value.code is Code.InternalError
+    assert "ValueError: bad frame" in info.value.message
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_a_store_failure_is_a_storage_error() -> None:
+    with pytest.raises(StorageError) as info:
+        from_url("memory://").get_bytes("missing")
+    assert info.value.code is Code.StorageObjectNotFound
+
+
+def _account(kind: str, settings: dict[str, Any], secret: bytes | None = None) -> StorageAccount:
+    return StorageAccount(id="a1", name="acct", kind=kind, settings=settings, secret=secret)
+
+
+def test_container_the_backend_refuses_is_not_accessible(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    account = _account("local", {"path": str(blocker)})
+    with pytest.raises(UserError) as info:
+        accounts._create_backend_container(Cipher(bytes(32)), account, "c1")
+    assert info.value.code is Code.UserErrorContainerNotAccessible
+
+
+def test_container_with_undecryptable_key_keeps_its_code() -> None:
+    """A wrong master key is not an unreachable container."""
+    sealed = Cipher(bytes(32)).encrypt(b'{"key": "k"}', "a1")
+    account = _account("s3", {"bucket": "b", "endpoint": "http://127.0.0.1:9"}, sealed)
+    with pytest.raises(PgVaultError) as info:
+        accounts._create_backend_container(Cipher(b"\x01" * 32), account, "c1")
+    assert info.value.code is Code.SecretDecryptionFailed
