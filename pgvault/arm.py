@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, Code
 
 DP = "Microsoft.DataProtection"
 PG = "Microsoft.DBforPostgreSQL"
@@ -29,7 +29,7 @@ def check_name(value: str, what: str) -> str:
         raise BadRequest(
             f"Invalid {what} name {value!r}: use 1-63 letters, digits, '-', '_' or '.', "
             "starting with a letter or digit.",
-            code="InvalidResourceName",
+            code=Code.InvalidResourceName,
             target=what,
         )
     return value
@@ -41,7 +41,7 @@ def check_global_name(value: str, what: str) -> str:
         raise BadRequest(
             f"Invalid {what} name {value!r}: use 3-24 lowercase letters, digits or '-', "
             "starting and ending with a letter or digit.",
-            code="InvalidResourceName",
+            code=Code.InvalidResourceName,
             target=what,
         )
     return value
@@ -53,7 +53,7 @@ def check_container_name(value: str) -> str:
         raise BadRequest(
             f"Invalid container name {value!r}: use 3-63 lowercase letters, digits or single "
             "'-', starting and ending with a letter or digit.",
-            code="InvalidResourceName",
+            code=Code.InvalidResourceName,
             target="container",
         )
     return value
@@ -115,7 +115,7 @@ def parse(resource_id: str) -> ResourceId:
     if len(segs) < 2 or segs[0].lower() != "subscriptions":
         raise BadRequest(
             f"{resource_id!r} is not a resource id: expected '/subscriptions/{{id}}/...'.",
-            code="InvalidResourceId",
+            code=Code.InvalidResourceId,
         )
     sub, rest = segs[1], segs[2:]
     rg: str | None = None
@@ -127,7 +127,7 @@ def parse(resource_id: str) -> ResourceId:
     if len(rest) % 2:
         raise BadRequest(
             f"{resource_id!r} is not a resource id: types and names must come in pairs.",
-            code="InvalidResourceId",
+            code=Code.InvalidResourceId,
         )
     pairs = tuple((rest[i], rest[i + 1]) for i in range(0, len(rest), 2))
     return ResourceId(sub, rg, namespace, pairs)

@@ -18,7 +18,7 @@ from sqlalchemy import Select, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.db import UTCDateTime
-from pgvault.errors import NotFound, PgVaultError
+from pgvault.errors import Code, NotFound, PgVaultError
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ class ArmResource:
 R = TypeVar("R", bound=ArmResource)
 
 
-def one(s: Session, query: Select[T], missing: str, code: str = "ResourceNotFound") -> T:
+def one(s: Session, query: Select[T], missing: str, code: Code = Code.ResourceNotFound) -> T:
     """The row `query` selects, or a 404 with `missing` (say how to create or list them)."""
     row = s.scalar(query)
     if row is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pgvault.errors import UserError
+from pgvault.errors import Code, UserError
 
 _ADO_KEYS = {
     "server": "host",
@@ -54,7 +54,7 @@ def _unsupported(detail: str) -> UserError:
         f"The secret's value is not a supported connection string ({detail}). Store an ADO.NET "
         "string such as 'Server=HOST;Port=5432;Database=DB;User Id=USER;Password=PASSWORD;' "
         "or a URI 'postgresql://USER:PASSWORD@HOST:5432/DB'.",
-        code="UserErrorSecretValueInUnsupportedFormat",
+        code=Code.UserErrorSecretValueInUnsupportedFormat,
         recommended_action="Update the key-vault secret with a valid connection string.",
     )
 

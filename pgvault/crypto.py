@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pgvault.errors import PgVaultError
+from pgvault.errors import Code, PgVaultError
 
 
 def _decode_key(text: str) -> bytes:
@@ -31,7 +31,7 @@ def _decode_key(text: str) -> bytes:
     raise PgVaultError(
         "The master key must be 32 bytes, hex or base64 encoded "
         "(make one with: python -c 'import secrets; print(secrets.token_hex(32))').",
-        code="InvalidMasterKey",
+        code=Code.InvalidMasterKey,
     )
 
 
@@ -68,5 +68,5 @@ class Cipher:
             raise PgVaultError(
                 "A stored secret could not be decrypted: the master key differs from the one "
                 "it was written with. Start pgvault with the original PGVAULT_MASTER_KEY.",
-                code="SecretDecryptionFailed",
+                code=Code.SecretDecryptionFailed,
             ) from None

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import Conflict, NotFound, PgVaultError, Unauthorized
+from pgvault.errors import Code, Conflict, NotFound, TooManyAttempts, Unauthorized
 
 USER = "User"
 SERVICE_PRINCIPAL = "ServicePrincipal"
@@ -69,11 +69,6 @@ MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=5)
 
 
-class TooManyAttempts(PgVaultError):
-    status = 429
-    default_code = "TooManyFailedLogins"
-
-
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: the principal a verified token names."""
@@ -89,7 +84,7 @@ def create_principal(
     """Create a principal; returns it and its generated secret (shown once, stored hashed)."""
     arm.check_name(name, "principal")
     if s.scalar(select(Principal).where(Principal.name == name)) is not None:
-        raise Conflict(f"A principal named {name!r} already exists.", code="PrincipalExists")
+        raise Conflict(f"A principal named {name!r} already exists.", code=Code.PrincipalExists)
     secret = secrets.token_urlsafe(32) if with_secret else None
     principal = Principal(
         id=str(uuid.uuid4()),
@@ -108,7 +103,7 @@ def create_principal(
 def get_principal(s: Session, principal_id: str) -> Principal:
     p = s.get(Principal, principal_id)
     if p is None:
-        raise NotFound(f"Principal {principal_id!r} not found.", code="PrincipalNotFound")
+        raise NotFound(f"Principal {principal_id!r} not found.", code=Code.PrincipalNotFound)
     return p
 
 
@@ -163,7 +158,7 @@ def authenticate_client(s: Session, client_id: str, client_secret: str) -> Princ
         raise Unauthorized(
             "Invalid client credentials. Check the client id and secret "
             "(pgvault principal create prints them once).",
-            code="InvalidClientCredentials",
+            code=Code.InvalidClientCredentials,
         )
     return p
 
@@ -172,7 +167,7 @@ def authenticate_user(s: Session, username: str, password: str) -> Principal:
     """Check a user's name and password (grant_type=password)."""
     p = s.scalar(select(Principal).where(Principal.name == username, Principal.type == USER))
     if not _verify(p, password) or p is None:
-        raise Unauthorized("Invalid user name or password.", code="InvalidUserCredentials")
+        raise Unauthorized("Invalid user name or password.", code=Code.InvalidUserCredentials)
     return p
 
 
@@ -199,7 +194,7 @@ def find_principal(s: Session, ref: str) -> Principal:
     if p is None:
         raise NotFound(
             f"No principal {ref!r}. List them with `pgvault principal list`.",
-            code="PrincipalNotFound",
+            code=Code.PrincipalNotFound,
         )
     return p
 
@@ -214,7 +209,7 @@ def check_deletable(principal: Principal) -> None:
     if principal.type == MANAGED_IDENTITY:
         raise Conflict(
             "A vault's managed identity is deleted with its vault.",
-            code="ManagedIdentityCannotBeDeleted",
+            code=Code.ManagedIdentityCannotBeDeleted,
         )
 
 
@@ -231,7 +226,7 @@ def caller_for(s: Session, claims: dict[str, object]) -> Caller:
     if principal is None or not principal.enabled or is_revoked(s, claims):
         raise Unauthorized(
             "The token was revoked, or its principal was deleted or disabled. Sign in again.",
-            code="InvalidAuthenticationToken",
+            code=Code.InvalidAuthenticationToken,
         )
     return Caller(principal.id, principal.name, principal.type)
 
@@ -263,7 +258,7 @@ def verify_token(key: bytes, token: str, now: datetime) -> dict[str, object]:
     """The claims of a valid, unexpired token; Unauthorized otherwise."""
     invalid = Unauthorized(
         "The bearer token is invalid or expired. Get a new one with `pgvault auth token`.",
-        code="InvalidAuthenticationToken",
+        code=Code.InvalidAuthenticationToken,
     )
     try:
         body, sig = token.split(".")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, policies, secrets, servers
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, UserError
+from pgvault.errors import BadRequest, Code, Conflict, UserError
 from pgvault.policies import Policy
 from pgvault.servers import Server
 from pgvault.vaults import Vault
@@ -62,7 +62,7 @@ def check_database_name(name: str) -> str:
     if not isinstance(name, str) or not name or len(name.encode()) > 63 or "\x00" in name:
         raise BadRequest(
             f"Invalid database name {name!r}: use 1-63 bytes.",
-            code="BadParameter",
+            code=Code.BadParameter,
             target="database",
         )
     return name
@@ -173,7 +173,7 @@ def transition(inst: Instance, action: str) -> str:
     if inst.protection_state not in allowed:
         raise Conflict(
             f"Cannot {action} an instance in state {inst.protection_state}.",
-            code="UserErrorInvalidProtectionState",
+            code=Code.UserErrorInvalidProtectionState,
             recommended_action=f"{action} applies to instances in state {' or '.join(allowed)}.",
         )
     inst.protection_state = target
@@ -228,7 +228,7 @@ def resolve_target(
         raise BadRequest(
             f"{database_id!r} is not a database id: expected "
             "'.../Microsoft.DBforPostgreSQL/servers/SERVER/databases/DB'.",
-            code="InvalidResourceId",
+            code=Code.InvalidResourceId,
             target="dataSourceInfo.resourceID",
         )
     check_database_name(database)
@@ -237,7 +237,7 @@ def resolve_target(
         raise UserError(
             f"Server {server.name!r} is in {server.location}; vault {vault.name!r} protects "
             f"only servers in {vault.location}.",
-            code="UserErrorDatasourceRegionMismatch",
+            code=Code.UserErrorDatasourceRegionMismatch,
             recommended_action="Protect the database from a vault in the server's region.",
         )
     policy = policies.get_by_id(s, vault.id, policy_id)
@@ -267,7 +267,7 @@ def protect(
             raise Conflict(
                 f"Backup instance {name!r} protects another database; a backup "
                 "instance's data source cannot change.",
-                code="UserErrorDatasourceCannotChange",
+                code=Code.UserErrorDatasourceCannotChange,
             )
         policy_changed = existing.policy_id != policy_id
         existing.policy_id, existing.secret_uri = policy_id, secret_uri
@@ -277,7 +277,7 @@ def protect(
         raise UserError(
             f"Database {database!r} on server {server.name!r} is already protected "
             f"(backup instance {other.name!r}).",
-            code="UserErrorDppDatasourceAlreadyProtected",
+            code=Code.UserErrorDppDatasourceAlreadyProtected,
             recommended_action="A database can be protected by one vault only.",
         )
     inst = create(s, vault_id, name, server.id, database, datasource, policy_id, secret_uri, now)
@@ -298,13 +298,13 @@ def check_deletable(
     if backup_running:
         raise Conflict(
             "A backup of this instance is running; wait for it to finish.",
-            code="UserErrorOperationInProgress",
+            code=Code.UserErrorOperationInProgress,
         )
     if purge_now and immutable and unexpired_points:
         raise Conflict(
             f"Vault {vault_name!r} is immutable: instance {inst.name!r} still has recovery "
             "points that have not expired, and deleting it would lose them early.",
-            code="UserErrorOperationBlockedByImmutability",
+            code=Code.UserErrorOperationBlockedByImmutability,
             recommended_action="Stop protection and retain data instead, or wait until "
             "the points expire.",
         )
@@ -322,7 +322,7 @@ def undelete(s: Session, vault_id: str, name: str) -> Instance:
     """Bring a soft-deleted instance back, protection stopped and data retained."""
     inst = get_deleted(s, vault_id, name)
     if find(s, vault_id, name) is not None:
-        raise Conflict(f"A live instance named {name!r} exists.", code="Conflict")
+        raise Conflict(f"A live instance named {name!r} exists.", code=Code.Conflict)
     inst.protection_state = PROTECTION_STOPPED
     inst.deleted_at = inst.purge_at = None
     return inst

@@ -18,7 +18,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, sele
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import Conflict, NotFound, PgVaultError
+from pgvault.errors import Code, Conflict, NotFound, PgVaultError
 
 IN_PROGRESS = "InProgress"
 COMPLETED = "Completed"
@@ -89,7 +89,7 @@ def create(
         raise Conflict(
             "A backup of this instance is already in progress. Wait for it to finish "
             "(`pgvault job list`) and try again.",
-            code="UserErrorMaxConcurrentOperationLimitReached",
+            code=Code.UserErrorMaxConcurrentOperationLimitReached,
         )
     job = Job(
         id=str(uuid.uuid4()),
@@ -125,7 +125,7 @@ def get(s: Session, job_id: str, vault_id: str | None = None) -> Job:
     if job is None or (vault_id and job.vault_id != vault_id):
         raise NotFound(
             f"Job {job_id!r} not found. List jobs with `pgvault job list`.",
-            code="ResourceNotFound",
+            code=Code.ResourceNotFound,
         )
     return job
 
@@ -194,7 +194,7 @@ def finish(
     job.status, job.ended_at = final, now
     job.phase = "Failed" if error else "Done"
     if error is not None:
-        job.error_code, job.error_message = error.code, error.message
+        job.error_code, job.error_message = error.code.value, error.message
         job.recommended_action = error.recommended_action
 
 
@@ -242,5 +242,5 @@ def new_operation(
 def get_operation(s: Session, op_id: str) -> Operation:
     op = s.get(Operation, op_id.lower())
     if op is None:
-        raise NotFound(f"Operation {op_id!r} not found.", code="ResourceNotFound")
+        raise NotFound(f"Operation {op_id!r} not found.", code=Code.ResourceNotFound)
     return op

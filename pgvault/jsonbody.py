@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, Code
 
 
 def get(obj: Any, *path: str, default: Any = None) -> Any:
@@ -32,7 +32,7 @@ def require(obj: Any, *path: str, kind: type = str) -> Any:
     if value is None or (kind is not object and not isinstance(value, kind)):
         raise BadRequest(
             f"The request body needs {'.'.join(path)} ({kind.__name__}).",
-            code="InvalidRequestContent",
+            code=Code.InvalidRequestContent,
             target=".".join(path),
         )
     return value
@@ -47,5 +47,5 @@ def as_dict(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise BadRequest(f"{what} must be a JSON object.", code="InvalidRequestContent")
+        raise BadRequest(f"{what} must be a JSON object.", code=Code.InvalidRequestContent)
     return value

@@ -10,11 +10,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from pgvault import rbac, secrets, servers, vaults
-from pgvault.errors import UserError
+from pgvault.errors import Code, UserError
 from pgvault.storage import accounts
 
 
-def _missing(grant: rbac.Grant, code: str, what: str) -> UserError:
+def _missing(grant: rbac.Grant, code: Code, what: str) -> UserError:
     return UserError(
         f"The vault's managed identity ({grant.assignee}) lacks {what}.",
         code=code,
@@ -30,7 +30,9 @@ def on_server(s: Session, vault: vaults.Vault, server: servers.Server) -> list[U
     grant = rbac.Grant("Reader", server.arm_id, vault.principal_id, rbac.SERVER_READ)
     return [
         _missing(
-            grant, "UserErrorMSIMissingPermissions", f"Reader on PostgreSQL server {server.name!r}"
+            grant,
+            Code.UserErrorMSIMissingPermissions,
+            f"Reader on PostgreSQL server {server.name!r}",
         )
     ]
 
@@ -47,7 +49,7 @@ def on_secret(s: Session, vault: vaults.Vault, uri: str) -> list[UserError]:
     return [
         _missing(
             grant,
-            "UserErrorMissingPermissionsOnSecretStore",
+            Code.UserErrorMissingPermissionsOnSecretStore,
             f"Key Vault Secrets User on key vault {kv.name!r}",
         )
     ]
@@ -70,7 +72,7 @@ def on_container(
     return [
         _missing(
             grant,
-            "UserErrorContainerNotAccessible",
+            Code.UserErrorContainerNotAccessible,
             f"Storage Blob Data Contributor on container {container!r}",
         )
     ]

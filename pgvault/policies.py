@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, jsonbody, retention
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict
+from pgvault.errors import BadRequest, Code, Conflict
 
 DATASOURCE_TYPE = "Microsoft.DBforPostgreSQL/servers/databases"
 
@@ -78,16 +78,16 @@ def _validate(properties: dict[str, Any]) -> dict[str, Any]:
     props = copy.deepcopy(properties or {})
     rules = jsonbody.get(props, "policyRules") or copy.deepcopy(DEFAULT_RULES)
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise BadRequest("policyRules must be a list of rule objects.", code="BadParameter")
+        raise BadRequest("policyRules must be a list of rule objects.", code=Code.BadParameter)
     kinds = [str(jsonbody.get(r, "objectType") or "").lower() for r in rules]
     if "azurebackuprule" not in kinds or "azureretentionrule" not in kinds:
         raise BadRequest(
             "A policy needs at least one AzureBackupRule and one AzureRetentionRule.",
-            code="BadParameter",
+            code=Code.BadParameter,
         )
     types = jsonbody.get(props, "datasourceTypes") or [DATASOURCE_TYPE]
     if not isinstance(types, list) or [str(t).lower() for t in types] != [DATASOURCE_TYPE.lower()]:
-        raise BadRequest(f"datasourceTypes must be [{DATASOURCE_TYPE!r}].", code="BadParameter")
+        raise BadRequest(f"datasourceTypes must be [{DATASOURCE_TYPE!r}].", code=Code.BadParameter)
     result = {
         "objectType": "BackupPolicy",
         "datasourceTypes": [DATASOURCE_TYPE],
@@ -126,7 +126,7 @@ def get(s: Session, vault_id: str, name: str) -> Policy:
         s,
         select(Policy).where(Policy.vault_id == vault_id, Policy.name_key == name.lower()),
         f"Backup policy {name!r} not found in this vault. Create it with `pgvault policy create`.",
-        code="UserErrorPolicyNotFound",
+        code=Code.UserErrorPolicyNotFound,
     )
 
 
@@ -135,7 +135,7 @@ def get_by_id(s: Session, vault_id: str, policy_id: str) -> Policy:
     rid = arm.parse(policy_id)
     name = rid.name_of("backupPolicies")
     if not name:
-        raise BadRequest(f"{policy_id!r} is not a backup policy id.", code="InvalidResourceId")
+        raise BadRequest(f"{policy_id!r} is not a backup policy id.", code=Code.InvalidResourceId)
     return get(s, vault_id, name)
 
 
@@ -148,7 +148,7 @@ def delete(s: Session, policy: Policy, in_use: int) -> None:
         raise Conflict(
             f"Policy {policy.name!r} protects {in_use} backup instance(s); assign them another "
             "policy first.",
-            code="UserErrorPolicyInUse",
+            code=Code.UserErrorPolicyInUse,
         )
     s.delete(policy)
 

@@ -8,7 +8,7 @@ from sqlalchemy import update
 
 from pgvault import jobs
 from pgvault.context import Context
-from pgvault.errors import PgVaultError
+from pgvault.errors import Code, PgVaultError
 from pgvault.jobs import Job
 
 
@@ -53,7 +53,7 @@ def fail(ctx: Context, job_id: str, exc: BaseException) -> None:
         if isinstance(exc, PgVaultError)
         else PgVaultError(
             f"Unexpected {type(exc).__name__} in the worker; see the service log.",
-            code="InternalError",
+            code=Code.InternalError,
         )
     )
     with ctx.db.session() as s:

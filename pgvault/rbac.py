@@ -19,7 +19,7 @@ from sqlalchemy import JSON, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, NotFound
+from pgvault.errors import BadRequest, Code, Conflict, NotFound
 
 DP = "Microsoft.DataProtection/backupVaults"
 BI = f"{DP}/backupInstances"
@@ -203,7 +203,7 @@ def find_role(s: Session, name_or_id: str) -> Role:
             return role
     raise NotFound(
         f"Role {name_or_id!r} does not exist. List roles with `pgvault role definition list`.",
-        code="RoleDefinitionDoesNotExist",
+        code=Code.RoleDefinitionDoesNotExist,
     )
 
 
@@ -216,27 +216,27 @@ def put_custom_role(
     now: datetime,
 ) -> Role:
     if any(r.name.lower() == name.lower() for r in BUILTIN_ROLES):
-        raise Conflict(f"{name!r} is a built-in role.", code="RoleDefinitionExists")
+        raise Conflict(f"{name!r} is a built-in role.", code=Code.RoleDefinitionExists)
     if any(r.id == role_id.lower() for r in BUILTIN_ROLES):
         raise Conflict(
             f"{role_id!r} is the id of a built-in role; built-in roles cannot be changed.",
-            code="RoleDefinitionExists",
+            code=Code.RoleDefinitionExists,
         )
     same_name = s.scalar(select(CustomRole).where(func.lower(CustomRole.name) == name.lower()))
     if same_name is not None and same_name.id != role_id:
         raise Conflict(
             f"A custom role named {name!r} already exists (id {same_name.id}).",
-            code="RoleDefinitionWithSameNameExists",
+            code=Code.RoleDefinitionWithSameNameExists,
         )
     if not name.strip() or len(name) > 128 or len(description) > 1000:
         raise BadRequest(
             "roleName must be 1 to 128 characters, description at most 1000.",
-            code="BadRequest",
+            code=Code.BadRequest,
         )
     for key in ("actions", "notActions", "dataActions"):
         value = permissions.get(key, [])
         if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-            raise BadRequest(f"permissions.{key} must be a list of strings.", code="BadRequest")
+            raise BadRequest(f"permissions.{key} must be a list of strings.", code=Code.BadRequest)
     row = s.get(CustomRole, role_id) or CustomRole(id=role_id, created_at=now)
     row.name, row.description, row.permissions = name, description, permissions
     s.add(row)
@@ -267,7 +267,7 @@ def assign(
             raise Conflict(
                 "A role assignment with this id exists with another scope, role or principal; "
                 "assignments cannot be changed, delete it first.",
-                code="RoleAssignmentUpdateNotPermitted",
+                code=Code.RoleAssignmentUpdateNotPermitted,
             )
         return taken
     existing = s.scalar(
@@ -279,7 +279,7 @@ def assign(
     )
     if existing is not None:
         if assignment_id and existing.id != assignment_id:
-            raise Conflict("The role assignment already exists.", code="RoleAssignmentExists")
+            raise Conflict("The role assignment already exists.", code=Code.RoleAssignmentExists)
         return existing
     row = Assignment(
         id=assignment_id or str(uuid.uuid4()),
@@ -328,7 +328,7 @@ def get_assignment(s: Session, assignment_id: str) -> Assignment:
     row = s.get(Assignment, assignment_id)
     if row is None:
         raise NotFound(
-            f"Role assignment {assignment_id!r} not found.", code="RoleAssignmentNotFound"
+            f"Role assignment {assignment_id!r} not found.", code=Code.RoleAssignmentNotFound
         )
     return row
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import armstore, retention
 from pgvault.db import Base, UTCDateTime
+from pgvault.errors import Code
 
 VAULT_STORE = "VaultStore"
 ARCHIVE_STORE = "ArchiveStore"
@@ -71,7 +72,7 @@ def get(s: Session, instance_id: str, point_id: str) -> RecoveryPoint:
         ),
         f"Recovery point {point_id!r} not found for this backup instance. "
         "List them with `pgvault recovery-point list`.",
-        code="UserErrorRecoveryPointNotFound",
+        code=Code.UserErrorRecoveryPointNotFound,
     )
 
 

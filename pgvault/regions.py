@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, Code
 
 PAIRS: dict[str, str] = {
     "eastus": "westus",
@@ -32,7 +32,7 @@ def normalize(region: str) -> str:
         known = ", ".join(sorted(PAIRS))
         raise BadRequest(
             f"Unknown region {region!r}. Use one of: {known}.",
-            code="LocationNotAvailableForResourceType",
+            code=Code.LocationNotAvailableForResourceType,
             target="location",
         )
     return name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgvault.errors import BadRequest, UserError
+from pgvault.errors import BadRequest, Code, UserError
 from pgvault.recovery_points import ARCHIVE_STORE, VAULT_STORE, RecoveryPoint
 from pgvault.schedule import Duration
 
@@ -25,7 +25,7 @@ def duration_days(text: str | None) -> int:
     if days != int(days) or not 10 <= days <= 30:
         raise BadRequest(
             f"Rehydration duration {text!r} is out of range: use P10D to P30D (default P15D).",
-            code="UserErrorInvalidRehydrationDuration",
+            code=Code.UserErrorInvalidRehydrationDuration,
             target="rehydrationRetentionDuration",
         )
     return int(days)
@@ -36,7 +36,7 @@ def check_priority(priority: str | None) -> str:
     if value not in PRIORITIES:
         raise BadRequest(
             f"Rehydration priority {priority!r} is not Standard or High.",
-            code="UserErrorInvalidRehydrationPriority",
+            code=Code.UserErrorInvalidRehydrationPriority,
             target="rehydrationPriority",
         )
     return "High" if value == "high" else "Standard"
@@ -54,17 +54,17 @@ def check_source(
         if not (point.in_vault or rehydrated(point, now)):
             raise UserError(
                 f"Recovery point {point.id} is in the archive tier only.",
-                code="UserErrorRecoveryPointInArchive",
+                code=Code.UserErrorRecoveryPointInArchive,
                 recommended_action="Restore with sourceDataStoreType ArchiveStore and a "
                 "rehydration priority and duration (CLI: --rehydrate), or rehydrate it first.",
             )
         return
     if store.lower() != ARCHIVE_STORE.lower():
-        raise BadRequest(f"Unknown source datastore {store!r}.", code="BadParameter")
+        raise BadRequest(f"Unknown source datastore {store!r}.", code=Code.BadParameter)
     if not point.in_archive:
         raise UserError(
             f"Recovery point {point.id} has no archive copy; restore from VaultStore.",
-            code="UserErrorInvalidSourceDataStore",
+            code=Code.UserErrorInvalidSourceDataStore,
         )
     check_priority(priority)
     duration_days(duration)

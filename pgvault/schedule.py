@@ -41,7 +41,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pgvault import jsonbody
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, Code
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -71,7 +71,7 @@ WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturd
 
 def bad(message: str, target: str | None = None) -> BadRequest:
     """The 400 every policy-shape error becomes (Azure's code for a bad field value)."""
-    return BadRequest(message, code="BadParameter", target=target)
+    return BadRequest(message, code=Code.BadParameter, target=target)
 
 
 def require_aware(value: datetime, what: str = "time") -> datetime:

@@ -21,7 +21,7 @@ from pgvault import arm, armstore, regions, tenancy
 from pgvault.armstore import ArmResource
 from pgvault.crypto import Cipher
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, NotFound, UserError
+from pgvault.errors import BadRequest, Code, NotFound, UserError
 
 MAX_SECRET_BYTES = 25 * 1024
 
@@ -83,7 +83,7 @@ def parse_secret_uri(uri: str) -> SecretRef:
         f"{uri!r} is not a key-vault secret URI. Use the secretUri that "
         "`pgvault keyvault secret set` printed, e.g. "
         "'http://HOST:PORT/keyvaults/KV/secrets/NAME'.",
-        code="UserErrorInvalidSecret",
+        code=Code.UserErrorInvalidSecret,
         recommended_action="Pass the secretUri of an existing key-vault secret.",
     )
 
@@ -97,7 +97,7 @@ def create_vault(
     arm_id = arm.keyvault_id(sub, rg, name)
     taken = BadRequest(
         f"The key vault name {name!r} is already in use elsewhere; names are global.",
-        code="VaultAlreadyExists",
+        code=Code.VaultAlreadyExists,
     )
     existing = armstore.find_global(s, KeyVault, name, arm_id, taken)
     if existing is not None:
@@ -136,12 +136,12 @@ def set_secret(
     if not _SECRET_NAME.fullmatch(name or ""):
         raise BadRequest(
             f"Invalid secret name {name!r}: use 1-127 letters, digits or '-'.",
-            code="BadParameter",
+            code=Code.BadParameter,
         )
     if not isinstance(value, str) or not value:
-        raise BadRequest("A secret needs a non-empty value.", code="BadParameter")
+        raise BadRequest("A secret needs a non-empty value.", code=Code.BadParameter)
     if len(value.encode()) > MAX_SECRET_BYTES:
-        raise BadRequest("A secret value may be at most 25 KiB.", code="BadParameter")
+        raise BadRequest("A secret value may be at most 25 KiB.", code=Code.BadParameter)
     version = uuid.uuid4().hex
     row = SecretVersion(
         key_vault_id=kv.id,
@@ -165,7 +165,7 @@ def get_secret_version(s: Session, kv: KeyVault, name: str, version: str | None)
         raise UserError(
             f"Secret {name!r}{' version ' + version if version else ''} does not exist in key "
             f"vault {kv.name!r}.",
-            code="UserErrorInvalidSecret",
+            code=Code.UserErrorInvalidSecret,
             recommended_action="Create the secret with `pgvault keyvault secret set`, "
             "or pass the URI of an existing one.",
         )
@@ -177,7 +177,7 @@ def get_latest(s: Session, kv: KeyVault, name: str) -> SecretVersion:
     try:
         return get_secret_version(s, kv, name, None)
     except UserError as exc:
-        raise NotFound(exc.message, code="SecretNotFound") from None
+        raise NotFound(exc.message, code=Code.SecretNotFound) from None
 
 
 def list_secrets(s: Session, kv: KeyVault) -> list[SecretVersion]:
@@ -200,7 +200,7 @@ def locate(s: Session, uri: str) -> tuple[KeyVault, SecretRef]:
     if kv is None:
         raise UserError(
             f"Key vault {ref.vault!r} named in the secret URI does not exist.",
-            code="UserErrorInvalidSecretStore",
+            code=Code.UserErrorInvalidSecretStore,
             recommended_action="Create the key vault or fix the secret URI.",
         )
     return kv, ref

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pgvault import arm, armstore, regions, tenancy
 from pgvault.armstore import ArmResource
 from pgvault.db import Base
-from pgvault.errors import BadRequest, Conflict
+from pgvault.errors import BadRequest, Code, Conflict
 
 
 class Server(ArmResource, Base):
@@ -36,11 +36,13 @@ def _check_address(host: str, port: int) -> None:
     if not host or len(host) > 255 or any(c.isspace() or c in "/@?#;'\"" for c in host):
         raise BadRequest(
             f"Invalid server host {host!r}: give a host name or IP address.",
-            code="BadParameter",
+            code=Code.BadParameter,
             target="host",
         )
     if not isinstance(port, int) or not 0 < port < 65536:
-        raise BadRequest(f"Invalid port {port!r}: use 1-65535.", code="BadParameter", target="port")
+        raise BadRequest(
+            f"Invalid port {port!r}: use 1-65535.", code=Code.BadParameter, target="port"
+        )
 
 
 def upsert(
@@ -75,7 +77,7 @@ def get_by_id(s: Session, resource_id: str) -> Server:
     name = rid.name_of("servers") or rid.name_of("flexibleServers")
     if not rid.resource_group or not name:
         raise BadRequest(
-            f"{resource_id!r} does not name a PostgreSQL server.", code="InvalidResourceId"
+            f"{resource_id!r} does not name a PostgreSQL server.", code=Code.InvalidResourceId
         )
     return get(s, rid.subscription, rid.resource_group, name)
 
@@ -89,6 +91,6 @@ def delete(s: Session, server: Server, in_use: int) -> None:
     if in_use:
         raise Conflict(
             f"Server {server.name!r} has protected databases; stop protection first.",
-            code="UserErrorServerInUse",
+            code=Code.UserErrorServerInUse,
         )
     s.delete(server)

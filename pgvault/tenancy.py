@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, regions
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import NotFound
+from pgvault.errors import Code, NotFound
 
 DEFAULT_RESOURCE_GROUP = "default"
 
@@ -55,7 +55,7 @@ def get_subscription(s: Session, sub_id: str) -> Subscription:
     if sub is None:
         raise NotFound(
             f"Subscription {sub_id!r} not found. List subscriptions with GET /subscriptions.",
-            code="SubscriptionNotFound",
+            code=Code.SubscriptionNotFound,
         )
     return sub
 
@@ -77,7 +77,7 @@ def get_group(
         raise NotFound(
             f"Resource group {name!r} could not be found in subscription {sub_id}. "
             "Create it first (PUT /subscriptions/{sub}/resourceGroups/{name}).",
-            code="ResourceGroupNotFound",
+            code=Code.ResourceGroupNotFound,
         )
     return group
 

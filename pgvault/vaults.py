@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pgvault import arm, armstore, identity, regions, tenancy
 from pgvault.armstore import ArmResource
 from pgvault.db import Base
-from pgvault.errors import BadRequest, Conflict
+from pgvault.errors import BadRequest, Code, Conflict
 
 DEFAULT_PROPERTIES: dict[str, Any] = {
     "storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}],
@@ -85,13 +85,13 @@ def check_settings(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
     if not isinstance(days, int | float) or isinstance(days, bool) or not 14 <= days <= 180:
         raise BadRequest(
             f"softDeleteSettings.retentionDurationInDays must be 14-180, not {days!r}.",
-            code="BadRequest",
+            code=Code.BadRequest,
         )
     for path, final, label in _IRREVERSIBLE:
         if old is not None and _state(old, *path) == final and _state(new, *path) != final:
             raise BadRequest(
                 f"{label} is irreversible and cannot be changed.",
-                code="UserErrorIrreversibleSettingChange",
+                code=Code.UserErrorIrreversibleSettingChange,
             )
 
 
@@ -123,7 +123,7 @@ def create_or_update(
         if vault.location != region:
             raise BadRequest(
                 f"Vault {name!r} is in {vault.location}; a vault cannot move to {region}.",
-                code="LocationCannotBeChanged",
+                code=Code.LocationCannotBeChanged,
             )
         merged = _merge(vault.properties, allowed)
         check_settings(vault.properties, merged)
@@ -174,7 +174,7 @@ def unique_by_name(s: Session, name: str) -> Vault:
         raise BadRequest(
             f"{len(matches)} vaults are named {name!r}; use the vault's "
             "identity.principalId instead.",
-            code="PrincipalNotFound",
+            code=Code.PrincipalNotFound,
         )
     return matches[0]
 
@@ -189,6 +189,6 @@ def delete(s: Session, vault: Vault, instance_count: int) -> None:
         raise Conflict(
             f"Vault {vault.name!r} still has {instance_count} backup instance(s). "
             "Stop protection and delete them first.",
-            code="UserErrorVaultNotEmpty",
+            code=Code.UserErrorVaultNotEmpty,
         )
     s.delete(vault)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from pgvault import jobs
 from pgvault.context import Context
-from pgvault.errors import PgVaultError
+from pgvault.errors import Code, PgVaultError
 from pgvault.jobkinds import kind_for
 
 log = logging.getLogger("pgvault.workers")
@@ -84,7 +84,7 @@ def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> None:
         error = PgVaultError(
             f"The worker running this job stopped (last heartbeat {seen}). Nothing partial "
             "was kept; run the operation again.",
-            code="WorkerLost",
+            code=Code.WorkerLost,
             recommended_action="Run the operation again.",
             retryable=True,
         )

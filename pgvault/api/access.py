@@ -14,7 +14,7 @@ from pgvault import rbac
 from pgvault.api.deps import Auth, Svc, bearer, json_response
 from pgvault.audit import AuditEvent
 from pgvault.clock import iso
-from pgvault.errors import BadRequest, NotFound
+from pgvault.errors import BadRequest, Code, NotFound
 from pgvault.identity import Principal
 from pgvault.schemas.access import PrincipalBody, RoleAssignmentBody, RoleDefinitionBody
 
@@ -44,9 +44,9 @@ def token(
         raise BadRequest(
             "Use grant_type=client_credentials with client_id and client_secret, or "
             "grant_type=password with username and password.",
-            code="invalid_request"
+            code=Code.invalid_request
             if grant_type in ("client_credentials", "password")
-            else "unsupported_grant_type",
+            else Code.unsupported_grant_type,
         )
     return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": lifetime})
 
@@ -180,7 +180,7 @@ def _custom_role_id(role_id: str, svc: Svc, caller: Auth) -> str:
         return str(uuid.UUID(role_id))
     except ValueError:
         raise BadRequest(
-            "A role definition's name must be a GUID.", code="InvalidRoleDefinitionId"
+            "A role definition's name must be a GUID.", code=Code.InvalidRoleDefinitionId
         ) from None
 
 
@@ -227,7 +227,7 @@ def _put_assignment(
         uuid.UUID(name)
     except ValueError:
         raise BadRequest(
-            "A role assignment's name must be a GUID.", code="InvalidRoleAssignmentId"
+            "A role assignment's name must be a GUID.", code=Code.InvalidRoleAssignmentId
         ) from None
     row = svc.access.create_assignment(
         request.state.caller,
@@ -288,7 +288,7 @@ def _assignment_at(scope: str, name: str, svc: Svc) -> rbac.Assignment:
     """
     row = svc.access.get_assignment(name)
     if not rbac.covers(scope, row.scope):
-        raise NotFound(f"Role assignment {name!r} not found.", code="RoleAssignmentNotFound")
+        raise NotFound(f"Role assignment {name!r} not found.", code=Code.RoleAssignmentNotFound)
     return row
 
 
@@ -348,7 +348,9 @@ def audit_log(
         try:
             since = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
         except ValueError:
-            raise BadRequest("Invalid eventTimestamp in $filter.", code="InvalidFilter") from None
+            raise BadRequest(
+                "Invalid eventTimestamp in $filter.", code=Code.InvalidFilter
+            ) from None
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
     outcome = re.search(r"status\s+eq\s+'([^']+)'", filter_ or "", re.IGNORECASE)

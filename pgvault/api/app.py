@@ -18,7 +18,7 @@ from pgvault import __version__
 from pgvault.api import access, authz, dataprotection, resources
 from pgvault.api.deps import error_response
 from pgvault.context import Context
-from pgvault.errors import BadRequest, PgVaultError
+from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.scheduler import Scheduler
 from pgvault.schemas import base as schemas
 from pgvault.services import Service
@@ -128,15 +128,15 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         return error_response(
             BadRequest(
                 f"Invalid request: {where}: {first.get('msg', 'invalid value')}",
-                code="InvalidRequestContent",
+                code=Code.InvalidRequestContent,
                 target=where,
             )
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NoRegisteredProviderFound", 405: "MethodNotAllowed"}.get(
-            exc.status_code, "BadRequest"
+        code = {404: Code.NoRegisteredProviderFound, 405: Code.MethodNotAllowed}.get(
+            exc.status_code, Code.BadRequest
         )
         error = PgVaultError(f"{exc.detail}: no such API path or method.", code=code)
         error.status = exc.status_code
@@ -147,7 +147,8 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         log.exception("unexpected error")
         return error_response(
             PgVaultError(
-                f"Internal error ({type(exc).__name__}); see the service log.", code="InternalError"
+                f"Internal error ({type(exc).__name__}); see the service log.",
+                code=Code.InternalError,
             )
         )
 

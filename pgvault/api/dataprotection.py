@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pgvault import arm
 from pgvault.api import lro, shapes
 from pgvault.api.deps import Auth, Svc, json_response
-from pgvault.errors import BadRequest, PgVaultError
+from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.schemas.dataprotection import (
     AdhocBackupBody,
     InstanceBody,
@@ -224,7 +224,9 @@ def filter_dates(text: str | None) -> tuple[datetime | None, datetime | None]:
         try:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise BadRequest(f"Invalid date {value!r} in $filter.", code="InvalidFilter") from None
+            raise BadRequest(
+                f"Invalid date {value!r} in $filter.", code=Code.InvalidFilter
+            ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         if key.lower() == "startdate":

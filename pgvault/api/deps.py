@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault.api import authz
-from pgvault.errors import PgVaultError, Unauthorized
+from pgvault.errors import Code, PgVaultError, Unauthorized
 from pgvault.identity import Caller
 from pgvault.services import Service
 
@@ -27,7 +27,7 @@ def bearer(request: Request) -> str:
         raise Unauthorized(
             "This call needs 'Authorization: Bearer TOKEN'. Get a token with `pgvault auth token` "
             "or POST /oauth2/token.",
-            code="AuthenticationFailed",
+            code=Code.AuthenticationFailed,
         )
     return token.strip()
 

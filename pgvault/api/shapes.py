@@ -11,6 +11,7 @@ from typing import Any
 
 from pgvault import arm, jobs, policies, recovery_points, secrets, servers, tenancy, vaults
 from pgvault.clock import iso, timespan
+from pgvault.errors import Code
 from pgvault.services.monitoring import JobView
 from pgvault.services.protection import InstanceView
 from pgvault.storage import accounts
@@ -270,13 +271,14 @@ def recovery_point(view: InstanceView, rp: recovery_points.RecoveryPoint) -> dic
 def _error_details(job: jobs.Job) -> list[dict[str, Any]] | None:
     if not job.error_code:
         return None
+    code = Code.stored(job.error_code)
     return [
         {
-            "code": job.error_code,
+            "code": code.value,
             "message": job.error_message,
             "recommendedAction": [job.recommended_action] if job.recommended_action else [],
             "isRetryable": False,
-            "isUserError": job.error_code.startswith("UserError"),
+            "isUserError": code.startswith("UserError"),
         }
     ]
 

@@ -22,7 +22,7 @@ import zstandard
 
 from pgvault.engine import pgtools
 from pgvault.engine.manifest import DUMP, MANIFEST, Manifest, StoredObject
-from pgvault.errors import PgVaultError, UserError
+from pgvault.errors import BackupToolError, Code, UserError
 from pgvault.storage.backends import Location
 
 READ_SIZE = 1 << 20
@@ -35,10 +35,6 @@ LONG_TRANSACTION_SECONDS = 60
 F_SETPIPE_SZ = 1031
 
 ProgressFn = Callable[[int], None]
-
-
-class BackupToolError(PgVaultError):
-    default_code = "UserErrorBackupToolFailed"
 
 
 @dataclass(frozen=True)
@@ -127,7 +123,7 @@ def check_tool_version(server_version_num: int) -> None:
         raise UserError(
             f"The local pg_dump ({text}) is older than the server (major "
             f"{server_version_num // 10000}); pg_dump refuses to dump a newer server.",
-            code="UserErrorBackupToolVersionTooOld",
+            code=Code.UserErrorBackupToolVersionTooOld,
             recommended_action="Install the PostgreSQL client tools of the server's major version "
             "or newer on every pgvault worker (or set PGVAULT_PG_BINDIR).",
         )

@@ -21,15 +21,11 @@ from psycopg import sql
 
 from pgvault.engine import pgtools
 from pgvault.engine.manifest import DUMP, MANIFEST, Manifest
-from pgvault.errors import PgVaultError, UserError
+from pgvault.errors import Code, CorruptRecoveryPoint, PgVaultError, UserError
 from pgvault.storage.backends import Location, pumped
 
 WRITE_SIZE = 1 << 20
 ProgressFn = Callable[[int], None]
-
-
-class CorruptRecoveryPoint(PgVaultError):
-    default_code = "UserErrorRecoveryPointCorrupted"
 
 
 def _corrupt(name: str, detail: str) -> CorruptRecoveryPoint:
@@ -127,13 +123,13 @@ def create_database(ep: pgtools.Endpoint, dbname: str) -> None:
         except psycopg.errors.DuplicateDatabase:
             raise UserError(
                 f"Database {dbname!r} already exists on the target server.",
-                code="UserErrorDatabaseNameAlreadyInUse",
+                code=Code.UserErrorDatabaseNameAlreadyInUse,
                 recommended_action="Choose a new target database name.",
             ) from None
         except psycopg.errors.InsufficientPrivilege as exc:
             raise UserError(
                 f"CREATE DATABASE {dbname!r} failed: {pgtools._first_line(str(exc))}",
-                code="UserErrorMissingDBPermissions",
+                code=Code.UserErrorMissingDBPermissions,
                 recommended_action=f"Grant the restore user CREATEDB: ALTER ROLE "
                 f"{pgtools.quote_ident(ep.creds.user)} CREATEDB;",
             ) from None
@@ -197,7 +193,7 @@ def into_database(
     if rc != 0:
         raise PgVaultError(
             f"pg_restore failed (exit status {rc}): {stderr.summary()}",
-            code="UserErrorRestoreFailed",
+            code=Code.UserErrorRestoreFailed,
             recommended_action="Check that the restore user may create the objects in the dump "
             "(extensions, languages), or restore as files and run pg_restore yourself.",
         )

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from pgvault.connstr import Credentials
-from pgvault.errors import PgVaultError, UserError
+from pgvault.errors import Code, PgVaultError, UserError
 
 CONNECT_TIMEOUT = 10
 
@@ -77,7 +77,7 @@ def bindir() -> Path:
     raise PgVaultError(
         "pg_dump was not found. Install the PostgreSQL client tools (Debian: "
         "apt-get install postgresql-client-15) or set PGVAULT_PG_BINDIR.",
-        code="BackupToolNotFound",
+        code=Code.BackupToolNotFound,
     )
 
 
@@ -92,7 +92,9 @@ def tool_version(name: str) -> tuple[int, str]:
     text = out.stdout.strip()
     match = re.search(r"\)\s*(\d+)", text)
     if not match:
-        raise PgVaultError(f"Cannot read the version of {name}: {text!r}", code="BackupToolError")
+        raise PgVaultError(
+            f"Cannot read the version of {name}: {text!r}", code=Code.BackupToolError
+        )
     return int(match.group(1)), text
 
 
@@ -105,19 +107,19 @@ def _map_connect_error(exc: psycopg.Error, ep: Endpoint, dbname: str) -> PgVault
         return UserError(
             f"Login as {ep.creds.user!r} to the server at {where} failed: wrong user name or "
             "password in the key-vault secret.",
-            code="UserErrorDBUserAuthFailed",
+            code=Code.UserErrorDBUserAuthFailed,
             recommended_action="Update the key-vault secret with valid credentials.",
         )
     if sqlstate == "3D000" or ("does not exist" in text and "database" in text):
         return UserError(
             f"Database {dbname!r} does not exist on the server at {where}.",
-            code="UserErrorDBNotFound",
+            code=Code.UserErrorDBNotFound,
             recommended_action="Check the database name, or register the right server.",
         )
     return UserError(
         f"Cannot connect to the PostgreSQL server at {where}: "
         f"{_first_line(text).replace(ep.creds.password, '***') if ep.creds.password else _first_line(text)}",
-        code="UserErrorServerUnreachable",
+        code=Code.UserErrorServerUnreachable,
         recommended_action="Check that the server is running and reachable from pgvault "
         "(host, port, firewall, pg_hba.conf).",
         retryable=True,

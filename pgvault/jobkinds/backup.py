@@ -29,7 +29,7 @@ from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import dump as engine
 from pgvault.engine import pgtools
-from pgvault.errors import Conflict, PgVaultError, UserError, ValidationFailed
+from pgvault.errors import Code, Conflict, PgVaultError, UserError, ValidationFailed
 from pgvault.jobkinds.base import JobKind, endpoint
 from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import RecoveryPoint
@@ -57,7 +57,7 @@ def queue(
         raise Conflict(
             f"Backup instance {inst.name!r} is in state {inst.protection_state}; backups are "
             "not taken in this state.",
-            code="UserErrorInvalidProtectionState",
+            code=Code.UserErrorInvalidProtectionState,
             recommended_action="Resume protection first (resumeProtection).",
         )
     policy = s.get(policies.Policy, inst.policy_id)
@@ -148,7 +148,7 @@ def _missing_privileges(user: str, missing: list[str]) -> UserError:
     shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
     return UserError(
         f"User {user!r} cannot read {len(missing)} object(s) it must back up: {shown}.",
-        code="UserErrorMissingDBPermissions",
+        code=Code.UserErrorMissingDBPermissions,
         recommended_action="Grant CONNECT on the database, USAGE on every schema and "
         "SELECT on every table and sequence (see the README), or use pg_read_all_data.",
     )

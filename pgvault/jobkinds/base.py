@@ -18,7 +18,7 @@ from pgvault import connstr, jobs, secrets, servers
 from pgvault.context import Context
 from pgvault.crypto import Cipher
 from pgvault.engine import pgtools
-from pgvault.errors import PgVaultError
+from pgvault.errors import Code, PgVaultError
 from pgvault.progress import fail
 from pgvault.recovery_points import RecoveryPoint
 
@@ -52,7 +52,7 @@ class RecordedKind(JobKind):
             PgVaultError(
                 f"{self.operation} jobs are recorded finished by the housekeeping sweep; "
                 "no worker runs one.",
-                code="InternalError",
+                code=Code.InternalError,
             ),
         )
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from pgvault import jobs, recovery_points
 from pgvault.context import Context
 from pgvault.engine.load import load_manifest
-from pgvault.errors import UserError
+from pgvault.errors import Code, UserError
 from pgvault.jobkinds.base import JobKind
 from pgvault.jobkinds.tiering import copy_verified
 from pgvault.progress import JobProgress, fail
@@ -66,7 +66,7 @@ def queue(
     if not point.in_archive:
         raise UserError(
             f"Recovery point {point.id} is not in the archive tier.",
-            code="UserErrorInvalidSourceDataStore",
+            code=Code.UserErrorInvalidSourceDataStore,
         )
     return jobs.create(
         s,

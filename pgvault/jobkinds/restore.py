@@ -33,7 +33,7 @@ from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import load as engine
 from pgvault.engine import pgtools
-from pgvault.errors import BadRequest, PgVaultError, UserError, ValidationFailed
+from pgvault.errors import BadRequest, Code, PgVaultError, UserError, ValidationFailed
 from pgvault.jobkinds.base import JobKind, endpoint
 from pgvault.jobkinds.rehydrate import rehydrate
 from pgvault.progress import JobProgress, fail
@@ -112,7 +112,7 @@ def check_file_prefix(prefix: str) -> str:
         raise BadRequest(
             f"Invalid file prefix {prefix!r}: use a relative path of letters, digits, '.', '_', "
             "'-' and '/', without '..' or a leading '/'.",
-            code="UserErrorInvalidFilePrefix",
+            code=Code.UserErrorInvalidFilePrefix,
             target="targetDetails.filePrefix",
         )
     return prefix
@@ -167,7 +167,7 @@ def _resolve_database(
         errors.append(
             UserError(
                 exc.message,
-                code="UserErrorDBNotFound",
+                code=Code.UserErrorDBNotFound,
                 recommended_action="Register the target server first.",
             )
         )
@@ -177,7 +177,7 @@ def _resolve_database(
             UserError(
                 f"Target server {server.name!r} is in {server.location}; this vault restores only to "
                 f"servers in {vault.location}.",
-                code="UserErrorTargetRegionMismatch",
+                code=Code.UserErrorTargetRegionMismatch,
                 recommended_action="Pick a server in the vault's region, or use cross-region restore.",
             )
         )
@@ -185,7 +185,7 @@ def _resolve_database(
         errors.append(
             UserError(
                 "Restoring over the original database is not supported; restore into a new database.",
-                code="UserErrorRestoreOverOriginalNotSupported",
+                code=Code.UserErrorRestoreOverOriginalNotSupported,
                 recommended_action="Choose another target database name.",
             )
         )
@@ -194,7 +194,7 @@ def _resolve_database(
             UserError(
                 f"Vault {vault.name!r} has cross-subscription restore disabled, and server "
                 f"{server.name!r} is in subscription {server.subscription_id}.",
-                code="UserErrorCrossSubscriptionRestoreDisabled",
+                code=Code.UserErrorCrossSubscriptionRestoreDisabled,
                 recommended_action="Restore to a server in the vault's subscription, or enable "
                 "crossSubscriptionRestoreSettings on the vault.",
             )
@@ -227,7 +227,7 @@ def _resolve_files(
             UserError(
                 f"Storage account {account.name!r} is in {account.location}; this vault restores only "
                 f"to storage in {vault.location}.",
-                code="UserErrorTargetRegionMismatch",
+                code=Code.UserErrorTargetRegionMismatch,
                 recommended_action="Pick a storage account in the vault's region.",
             )
         )
@@ -236,7 +236,7 @@ def _resolve_files(
             UserError(
                 f"Vault {vault.name!r} has cross-subscription restore disabled, and storage "
                 f"account {account.name!r} is in another subscription.",
-                code="UserErrorCrossSubscriptionRestoreDisabled",
+                code=Code.UserErrorCrossSubscriptionRestoreDisabled,
                 recommended_action="Restore to storage in the vault's subscription.",
             )
         )
@@ -298,7 +298,7 @@ def _probe_database(plan: Plan, ep: pgtools.Endpoint, errors: list[PgVaultError]
             UserError(
                 f"The target server runs PostgreSQL {target_major}, older than the "
                 f"source's {plan.source_major}; restoring to a lower major version is not supported.",
-                code="UserErrorRestoreToLowerVersion",
+                code=Code.UserErrorRestoreToLowerVersion,
                 recommended_action="Restore to a server of the same or a newer major version.",
             )
         )
@@ -306,7 +306,7 @@ def _probe_database(plan: Plan, ep: pgtools.Endpoint, errors: list[PgVaultError]
         errors.append(
             UserError(
                 f"Database {database!r} already exists on server {plan.server_name!r}.",
-                code="UserErrorDatabaseNameAlreadyInUse",
+                code=Code.UserErrorDatabaseNameAlreadyInUse,
                 recommended_action="Choose a new target database name (restores never overwrite).",
             )
         )
@@ -314,7 +314,7 @@ def _probe_database(plan: Plan, ep: pgtools.Endpoint, errors: list[PgVaultError]
         errors.append(
             UserError(
                 f"User {ep.creds.user!r} cannot create databases on server {plan.server_name!r}.",
-                code="UserErrorMissingDBPermissions",
+                code=Code.UserErrorMissingDBPermissions,
                 recommended_action=f"Run on the target: ALTER ROLE {pgtools.quote_ident(ep.creds.user)} "
                 "CREATEDB;",
             )
@@ -329,7 +329,7 @@ def _files_taken(plan: Plan, location: Location) -> list[PgVaultError]:
     return [
         UserError(
             f"{name!r} already exists in container {plan.container_name!r}.",
-            code="UserErrorFileAlreadyExists",
+            code=Code.UserErrorFileAlreadyExists,
             recommended_action="Choose another file prefix (restores never overwrite).",
         )
         for name in (f"{prefix}.dump", f"{prefix}.manifest.json")
@@ -345,7 +345,7 @@ def _probe_files(plan: Plan, location: Location, errors: list[PgVaultError]) -> 
         errors.append(
             UserError(
                 f"Cannot write to container {plan.container_name!r}: {exc.message}",
-                code="UserErrorContainerNotAccessible",
+                code=Code.UserErrorContainerNotAccessible,
                 recommended_action="Check the storage account's endpoint and credentials.",
             )
         )

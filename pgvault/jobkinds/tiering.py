@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 from pgvault import jobs
 from pgvault.context import Context
-from pgvault.engine.load import CorruptRecoveryPoint, load_manifest
+from pgvault.engine.load import load_manifest
 from pgvault.engine.manifest import MANIFEST, Manifest
-from pgvault.errors import PgVaultError
+from pgvault.errors import Code, CorruptRecoveryPoint, PgVaultError
 from pgvault.jobkinds.base import RecordedKind, housekeeping_job
 from pgvault.recovery_points import COMMITTED, RecoveryPoint
 from pgvault.storage.backends import Location, pumped
@@ -95,7 +95,7 @@ def _record_failed(ctx: Context, point_id: str, now: datetime, exc: Exception) -
         else PgVaultError(
             f"Unexpected {type(exc).__name__} while copying to the archive tier; "
             "it is retried on the next pass.",
-            code="InternalError",
+            code=Code.InternalError,
         )
     )
     with ctx.db.session() as s:

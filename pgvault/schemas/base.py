@@ -26,12 +26,12 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError
 
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, Code
 
 T = TypeVar("T")
 M = TypeVar("M", bound="AzureModel")
 
-INVALID = "InvalidRequestContent"
+INVALID = Code.InvalidRequestContent
 
 
 def _number(value: object) -> int | float:
@@ -70,7 +70,7 @@ class _NotNullInSchema:
 Present = Annotated[T | None, AfterValidator(_present), _NotNullInSchema()]
 
 
-def user_error(code: str, message: str) -> PydanticCustomError:
+def user_error(code: Code, message: str) -> PydanticCustomError:
     """A validation error that answers with Azure's specific `code` instead of the generic one."""
     return PydanticCustomError(code, message)
 
@@ -137,7 +137,7 @@ def bad_request(errors: Sequence[ErrorDetails], *, skip: int = 0) -> BadRequest:
     first = errors[0]
     field = "" if first["type"] == "json_invalid" else where(first["loc"][skip:])
     if first["type"].startswith("UserError"):
-        return BadRequest(first["msg"], code=first["type"], target=field or None)
+        return BadRequest(first["msg"], code=Code.stored(first["type"]), target=field or None)
     if first["type"] == "missing":
         message = f"The request body needs {field}." if field else "The request needs a body."
     elif first["type"] == "json_invalid":

@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 from pydantic import BeforeValidator, Field, JsonValue, field_validator, model_validator
 
 from pgvault import arm
-from pgvault.errors import BadRequest
+from pgvault.errors import BadRequest, Code
 from pgvault.instances import InstanceSpec
 from pgvault.jobkinds import restore
 from pgvault.jobkinds.restore import DatabaseTarget, FilesTarget, RestoreRequest
@@ -209,7 +209,7 @@ def _fail_if_exists(value: object) -> str:
     """Restores never overwrite: FailIfExists (any case) is the one recovery option."""
     if value and not (isinstance(value, str) and value.lower() == "failifexists"):
         raise user_error(
-            "UserErrorInvalidRecoveryOption",
+            Code.UserErrorInvalidRecoveryOption,
             "recoveryOption must be FailIfExists: restores never overwrite a database.",
         )
     return "FailIfExists"

@@ -12,7 +12,7 @@ from typing import Any
 
 from pgvault import audit, identity, rbac, vaults
 from pgvault.context import Context
-from pgvault.errors import BadRequest, Forbidden, Unauthorized
+from pgvault.errors import BadRequest, Code, Forbidden, Unauthorized
 from pgvault.identity import Caller, Principal
 
 ROOT = "/"
@@ -75,7 +75,7 @@ class AccessService:
         raise Forbidden(
             f"The client '{caller.name}' with object id '{caller.principal_id}' does not have "
             f"authorization to perform action '{action}' over scope '{scope}'.",
-            code="AuthorizationFailed",
+            code=Code.AuthorizationFailed,
             recommended_action="Ask an Owner to assign you a role that includes this action, "
             f'e.g.: pgvault role assignment create --assignee {caller.name} --role "ROLE" '
             f"--scope {scope}",
@@ -93,7 +93,7 @@ class AccessService:
         kind = kinds.get(str(type_).lower())
         if kind is None:
             raise BadRequest(
-                "A principal's type is 'user' or 'service-principal'.", code="BadParameter"
+                "A principal's type is 'user' or 'service-principal'.", code=Code.BadParameter
             )
         with self.ctx.db.session() as s:
             return identity.create_principal(s, name, kind, self.ctx.clock.now())

@@ -24,7 +24,7 @@ from pgvault import (
     servers,
     vaults,
 )
-from pgvault.errors import UserError
+from pgvault.errors import Code, UserError
 from pgvault.instances import InstanceSpec
 from pgvault.jobkinds import backup
 from pgvault.services.base import ServiceBase
@@ -131,7 +131,7 @@ class ProtectionService(ServiceBase):
                 raise UserError(
                     f"Database {database!r} on server {server.name!r} is already protected "
                     f"(backup instance {existing.name!r}).",
-                    code="UserErrorDppDatasourceAlreadyProtected",
+                    code=Code.UserErrorDppDatasourceAlreadyProtected,
                     recommended_action="Stop protection there first, or use that instance.",
                 )
             source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)

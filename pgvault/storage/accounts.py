@@ -22,7 +22,7 @@ from pgvault import arm, armstore, regions, tenancy
 from pgvault.armstore import ArmResource
 from pgvault.crypto import Cipher
 from pgvault.db import Base, UTCDateTime
-from pgvault.errors import BadRequest, Conflict, UserError
+from pgvault.errors import BadRequest, Code, Conflict, StorageError, UserError
 from pgvault.storage.backends import Location, azure_location, local_location, s3_location
 
 KINDS = ("local", "s3", "azure")
@@ -64,7 +64,7 @@ def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value, str) or not value:
             raise BadRequest(
                 f"A {kind} storage account needs properties.backend.{key}.",
-                code="BadParameter",
+                code=Code.BadParameter,
                 target=key,
             )
         return value
@@ -73,7 +73,7 @@ def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
         path = need("path")
         if not path.startswith("/"):
             raise BadRequest(
-                "backend.path must be an absolute directory path.", code="BadParameter"
+                "backend.path must be an absolute directory path.", code=Code.BadParameter
             )
         return {"path": path}
     if kind == "s3":
@@ -105,14 +105,14 @@ def create_account(
     kind = (kind or "").lower()
     if kind not in KINDS:
         raise BadRequest(
-            f"Unknown storage kind {kind!r}: use one of {', '.join(KINDS)}.", code="BadParameter"
+            f"Unknown storage kind {kind!r}: use one of {', '.join(KINDS)}.", code=Code.BadParameter
         )
     settings = _settings(kind, backend)
     secret_value = backend.get(SECRET_FIELDS.get(kind, ""))
     arm_id = arm.storage_account_id(sub, rg, name)
     taken = Conflict(
         f"The storage account name {name!r} is already taken; names are global.",
-        code="StorageAccountAlreadyTaken",
+        code=Code.StorageAccountAlreadyTaken,
     )
     account = armstore.find_global(s, StorageAccount, name, arm_id, taken)
     if account is None:
@@ -131,7 +131,7 @@ def create_account(
     elif account.kind != kind:
         raise Conflict(
             f"Storage account {name!r} is of kind {account.kind}; its kind cannot change.",
-            code="StorageAccountKindImmutable",
+            code=Code.StorageAccountKindImmutable,
         )
     account.location = regions.normalize(location)
     account.settings = settings
@@ -187,19 +187,38 @@ def container_location(cipher: Cipher, account: StorageAccount, container: str) 
 
 
 def _create_backend_container(cipher: Cipher, account: StorageAccount, name: str) -> None:
-    """Make the container exist in the backend (obstore cannot create Azure containers)."""
+    """Make the container exist in the backend (obstore cannot create Azure containers).
+
+    Only the backend's own refusals become UserErrorContainerNotAccessible; anything
+    else (an undecryptable account key, a bug) keeps its type and code.
+    """
     if account.kind == "azure":
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.blob import BlobServiceClient
 
         cfg = account.settings
         endpoint = cfg.get("endpoint") or f"https://{cfg['accountName']}.blob.core.windows.net"
         credential = {"account_name": cfg["accountName"], "account_key": _secret(cipher, account)}
-        client = BlobServiceClient(endpoint, credential=credential)
-        with contextlib.suppress(ResourceExistsError):
-            client.create_container(name)
+        try:
+            client = BlobServiceClient(endpoint, credential=credential)
+            with contextlib.suppress(ResourceExistsError):
+                client.create_container(name)
+        except (AzureError, ValueError) as exc:  # ValueError: a malformed endpoint URL
+            raise _not_accessible(account, name, exc) from exc
     else:
-        container_location(cipher, account, name).check_writable()
+        try:
+            container_location(cipher, account, name).check_writable()
+        except (StorageError, OSError) as exc:  # OSError: a local path pgvault cannot create
+            raise _not_accessible(account, name, exc) from exc
+
+
+def _not_accessible(account: StorageAccount, name: str, exc: Exception) -> UserError:
+    return UserError(
+        f"Could not create container {name!r} in storage account {account.name!r}: "
+        f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}. "
+        "Check the account's endpoint and credentials.",
+        code=Code.UserErrorContainerNotAccessible,
+    )
 
 
 def create_container(
@@ -219,7 +238,7 @@ def create_container(
             f"Could not create container {name!r} in storage account {account.name!r}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}. "
             "Check the account's endpoint and credentials.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
         ) from exc
     return armstore.add(s, Container(account_id=account.id, name=name, created_at=now))
 
@@ -230,7 +249,7 @@ def get_container(s: Session, account: StorageAccount, name: str) -> Container:
         select(Container).where(Container.account_id == account.id, Container.name == name),
         f"Container {name!r} not found in storage account {account.name!r}. "
         "Create it with `pgvault storage-account container create`.",
-        code="ContainerNotFound",
+        code=Code.ContainerNotFound,
     )
 
 
@@ -265,14 +284,14 @@ def resolve_target(
         raise UserError(
             f"{url!r} does not name a storage container. Use the account's blob endpoint plus "
             "the container, e.g. 'http://HOST:PORT/blob/ACCOUNT/CONTAINER'.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
             target="targetDetails.url",
         )
     account = s.scalar(select(StorageAccount).where(StorageAccount.name == account_name.lower()))
     if account is None:
         raise UserError(
             f"Storage account {account_name!r} does not exist.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
             recommended_action="Create the storage account and container first.",
         )
     container = s.scalar(
@@ -283,7 +302,7 @@ def resolve_target(
     if container is None:
         raise UserError(
             f"Container {container_name!r} does not exist in storage account {account.name!r}.",
-            code="UserErrorContainerNotAccessible",
+            code=Code.UserErrorContainerNotAccessible,
             recommended_action="Create it with `pgvault storage-account container create`.",
         )
     return account, container

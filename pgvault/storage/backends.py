@@ -20,19 +20,16 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import obstore
+from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import AzureStore, LocalStore, MemoryStore, S3Store
 
-from pgvault.errors import BadRequest, PgVaultError
+from pgvault.errors import BadRequest, Code, PgVaultError, StorageError
 
 PART_SIZE = 5 << 20
 CONCURRENCY = 3
 READ_CHUNK = 4 << 20
-
-
-class StorageError(PgVaultError):
-    """The object store refused or failed an operation."""
-
-    default_code = "StorageError"
+# What the object store raises for its own failures (not found, denied, network).
+STORE_ERRORS = (ObstoreError, OSError)
 
 
 @dataclass
@@ -56,7 +53,7 @@ class Location:
             obstore.put(
                 self.store,
                 self.key(name),
-                iter(chunks),
+                _from_source(chunks),
                 chunk_size=PART_SIZE,
                 max_concurrency=CONCURRENCY,
             )
@@ -86,7 +83,7 @@ class Location:
             obstore.head(self.store, self.key(name))
         except FileNotFoundError:
             return False
-        except Exception as exc:
+        except STORE_ERRORS as exc:
             raise _translate(exc, self, name) from exc
         return True
 
@@ -107,7 +104,7 @@ class Location:
             obstore.delete(self.store, self.key(name))
         except FileNotFoundError:
             pass
-        except Exception as exc:
+        except STORE_ERRORS as exc:
             raise _translate(exc, self, name) from exc
 
     def delete_all(self) -> None:
@@ -176,8 +173,31 @@ def pumped(source: Callable[[], Iterator[bytes]], depth: int = 4) -> Iterator[by
                 thread.join(0.1)
 
 
+def _from_source(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """An upload's chunks; a failing source is reported as itself, never as a storage error.
+
+    The source (pg_dump's output, another store's download) runs inside obstore's
+    upload: its own PgVaultError passes through, anything else becomes an internal
+    error that names the exception's type.
+    """
+    try:
+        yield from chunks
+    except PgVaultError:
+        raise
+    except Exception as exc:
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise PgVaultError(
+            f"The data to upload could not be produced ({type(exc).__name__}: {text}).",
+            code=Code.InternalError,
+        ) from exc
+
+
 class _mapped:
-    """Translate object-store exceptions into StorageError with the location named."""
+    """Translate object-store exceptions into StorageError with the location named.
+
+    Only the store's own failures (obstore's errors, OSError) are translated; other
+    exceptions keep their type, so a bug is not reported as a storage outage.
+    """
 
     def __init__(self, loc: Location, name: str) -> None:
         self.loc, self.name = loc, name
@@ -188,9 +208,7 @@ class _mapped:
     def __exit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> Literal[False]:
-        if exc is None or isinstance(exc, PgVaultError | GeneratorExit):
-            return False
-        if isinstance(exc, Exception):
+        if isinstance(exc, STORE_ERRORS):
             raise _translate(exc, self.loc, self.name) from exc
         return False
 
@@ -200,7 +218,7 @@ def _translate(exc: Exception, loc: Location, name: str) -> PgVaultError:
     if isinstance(exc, FileNotFoundError):
         return StorageError(
             f"Object not found at {where}. The container or object may have been deleted.",
-            code="StorageObjectNotFound",
+            code=Code.StorageObjectNotFound,
         )
     text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     return StorageError(f"Storage operation failed at {where}: {text}", retryable=True)
@@ -291,5 +309,5 @@ def from_url(url: str) -> Location:
         )
     raise BadRequest(
         f"Unsupported datastore URL scheme {u.scheme!r}: use file://, s3://, az:// or memory://.",
-        code="InvalidDatastoreUrl",
+        code=Code.InvalidDatastoreUrl,
     )
