@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Select, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault.db import UTCDateTime
 from pgvault.errors import Code, NotFound, PgVaultError
+from pgvault.orm import UTCDateTime
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault.db import Base, UTCDateTime
+from pgvault.orm import Base, UTCDateTime
 
 
 class AuditEvent(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pgvault import migrations, models
 from pgvault.clock import Clock, SystemClock
 from pgvault.config import Settings
 from pgvault.crypto import Cipher, load_or_create_key
@@ -28,11 +29,16 @@ class Context:
         """The URL clients reach this service at (used in secret URIs and blob endpoints)."""
         return (self.settings.public_url or "http://127.0.0.1:8080").rstrip("/")
 
+    def migrate(self) -> None:
+        """Bring the metadata schema to the newest Alembic revision (idempotent)."""
+        migrations.upgrade(self.db.engine)
+
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Context:
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         master = load_or_create_key(settings.keys_dir / "master.key", settings.master_key)
         token_key = load_or_create_key(settings.keys_dir / "token-signing.key")
+        models.register()
         return cls(
             settings=settings,
             db=Database(settings.metadata_url),

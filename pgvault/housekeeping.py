@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pgvault import instances, jobs, recovery_points
+from pgvault import instances, jobs, policies, recovery_points, vaults
 from pgvault.context import Context
 from pgvault.jobkinds import deletion, tiering
 from pgvault.recovery_points import COMMITTED, DELETING, RecoveryPoint
@@ -57,7 +57,6 @@ def immutable(vault_properties: dict[str, Any]) -> bool:
 
 def purge_instances(ctx: Context, now: datetime) -> int:
     """Remove soft-deleted instances whose retention ended (points first, then the row)."""
-    from pgvault import vaults
 
     purged = 0
     with ctx.db.session() as s:
@@ -217,7 +216,6 @@ def end_rehydrations(ctx: Context, now: datetime) -> int:
 
 def reapply_policy(ctx: Context, instance_id: str) -> None:
     """Recompute every point's tier times after a policy change or a resume."""
-    from pgvault import policies
 
     with ctx.db.session() as s:
         inst = s.get(instances.Instance, instance_id)

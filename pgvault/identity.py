@@ -22,8 +22,8 @@ from sqlalchemy import Boolean, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import Code, Conflict, NotFound, TooManyAttempts, Unauthorized
+from pgvault.orm import Base, UTCDateTime
 
 USER = "User"
 SERVICE_PRINCIPAL = "ServicePrincipal"

@@ -10,8 +10,8 @@ from sqlalchemy import ForeignKey, Select, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, policies, secrets, servers
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, Code, Conflict, UserError
+from pgvault.orm import Base, UTCDateTime
 from pgvault.policies import Policy
 from pgvault.servers import Server
 from pgvault.vaults import Vault

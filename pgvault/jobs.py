@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import Code, Conflict, NotFound, PgVaultError
+from pgvault.orm import Base, UTCDateTime
 
 IN_PROGRESS = "InProgress"
 COMPLETED = "Completed"

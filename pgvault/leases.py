@@ -12,7 +12,8 @@ from sqlalchemy import String, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pgvault.db import Base, Database, UTCDateTime
+from pgvault.db import Database
+from pgvault.orm import Base, UTCDateTime
 
 
 class Lease(Base):

@@ -18,9 +18,15 @@ from pgvault import (  # noqa: F401  (imported for their tables)
     tenancy,
     vaults,
 )
-from pgvault.db import Base
+from pgvault.orm import Base
 from pgvault.storage import accounts  # noqa: F401
 
 
 def metadata() -> MetaData:
+    """Every table of pgvault (for Alembic, and for the session's flush order)."""
     return Base.metadata
+
+
+def register() -> None:
+    """Called where a database is opened: importing this module registered every table
+    (foreign keys name their tables, so all must be known before the first flush)."""

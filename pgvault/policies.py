@@ -16,8 +16,8 @@ from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, jsonbody, retention
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, Code, Conflict
+from pgvault.orm import Base, UTCDateTime
 
 DATASOURCE_TYPE = "Microsoft.DBforPostgreSQL/servers/databases"
 

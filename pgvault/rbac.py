@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import JSON, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, Code, Conflict, NotFound
+from pgvault.orm import Base, UTCDateTime
 
 DP = "Microsoft.DataProtection/backupVaults"
 BI = f"{DP}/backupInstances"

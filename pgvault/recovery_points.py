@@ -13,8 +13,8 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import armstore, retention
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import Code
+from pgvault.orm import Base, UTCDateTime
 
 VAULT_STORE = "VaultStore"
 ARCHIVE_STORE = "ArchiveStore"

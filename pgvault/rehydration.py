@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pgvault.errors import BadRequest, Code, UserError
 from pgvault.recovery_points import ARCHIVE_STORE, VAULT_STORE, RecoveryPoint
-from pgvault.schedule import Duration
+from pgvault.recurrence import Duration
 
 DEFAULT_DURATION = "P15D"
 HIGH_PRIORITY = 10

@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from pgvault import jsonbody
 from pgvault.errors import BadRequest
-from pgvault.schedule import (
+from pgvault.recurrence import (
     WEEKDAY_NAMES,
     Duration,
     Schedule,

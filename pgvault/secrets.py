@@ -20,8 +20,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pgvault import arm, armstore, regions, tenancy
 from pgvault.armstore import ArmResource
 from pgvault.crypto import Cipher
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, Code, NotFound, UserError
+from pgvault.orm import Base, UTCDateTime
 
 MAX_SECRET_BYTES = 25 * 1024
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, regions, tenancy
 from pgvault.armstore import ArmResource
-from pgvault.db import Base
 from pgvault.errors import BadRequest, Code, Conflict
+from pgvault.orm import Base
 
 
 class Server(ArmResource, Base):

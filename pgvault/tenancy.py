@@ -9,8 +9,8 @@ from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, regions
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import Code, NotFound
+from pgvault.orm import Base, UTCDateTime
 
 DEFAULT_RESOURCE_GROUP = "default"
 

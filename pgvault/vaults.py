@@ -16,8 +16,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, identity, regions, tenancy
 from pgvault.armstore import ArmResource
-from pgvault.db import Base
 from pgvault.errors import BadRequest, Code, Conflict
+from pgvault.orm import Base
 
 DEFAULT_PROPERTIES: dict[str, Any] = {
     "storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}],

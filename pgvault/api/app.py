@@ -15,7 +15,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgvault import __version__
-from pgvault.api import access, authz, dataprotection, resources
+from pgvault.api import access, actions, dataprotection, resources
 from pgvault.api.deps import error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, PgVaultError
@@ -168,7 +168,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         if request.method not in ("GET", "HEAD") or status in (401, 403):
             path = request.url.path
             if not path.startswith("/oauth2/") or status in (401, 429):
-                wanted = authz.requested(request.method, path)
+                wanted = actions.requested(request.method, path)
                 who = getattr(request.state, "caller", None)
                 await run_in_threadpool(
                     service.access.record,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from pgvault.api import authz
+from pgvault.api import actions
 from pgvault.errors import Code, PgVaultError, Unauthorized
 from pgvault.identity import Caller
 from pgvault.services import Service
@@ -36,7 +36,7 @@ def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Calle
     """Every API call needs a valid bearer token and a role that allows its action here."""
     who = svc.access.authenticate(bearer(request))
     request.state.caller = who
-    wanted = authz.requested(request.method, request.url.path)
+    wanted = actions.requested(request.method, request.url.path)
     if not wanted.open:
         svc.access.authorize(who, wanted.action, wanted.scope)
     return who

@@ -9,7 +9,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pgvault import arm, jobs, policies, recovery_points, secrets, servers, tenancy, vaults
+from pgvault import (
+    arm,
+    jobs,
+    policies,
+    recovery_points,
+    retention,
+    secrets,
+    servers,
+    tenancy,
+    vaults,
+)
 from pgvault.clock import iso, timespan
 from pgvault.errors import Code
 from pgvault.services.monitoring import JobView
@@ -145,7 +155,6 @@ def policy(v: vaults.Vault, p: policies.Policy) -> dict[str, Any]:
 
 
 def _summary(p: policies.Policy) -> str:
-    from pgvault import retention
 
     try:
         return retention.describe_policy(p.properties)

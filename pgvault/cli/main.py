@@ -7,10 +7,6 @@ Secrets are read from stdin or a prompt, never from argv.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import logging
-import os
 from typing import Annotated
 
 import typer
@@ -59,12 +55,6 @@ sa_app.add_typer(container_app, name="container")
 # -- serve and auth -------------------------------------------------------------------------
 
 
-def _limit_malloc_arenas() -> None:
-    """Cap glibc's per-thread malloc arenas: many threads otherwise keep RSS high after a job."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -72,23 +62,11 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="In-process worker threads.")] = None,
 ) -> None:
     """Start the service: REST API, in-process workers, embedded defaults under PGVAULT_HOME."""
-    _limit_malloc_arenas()
-
     # Deferred: the server stack is expensive to import and only `serve` needs it (the other
     # commands are HTTP clients of it).
-    import uvicorn
+    from pgvault import server
 
-    from pgvault.api.app import create_app
-    from pgvault.config import Settings
-    from pgvault.context import Context
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    public = os.environ.get("PGVAULT_PUBLIC_URL") or f"http://{host}:{port}"
-    settings = Settings.from_env(public_url=public, workers=workers)
-    ctx = Context.create(settings)
-    out.print(f"pgvault serving on http://{host}:{port} (home: {settings.home})")
-    out.print("Get a bearer token with: pgvault auth token")
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+    server.serve(host, port, workers, out.print)
 
 
 @command(auth_app, "token", scope=Scope.none, output=False)

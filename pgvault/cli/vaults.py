@@ -6,9 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
+from pgvault import retention
 from pgvault.cli.client import ApiError
 from pgvault.cli.common import Call, NameOpt, VaultOpt, command
 from pgvault.cli.output import Columns, out
+from pgvault.errors import PgVaultError
 
 vault_app = typer.Typer(no_args_is_help=True, help="Backup vaults.")
 policy_app = typer.Typer(no_args_is_help=True, help="Backup policies.")
@@ -73,8 +75,6 @@ def policy_create(
     archive_keep: Annotated[str, typer.Option(help="total age kept in archive")] = "P3Y",
 ) -> Any:
     """Create or replace a policy: schedule, retention per tag, archive tier."""
-    from pgvault import retention
-
     try:
         props = retention.build_policy(
             schedule=schedule,
@@ -90,8 +90,8 @@ def policy_create(
             archive_after=archive_after,
             archive_keep=archive_keep,
         )
-    except Exception as exc:  # the same validation the service runs
-        raise ApiError(getattr(exc, "code", "BadParameter"), str(exc)) from None
+    except PgVaultError as exc:  # the same validation the service runs, before any call
+        raise ApiError(exc.code, exc.message, exc.recommended_action) from None
     return call.client.put(f"{call.vault(vault_name)}/backupPolicies/{name}", {"properties": props})
 
 

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from pgvault import (
     instances,
     jobs,
-    permissions,
     policies,
     recovery_points,
     retention,
     servers,
+    vault_access,
     vaults,
 )
 from pgvault.clock import iso
@@ -109,8 +109,8 @@ def resolve_source(
 ) -> Source:
     """validateForBackup's metadata checks: the vault identity's roles on the server and
     key vault, and a usable secret. Runs in the caller's transaction; contacts nothing."""
-    errors: list[PgVaultError] = [*permissions.on_server(s, vault, server)]
-    denied = permissions.on_secret(s, vault, secret_uri)
+    errors: list[PgVaultError] = [*vault_access.on_server(s, vault, server)]
+    denied = vault_access.on_secret(s, vault, secret_uri)
     errors.extend(denied)
     ep: pgtools.Endpoint | None = None
     if not denied:

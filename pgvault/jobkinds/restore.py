@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from pgvault import (
     instances,
     jobs,
-    permissions,
     recovery_points,
     rehydration,
     servers,
+    vault_access,
     vaults,
 )
 from pgvault.clock import iso
@@ -199,9 +199,9 @@ def _resolve_database(
                 "crossSubscriptionRestoreSettings on the vault.",
             )
         )
-    errors.extend(permissions.on_server(s, vault, server))
+    errors.extend(vault_access.on_server(s, vault, server))
     try:
-        denied = permissions.on_secret(s, vault, t.secret_uri)
+        denied = vault_access.on_secret(s, vault, t.secret_uri)
         errors.extend(denied)
         if denied:
             return None, server.name
@@ -240,7 +240,7 @@ def _resolve_files(
                 recommended_action="Restore to storage in the vault's subscription.",
             )
         )
-    denied = permissions.on_container(s, vault, account, container.name)
+    denied = vault_access.on_container(s, vault, account, container.name)
     if denied:
         errors.extend(denied)
         return None, container.name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import pgvault.db
+import pgvault.orm
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

@@ -25,7 +25,7 @@ def bootstrap(ctx: Context) -> str | None:
     Returns a note for the console on first start (never the secret itself: the
     admin's client credentials go to a 0600 file under PGVAULT_HOME).
     """
-    ctx.db.migrate()
+    ctx.migrate()
     now = ctx.clock.now()
     try:
         with ctx.db.session() as s:

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pgvault import arm, armstore, regions, tenancy
 from pgvault.armstore import ArmResource
 from pgvault.crypto import Cipher
-from pgvault.db import Base, UTCDateTime
 from pgvault.errors import BadRequest, Code, Conflict, StorageError, UserError
+from pgvault.orm import Base, UTCDateTime
 from pgvault.storage.backends import Location, azure_location, local_location, s3_location
 
 KINDS = ("local", "s3", "azure")
@@ -193,6 +193,7 @@ def _create_backend_container(cipher: Cipher, account: StorageAccount, name: str
     else (an undecryptable account key, a bug) keeps its type and code.
     """
     if account.kind == "azure":
+        # Deferred: the Azure SDK is slow to import and only Azure accounts need it.
         from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.blob import BlobServiceClient
 

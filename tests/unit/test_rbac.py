@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from pgvault import rbac
-from pgvault.api.authz import OPEN_ACTIONS, requested
+from pgvault.api.actions import OPEN_ACTIONS, requested
 from pgvault.config import Settings
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Conflict, NotFound
@@ -336,7 +336,7 @@ def test_covers(assignment: str, resource: str, covered: bool) -> None:
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
     home: Path = tmp_path_factory.mktemp("rbac")
     context = Context.create(Settings(home=home, datastore_url="memory://"))
-    context.db.migrate()
+    context.migrate()
     yield context
     context.db.dispose()
 

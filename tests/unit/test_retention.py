@@ -14,8 +14,8 @@ import pytest
 from pgvault import policies, retention
 from pgvault.clock import FrozenClock
 from pgvault.errors import BadRequest
+from pgvault.recurrence import Schedule
 from pgvault.retention import ARCHIVE, VAULT, Tag, TierSpan
-from pgvault.schedule import Schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import pgvault.db
+import pgvault.orm
 
 revision = "0001"
 down_revision = None
@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("principal_id", sa.String(length=36), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("properties", sa.JSON(), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_backup_vaults")),
         sa.UniqueConstraint("arm_key", name=op.f("uq_backup_vaults_arm_key")),
     )
@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("subscription_id", sa.String(length=36), nullable=False),
         sa.Column("resource_group", sa.String(length=90), nullable=False),
         sa.Column("location", sa.String(length=40), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_key_vaults")),
         sa.UniqueConstraint("arm_key", name=op.f("uq_key_vaults_arm_key")),
         sa.UniqueConstraint("name", name=op.f("uq_key_vaults_name")),
@@ -55,8 +55,8 @@ def upgrade() -> None:
         sa.Column("job_id", sa.String(length=36), nullable=True),
         sa.Column("resource_id", sa.String(length=500), nullable=True),
         sa.Column("error", sa.JSON(), nullable=True),
-        sa.Column("started_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("ended_at", pgvault.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operations")),
     )
     op.create_table(
@@ -67,7 +67,7 @@ def upgrade() -> None:
         sa.Column("client_id", sa.String(length=36), nullable=True),
         sa.Column("secret_hash", sa.String(length=256), nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_principals")),
         sa.UniqueConstraint("client_id", name=op.f("uq_principals_client_id")),
         sa.UniqueConstraint("name", name=op.f("uq_principals_name")),
@@ -82,7 +82,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("port", sa.Integer(), nullable=False),
         sa.Column("location", sa.String(length=40), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_servers")),
         sa.UniqueConstraint("arm_key", name=op.f("uq_servers_arm_key")),
     )
@@ -97,7 +97,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("secret", sa.LargeBinary(), nullable=True),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_storage_accounts")),
         sa.UniqueConstraint("arm_key", name=op.f("uq_storage_accounts_arm_key")),
         sa.UniqueConstraint("name", name=op.f("uq_storage_accounts_name")),
@@ -107,7 +107,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("display_name", sa.String(length=128), nullable=False),
         sa.Column("is_default", sa.Boolean(), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
     )
     op.create_table(
@@ -118,7 +118,7 @@ def upgrade() -> None:
         sa.Column("name_key", sa.String(length=63), nullable=False),
         sa.Column("properties", sa.JSON(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["vault_id"],
             ["backup_vaults.id"],
@@ -135,7 +135,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=90), nullable=False),
         sa.Column("name_key", sa.String(length=90), nullable=False),
         sa.Column("location", sa.String(length=40), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscription_id"],
             ["subscriptions.id"],
@@ -154,7 +154,7 @@ def upgrade() -> None:
         sa.Column("version", sa.String(length=32), nullable=False),
         sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
         sa.Column("content_type", sa.String(length=255), nullable=True),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["key_vault_id"],
             ["key_vaults.id"],
@@ -171,7 +171,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("account_id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=63), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["storage_accounts.id"],
@@ -193,7 +193,7 @@ def upgrade() -> None:
         sa.Column("policy_id", sa.String(length=36), nullable=False),
         sa.Column("secret_uri", sa.String(length=500), nullable=False),
         sa.Column("protection_state", sa.String(length=40), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["policy_id"],
             ["backup_policies.id"],
@@ -222,9 +222,9 @@ def upgrade() -> None:
         sa.Column("phases", sa.JSON(), nullable=False),
         sa.Column("bytes_done", sa.BigInteger(), nullable=False),
         sa.Column("bytes_total", sa.BigInteger(), nullable=True),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_at", pgvault.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", pgvault.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True),
         sa.Column("error_code", sa.String(length=100), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("recommended_action", sa.Text(), nullable=True),
@@ -234,7 +234,7 @@ def upgrade() -> None:
         sa.Column("is_user_triggered", sa.Boolean(), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("worker_id", sa.String(length=200), nullable=True),
-        sa.Column("heartbeat_at", pgvault.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["instance_id"],
             ["backup_instances.id"],
@@ -255,7 +255,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("instance_id", sa.String(length=36), nullable=False),
         sa.Column("vault_id", sa.String(length=36), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.Column("tier", sa.String(length=16), nullable=False),
         sa.Column("location", sa.String(length=500), nullable=False),
         sa.Column("stored_bytes", sa.BigInteger(), nullable=False),
@@ -263,7 +263,7 @@ def upgrade() -> None:
         sa.Column("retention_tag", sa.String(length=32), nullable=False),
         sa.Column("policy_name", sa.String(length=63), nullable=True),
         sa.Column("policy_version", sa.Integer(), nullable=True),
-        sa.Column("expires_at", pgvault.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True),
         sa.Column("manifest", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["instance_id"],

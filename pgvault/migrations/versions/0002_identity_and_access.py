@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import pgvault.db
+import pgvault.orm
 
 revision = "0002"
 down_revision = "0001"
@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_events",
         sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.Column("principal_id", sa.String(length=36), nullable=True),
         sa.Column("principal_name", sa.String(length=128), nullable=True),
         sa.Column("action", sa.String(length=300), nullable=False),
@@ -41,13 +41,13 @@ def upgrade() -> None:
         "login_failures",
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("locked_until", pgvault.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("locked_until", pgvault.orm.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_login_failures")),
     )
     op.create_table(
         "revoked_tokens",
         sa.Column("jti", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("jti", name=op.f("pk_revoked_tokens")),
     )
     op.create_table(
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("principal_id", sa.String(length=36), nullable=False),
         sa.Column("principal_type", sa.String(length=32), nullable=False),
         sa.Column("created_by", sa.String(length=36), nullable=True),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_role_assignments")),
     )
     with op.batch_alter_table("role_assignments", schema=None) as batch_op:
@@ -76,7 +76,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("description", sa.String(length=1000), nullable=False),
         sa.Column("permissions", sa.JSON(), nullable=False),
-        sa.Column("created_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_role_definitions")),
         sa.UniqueConstraint("name", name=op.f("uq_role_definitions_name")),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import pgvault.db
+import pgvault.orm
 
 revision = "0003"
 down_revision = "0002"
@@ -24,18 +24,18 @@ def upgrade() -> None:
         "leases",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("holder", sa.String(length=200), nullable=False),
-        sa.Column("expires_at", pgvault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
     )
     with op.batch_alter_table("backup_instances", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("last_slot_at", pgvault.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("last_slot_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("deleted_at", pgvault.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("deleted_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("purge_at", pgvault.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("purge_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True)
         )
 
     with op.batch_alter_table("recovery_points", schema=None) as batch_op:
@@ -50,16 +50,16 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("archive_location", sa.String(length=500), nullable=True))
         batch_op.add_column(
-            sa.Column("vault_expires_at", pgvault.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("vault_expires_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("archive_due_at", pgvault.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("archive_due_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("archive_expires_at", pgvault.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("archive_expires_at", pgvault.orm.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("rehydrated_until", pgvault.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("rehydrated_until", pgvault.orm.UTCDateTime(timezone=True), nullable=True)
         )
 
     # ### end Alembic commands ###

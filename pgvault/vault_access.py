@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from pgvault import rbac, secrets, servers, vaults
+from pgvault import arm, rbac, secrets, servers, vaults
 from pgvault.errors import Code, UserError
 from pgvault.storage import accounts
 
@@ -59,7 +59,6 @@ def on_container(
     s: Session, vault: vaults.Vault, account: accounts.StorageAccount, container: str
 ) -> list[UserError]:
     """Storage Blob Data Contributor on the container (or its account)."""
-    from pgvault import arm
 
     scope = arm.container_id(
         account.subscription_id, account.resource_group, account.name, container

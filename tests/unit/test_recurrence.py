@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pgvault.errors import BadRequest
-from pgvault.schedule import Duration, RepeatingInterval, Schedule, resolve_zone
+from pgvault.recurrence import Duration, RepeatingInterval, Schedule, resolve_zone
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
