@@ -193,6 +193,7 @@ def run(
     stderr = pgtools.StderrTail(proc.stderr, (ep.creds.password,))
     digest = hashlib.sha256()
     counters = {"raw": 0, "stored": 0}
+    assert proc.stdout is not None
     try:
         location.put_stream(DUMP, _compressed_chunks(proc, stderr, progress, digest, counters))
     except BaseException:
@@ -200,6 +201,8 @@ def run(
             proc.kill()
         proc.wait()
         raise
+    finally:
+        proc.stdout.close()  # stderr is closed by its drain thread
     manifest = Manifest(
         recoveryPointId=point_id,
         dbName=dbname,

@@ -153,11 +153,15 @@ class StderrTail:
         self._thread.start()
 
     def _drain(self, pipe: object) -> None:
-        for raw in iter(pipe.readline, b""):  # type: ignore[attr-defined]
-            line = raw.decode(errors="replace").rstrip()
-            for secret in self._secrets:
-                line = line.replace(secret, "***")
-            self.lines.append(line)
+        """Read to EOF, then close the pipe: it is this thread's alone to close."""
+        try:
+            for raw in iter(pipe.readline, b""):  # type: ignore[attr-defined]
+                line = raw.decode(errors="replace").rstrip()
+                for secret in self._secrets:
+                    line = line.replace(secret, "***")
+                self.lines.append(line)
+        finally:
+            pipe.close()  # type: ignore[attr-defined]
 
     def text(self) -> str:
         self._thread.join(timeout=5)
