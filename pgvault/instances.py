@@ -185,6 +185,18 @@ def protecting(s: Session, datasource_id: str) -> Instance | None:
     return s.scalar(select(Instance).where(Instance.datasource_key == datasource_id.lower()))
 
 
+def check_unprotected(s: Session, server: Server, database: str, fix: str) -> None:
+    """A database is protected by one backup instance at most (UserErrorDppDatasourceAlreadyProtected)."""
+    other = protecting(s, server.database_id(database))
+    if other is not None:
+        raise UserError(
+            f"Database {database!r} on server {server.name!r} is already protected "
+            f"(backup instance {other.name!r}).",
+            code=Code.UserErrorDppDatasourceAlreadyProtected,
+            recommended_action=fix,
+        )
+
+
 def create(
     s: Session,
     vault_id: str,
@@ -272,14 +284,7 @@ def protect(
         policy_changed = existing.policy_id != policy_id
         existing.policy_id, existing.secret_uri = policy_id, secret_uri
         return existing, policy_changed
-    other = protecting(s, datasource)
-    if other is not None:
-        raise UserError(
-            f"Database {database!r} on server {server.name!r} is already protected "
-            f"(backup instance {other.name!r}).",
-            code=Code.UserErrorDppDatasourceAlreadyProtected,
-            recommended_action="A database can be protected by one vault only.",
-        )
+    check_unprotected(s, server, database, "A database can be protected by one vault only.")
     inst = create(s, vault_id, name, server.id, database, datasource, policy_id, secret_uri, now)
     return inst, False
 

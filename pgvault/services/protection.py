@@ -24,7 +24,6 @@ from pgvault import (
     servers,
     vaults,
 )
-from pgvault.errors import Code, UserError
 from pgvault.instances import InstanceSpec
 from pgvault.jobkinds import backup
 from pgvault.services.base import ServiceBase
@@ -126,14 +125,9 @@ class ProtectionService(ServiceBase):
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             server, database, _ = self._resolve_spec(s, vault, spec)
-            existing = instances.protecting(s, server.database_id(database))
-            if existing is not None:
-                raise UserError(
-                    f"Database {database!r} on server {server.name!r} is already protected "
-                    f"(backup instance {existing.name!r}).",
-                    code=Code.UserErrorDppDatasourceAlreadyProtected,
-                    recommended_action="Stop protection there first, or use that instance.",
-                )
+            instances.check_unprotected(
+                s, server, database, "Stop protection there first, or use that instance."
+            )
             source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)
         backup.check(source)
 
