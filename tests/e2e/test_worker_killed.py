@@ -207,21 +207,20 @@ def test_cleanup_removes_an_upload_interrupted_by_kill(tmp_path: Path) -> None:
     and `Location.delete_all()` -- what the sweep uses to clean a point -- must remove it."""
     from pgvault.storage.backends import local_location
 
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", _INTERRUPTED_UPLOAD, str(tmp_path)],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "WRITTEN"
-        deadline = time.monotonic() + 30
-        while not _files_under(tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _files_under(tmp_path), "the upload wrote nothing before the kill"
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "WRITTEN"
+            deadline = time.monotonic() + 30
+            while not _files_under(tmp_path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _files_under(tmp_path), "the upload wrote nothing before the kill"
+        finally:
+            proc.kill()
 
     point = local_location(tmp_path).child("point")
     assert point.list() == []  # nothing visible: the object never completed
