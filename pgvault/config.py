@@ -32,6 +32,9 @@ class Settings:
     stale_after_seconds: float = 30.0
     scheduler_seconds: float = 20.0
     token_lifetime_seconds: int = 3600
+    #: TLS for `pgvault serve` (PEM files; both or neither). Set: https, HSTS, https public URL.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -48,8 +51,16 @@ class Settings:
             values["scheduler_seconds"] = float(env["PGVAULT_SCHEDULER_SECONDS"])
         if env.get("PGVAULT_WORKERS"):
             values["workers"] = int(env["PGVAULT_WORKERS"])
+        for key in ("tls_cert", "tls_key"):
+            if env.get(f"PGVAULT_{key.upper()}"):
+                values[key] = Path(env[f"PGVAULT_{key.upper()}"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def tls(self) -> bool:
+        """Whether the service speaks https (a certificate is configured)."""
+        return self.tls_cert is not None
 
     @property
     def metadata_url(self) -> str:

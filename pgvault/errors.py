@@ -449,6 +449,17 @@ class Code(StrEnum):
         500,
         "Configure a 32-byte master key, hex or base64 encoded.",
     )
+    TlsSettingsInvalid = (
+        "TlsSettingsInvalid",
+        500,
+        "Give both --tls-cert and --tls-key (or PGVAULT_TLS_CERT and PGVAULT_TLS_KEY): "
+        "readable PEM files, the key matching the certificate.",
+    )
+    TlsKeyFileTooOpen = (
+        "TlsKeyFileTooOpen",
+        500,
+        "Make the TLS key file readable by its owner only (chmod 600 FILE), then start again.",
+    )
     SecretDecryptionFailed = (
         "SecretDecryptionFailed",
         500,

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
+import ipaddress
 import logging
-import os
+import ssl
+import stat
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
+from pgvault.errors import Code, PgVaultError
+
+#: TLS 1.2 suites offered (TLS 1.3 suites are OpenSSL's, all strong); forward secret, AEAD only.
+TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def _limit_malloc_arenas() -> None:
@@ -25,13 +33,90 @@ def _limit_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
 
 
-def serve(host: str, port: int, workers: int | None, say: Callable[[str], None]) -> None:
-    """Run the REST API and the in-process workers until interrupted."""
+def check_tls(cert: Path | None, key: Path | None) -> None:
+    """Refuse to start on a half, unreadable, mismatched or exposed TLS configuration.
+
+    Both files or neither; the key file open to nobody but its owner (no group or other
+    permission bits, like ssh's private keys); the pair must load into a server context.
+    """
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        missing = "--tls-cert (PGVAULT_TLS_CERT)" if cert is None else "--tls-key (PGVAULT_TLS_KEY)"
+        raise PgVaultError(
+            f"TLS needs a certificate and its key: {missing} is not set.",
+            code=Code.TlsSettingsInvalid,
+        )
+    for what, path in (("certificate", cert), ("key", key)):
+        if not path.is_file():
+            raise PgVaultError(
+                f"The TLS {what} file {path} does not exist or is not a file.",
+                code=Code.TlsSettingsInvalid,
+            )
+    mode = stat.S_IMODE(key.stat().st_mode)
+    if mode & 0o077:
+        raise PgVaultError(
+            f"The TLS key file {key} is open to other users (mode {mode:04o}); "
+            "pgvault will not serve with a private key others may read.",
+            code=Code.TlsKeyFileTooOpen,
+            recommended_action=f"Make it readable by its owner only: chmod 600 {key}",
+        )
+    try:
+        # A passphrase-protected key fails here instead of prompting on the terminal.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=lambda: "")
+    except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        raise PgVaultError(
+            f"The TLS certificate {cert} and key {key} cannot be used: {reason}.",
+            code=Code.TlsSettingsInvalid,
+        ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(
+    host: str,
+    port: int,
+    workers: int | None,
+    say: Callable[[str], None],
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> None:
+    """Run the REST API and the in-process workers until interrupted.
+
+    TLS comes from the arguments (`--tls-cert`/`--tls-key`), else PGVAULT_TLS_CERT and
+    PGVAULT_TLS_KEY; with it the service speaks https only, sends HSTS, and its public URL
+    defaults to https://HOST:PORT. A bad TLS setup raises `PgVaultError` before any state
+    is touched.
+    """
+    settings = Settings.from_env(workers=workers, tls_cert=tls_cert, tls_key=tls_key)
+    check_tls(settings.tls_cert, settings.tls_key)
+    scheme = "https" if settings.tls else "http"
+    if settings.public_url is None:
+        settings = dataclasses.replace(settings, public_url=f"{scheme}://{host}:{port}")
     _limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    public = os.environ.get("PGVAULT_PUBLIC_URL") or f"http://{host}:{port}"
-    settings = Settings.from_env(public_url=public, workers=workers)
     ctx = Context.create(settings)
-    say(f"pgvault serving on http://{host}:{port} (home: {settings.home})")
+    say(f"pgvault serving on {scheme}://{host}:{port} (home: {settings.home})")
+    if settings.tls and str(settings.public_url).startswith("http:"):
+        say(f"warning: PGVAULT_PUBLIC_URL is {settings.public_url}; clients will be sent to http")
+    if not settings.tls and not _is_loopback(host):
+        say(
+            "warning: plain http on a network address: tokens cross the network in clear; "
+            "serve with --tls-cert FILE --tls-key FILE"
+        )
     say("Get a bearer token with: pgvault auth token")
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(ctx),
+        host=host,
+        port=port,
+        log_level="info",
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
+        ssl_ciphers=TLS_CIPHERS,  # used only with a certificate
+    )

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import RequestResponseEndpoint
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgvault import __version__
 from pgvault.api import access, actions, dataprotection, resources
@@ -82,6 +82,28 @@ class CanonicalPath:
         await self.app(scope, receive, send)
 
 
+class StrictTransportSecurity:
+    """HSTS on every response (added only when the service speaks https)."""
+
+    HEADER = (b"strict-transport-security", b"max-age=31536000")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != self.HEADER[0]]
+                message = {**message, "headers": [*headers, self.HEADER]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_hsts)
+
+
 def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     """The API over one service; the worker pool starts and stops with the app."""
     pool = WorkerPool(ctx, ctx.settings.workers) if start_workers else None
@@ -145,12 +167,16 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return error_response(
+        response = error_response(
             PgVaultError(
                 f"Internal error ({type(exc).__name__}); see the service log.",
                 code=Code.InternalError,
             )
         )
+        if ctx.settings.tls:  # answered outside the middleware stack: HSTS set here
+            name, value = StrictTransportSecurity.HEADER
+            response.headers[name.decode()] = value.decode()
+        return response
 
     @app.get("/healthz")
     def healthz(request: Request) -> JSONResponse:
@@ -182,4 +208,6 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         return response
 
     app.add_middleware(CanonicalPath)
+    if ctx.settings.tls:
+        app.add_middleware(StrictTransportSecurity)  # outermost: errors answered early get it too
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,47 @@ class ApiError(Exception):
         )
 
 
+#: The fix for an untrusted service certificate (verification is never turned off).
+CA_BUNDLE_FIX = (
+    "Set PGVAULT_CA_BUNDLE to a PEM file holding the certificate of the CA that signed the "
+    "service's certificate (for a self-signed certificate: that certificate file)."
+)
+
+
+def tls_context() -> ssl.SSLContext:
+    """How the CLI checks the service's certificate (always: hostname and chain).
+
+    PGVAULT_CA_BUNDLE (a PEM file) alone if set; else the system's store (OpenSSL's default
+    paths, which honour SSL_CERT_FILE and SSL_CERT_DIR); if that store holds no CA at all
+    (a minimal container), httpx's default, certifi's Mozilla bundle.
+    """
+    bundle = os.environ.get("PGVAULT_CA_BUNDLE")
+    if bundle:
+        try:
+            return ssl.create_default_context(cafile=bundle)
+        except (OSError, ssl.SSLError) as exc:  # missing, unreadable, or no PEM certificate
+            reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+            raise ApiError(
+                "InvalidCaBundle",
+                f"PGVAULT_CA_BUNDLE ({bundle}) is not a readable PEM certificate file: {reason}.",
+                CA_BUNDLE_FIX,
+            ) from None
+    ctx = ssl.create_default_context()
+    if not ctx.cert_store_stats()["x509_ca"]:
+        ctx = httpx.create_ssl_context()
+    return ctx
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind an httpx error, if that is its cause."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _base_url() -> str:
     return os.environ.get("PGVAULT_URL", "http://127.0.0.1:8080").rstrip("/")
 
@@ -59,13 +101,16 @@ class Client:
     token: str | None = None
     _subscription: str | None = None
     _lifetime: float = 600.0
+    _tls: ssl.SSLContext | None = None
 
     @classmethod
     def from_env(cls) -> Client:
         return cls(_base_url(), os.environ.get("PGVAULT_TOKEN"))
 
     def _http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=60.0)
+        if self._tls is None:
+            self._tls = tls_context()
+        return httpx.Client(base_url=self.base_url, timeout=60.0, verify=self._tls)
 
     def fetch_token(self, client_id: str | None = None, secret: str | None = None) -> str:
         """A token for the given client, or for the admin credentials under PGVAULT_HOME."""
@@ -173,6 +218,14 @@ class Client:
                 rest = {k: v for k, v in kw.items() if k != "params"}
                 resp = http.request(method, path, headers=headers, params=params, **rest)
         except httpx.HTTPError as exc:
+            bad_cert = _certificate_error(exc)
+            if bad_cert is not None:
+                raise ApiError(
+                    "CertificateVerifyFailed",
+                    f"The certificate of {self.base_url} is not trusted: "
+                    f"{bad_cert.verify_message or bad_cert.reason}.",
+                    CA_BUNDLE_FIX,
+                ) from None
             raise ApiError(
                 "ServiceUnreachable",
                 f"Cannot reach pgvault at {self.base_url}: {exc}",

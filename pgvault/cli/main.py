@@ -7,9 +7,11 @@ Secrets are read from stdin or a prompt, never from argv.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from pgvault.cli.access import (
     audit_app,
@@ -23,9 +25,10 @@ from pgvault.cli.access import (
 from pgvault.cli.backups import backup_app, job_app, restore_app, rp_app
 from pgvault.cli.common import Call, Scope, command, read_secret
 from pgvault.cli.instances import instance_app
-from pgvault.cli.output import out
+from pgvault.cli.output import err, out
 from pgvault.cli.resources import container_app, kv_app, sa_app, secret_app, server_app
 from pgvault.cli.vaults import policy_app, vault_app
+from pgvault.errors import PgVaultError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 auth_app = typer.Typer(no_args_is_help=True, help="Tokens for the API.")
@@ -60,13 +63,26 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     workers: Annotated[int | None, typer.Option(help="In-process worker threads.")] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate (chain): serve https. Default: PGVAULT_TLS_CERT."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(help="PEM private key of --tls-cert, mode 0600. Default: PGVAULT_TLS_KEY."),
+    ] = None,
 ) -> None:
     """Start the service: REST API, in-process workers, embedded defaults under PGVAULT_HOME."""
     # Deferred: the server stack is expensive to import and only `serve` needs it (the other
     # commands are HTTP clients of it).
     from pgvault import server
 
-    server.serve(host, port, workers, out.print)
+    try:
+        server.serve(host, port, workers, out.print, tls_cert=tls_cert, tls_key=tls_key)
+    except PgVaultError as exc:  # a refused start: what is wrong and the fix, no traceback
+        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
+        err.print(f"[yellow]fix:[/yellow] {escape(exc.recommended_action)}")
+        raise typer.Exit(1) from None
 
 
 @command(auth_app, "token", scope=Scope.none, output=False)

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,9 @@ import pytest
 
 from tests.support.pg import PgCluster, free_port
 from tests.support.sampledb import build_rich_database, create_sample_roles
+from tests.support.tls import TlsFiles, tls_files
+
+__all__ = ["tls_files"]  # the fixture, for this directory's tests
 
 #: The venv's console script (the venv's python is a symlink; its bin dir is the venv's).
 PGVAULT_BIN = str(Path(sys.executable).parent / "pgvault")
@@ -45,20 +49,45 @@ API_VERSION = "2025-07-01"
 _SERVICE_VARS = {
     "PGVAULT_URL", "PGVAULT_HOME", "PGVAULT_TOKEN", "PGVAULT_DATABASE_URL",
     "PGVAULT_DATASTORE_URL", "PGVAULT_MASTER_KEY", "PGVAULT_PUBLIC_URL", "PGVAULT_WORKERS",
+    "PGVAULT_TLS_CERT", "PGVAULT_TLS_KEY", "PGVAULT_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
 }  # fmt: skip
 
 _live_servers: list[PgvaultServer] = []
 
 
 class PgvaultServer:
-    """One `pgvault serve` process on a fixed home and port (restartable)."""
+    """One `pgvault serve` process on a fixed home and port (restartable).
 
-    def __init__(self, home: Path, port: int, log_path: Path) -> None:
+    With `tls` it serves https (`--tls-cert`/`--tls-key`, or PGVAULT_TLS_CERT/KEY when
+    `tls_from_env`), and every CLI call and `api()` trusts that certificate
+    (PGVAULT_CA_BUNDLE for the CLI, an SSL context for httpx).
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        port: int,
+        log_path: Path,
+        tls: TlsFiles | None = None,
+        *,
+        tls_from_env: bool = False,
+    ) -> None:
         self.home = home
         self.port = port
-        self.url = f"http://{HOST}:{port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{HOST}:{port}"
         self.log_path = log_path
         self.env = {"PGVAULT_URL": self.url, "PGVAULT_HOME": str(home)}
+        self.serve_args = ["serve", "--host", HOST, "--port", str(port)]
+        #: What httpx calls (health checks, `api()`) verify the certificate with.
+        self.verify: ssl.SSLContext | bool = True
+        if tls is not None:
+            self.env["PGVAULT_CA_BUNDLE"] = str(tls.cert)
+            self.verify = tls.client_context()
+            if tls_from_env:
+                self.env.update(PGVAULT_TLS_CERT=str(tls.cert), PGVAULT_TLS_KEY=str(tls.key))
+            else:
+                self.serve_args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
         self.proc: subprocess.Popen[bytes] | None = None
         #: stdout + stderr of every CLI call, for "the secret never shows" checks.
         self.cli_outputs: list[str] = []
@@ -80,7 +109,7 @@ class PgvaultServer:
             log.write(f"\n===== pgvault serve starting (port {self.port}) =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [PGVAULT_BIN, "serve", "--host", HOST, "--port", str(self.port)],
+                [PGVAULT_BIN, *self.serve_args],
                 env=self._process_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -96,7 +125,8 @@ class PgvaultServer:
                     f"pgvault serve exited with {self.proc.returncode}:\n{self.log()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                resp = httpx.get(f"{self.url}/healthz", timeout=2, verify=self.verify)
+                if resp.status_code == 200:
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"pgvault serve did not get healthy:\n{self.log()}")
@@ -194,7 +224,13 @@ class PgvaultServer:
             headers["Authorization"] = f"Bearer {token}"
         params = {"api-version": API_VERSION, **(kw.pop("params", None) or {})}
         return httpx.request(
-            method, self.url + path, headers=headers, params=params, timeout=60, **kw
+            method,
+            self.url + path,
+            headers=headers,
+            params=params,
+            timeout=60,
+            verify=self.verify,
+            **kw,
         )
 
     def client_token(self, client_id: str, secret: str) -> str:
@@ -227,12 +263,14 @@ class PgvaultServer:
 
 
 @contextlib.contextmanager
-def running_pgvault(request: pytest.FixtureRequest) -> Iterator[PgvaultServer]:
-    """A started server on a fresh home; stopped (log printed on failure) afterwards."""
+def running_pgvault(
+    request: pytest.FixtureRequest, tls: TlsFiles | None = None, *, tls_from_env: bool = False
+) -> Iterator[PgvaultServer]:
+    """A started server on a fresh home (https with `tls`); stopped (log printed on failure)."""
     base = Path(tempfile.mkdtemp(prefix="pgvault-e2e-"))
     home = base / "home"
     home.mkdir()
-    server = PgvaultServer(home, free_port(), base / "serve.log")
+    server = PgvaultServer(home, free_port(), base / "serve.log", tls, tls_from_env=tls_from_env)
     failed_before = request.session.testsfailed
     try:
         server.start()
@@ -256,6 +294,15 @@ def pgvault_server(request: pytest.FixtureRequest) -> Iterator[PgvaultServer]:
 def pgvault_module_server(request: pytest.FixtureRequest) -> Iterator[PgvaultServer]:
     """A fresh `pgvault serve` shared by the tests of one module."""
     with running_pgvault(request) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pgvault_tls_module_server(
+    request: pytest.FixtureRequest, tls_files: TlsFiles
+) -> Iterator[PgvaultServer]:
+    """A fresh `pgvault serve --tls-cert --tls-key` (self-signed) shared by a module's tests."""
+    with running_pgvault(request, tls_files) as server:
         yield server
 
 
