@@ -13,6 +13,7 @@ addresses compared as addresses, no port means 5432).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -49,10 +50,8 @@ def canonical_address(host: str, port: int | None) -> tuple[str, int]:
     h = host.strip().lower().rstrip(".")
     if h.startswith("[") and h.endswith("]"):
         h = h[1:-1]
-    try:
+    with contextlib.suppress(ValueError):
         h = ipaddress.ip_address(h).compressed
-    except ValueError:
-        pass
     return h, port or DEFAULT_PORT
 
 

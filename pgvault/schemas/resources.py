@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import ConfigDict, JsonValue, StrictInt
 
 from pgvault.errors import BadRequest
-from pgvault.servers import Connection
 from pgvault.schemas.base import INVALID, AzureModel
+from pgvault.servers import Connection
 
 
 class GroupBody(AzureModel):
