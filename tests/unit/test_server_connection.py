@@ -213,3 +213,21 @@ def test_upgrade_keeps_servers_and_gives_them_the_defaults(tmp_path: Path) -> No
         assert tuple(row) == ("db.example", 5432, "prefer", None, "scram-sha-256")
     finally:
         engine.dispose()
+
+
+def test_only_jobkinds_base_builds_an_endpoint() -> None:
+    """`jobkinds.base.endpoint` checks the secret's address; nothing else may build one."""
+    import ast
+
+    import pgvault
+
+    root = Path(pgvault.__file__).parent
+    builders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                if name == "Endpoint":
+                    builders.append(str(path.relative_to(root)))
+    assert builders == ["jobkinds/base.py"]
