@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.orm import Base, UTCDateTime
@@ -24,6 +26,12 @@ class AuditEvent(Base):
     status: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(100))
+    #: JSON: what a write changed, where it matters (a server's old and new address).
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    @property
+    def details_dict(self) -> dict[str, Any] | None:
+        return json.loads(self.details) if self.details else None
 
 
 def outcome_of(status: int) -> str:
@@ -43,6 +51,7 @@ def record(
     method: str,
     status: int,
     error_code: str | None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     s.add(
         AuditEvent(
@@ -56,6 +65,7 @@ def record(
             status=status,
             outcome=outcome_of(status),
             error_code=error_code,
+            details=json.dumps(details, sort_keys=True) if details else None,
         )
     )
 

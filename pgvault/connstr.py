@@ -4,10 +4,17 @@ Azure stores the server's ADO.NET connection string in the secret
 (`Server=h;Port=5432;Database=d;User Id=u;Password=p;Ssl Mode=Require`);
 libpq URIs and `key=value` strings are accepted too. The password never appears
 in a repr, an error message or an argv: subprocesses get it through PGPASSWORD.
+
+A secret's password may be sent only to the address the secret itself names
+(`Server=`/`Port=`, or a URI's host and port): `same_address` is the one canonical
+comparison (host case-insensitive, trailing dot and IPv6 brackets dropped, IP
+addresses compared as addresses, no port means 5432).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -32,6 +39,30 @@ _ADO_KEYS = {
     "sslmode": "sslmode",
 }
 _SSL = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+#: libpq's sslmodes, weakest first (the stricter of a server's and a secret's wins).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DEFAULT_PORT = 5432
+
+
+def canonical_address(host: str, port: int | None) -> tuple[str, int]:
+    """(host, port) as compared: lower case, no trailing dot or IPv6 brackets, IP
+    addresses in their compressed form, 5432 when no port is given."""
+    h = host.strip().lower().rstrip(".")
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    with contextlib.suppress(ValueError):
+        h = ipaddress.ip_address(h).compressed
+    return h, port or DEFAULT_PORT
+
+
+def same_address(host_a: str, port_a: int | None, host_b: str, port_b: int | None) -> bool:
+    return canonical_address(host_a, port_a) == canonical_address(host_b, port_b)
+
+
+def stricter_sslmode(a: str, b: str) -> str:
+    """The stricter of two libpq sslmodes (unknown modes count as `prefer`)."""
+    rank = {m: i for i, m in enumerate(SSL_MODES)}
+    return max(a, b, key=lambda m: rank.get(m, rank["prefer"]))
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,32 @@ class Code(StrEnum):
         400,
         "Update the key-vault secret with a valid connection string.",
     )
+    UserErrorSecretServerMismatch = (
+        "UserErrorSecretServerMismatch",
+        400,
+        "Register the server with the host and port its key-vault secret names (Server=, "
+        "Port=), or use a secret made for this server's address.",
+    )
+    UserErrorSecretServerNotNamed = (
+        "UserErrorSecretServerNotNamed",
+        400,
+        "Add the server's address to the key-vault secret ('Server=HOST;Port=5432;...'): "
+        "pgvault sends a password only to the server its secret names.",
+    )
+    UserErrorInsecurePasswordAuthentication = (
+        "UserErrorInsecurePasswordAuthentication",
+        400,
+        "Configure the server for scram-sha-256 (password_encryption and pg_hba.conf), or, "
+        "if it must stay on md5, set the registered server's "
+        "properties.passwordAuthentication to md5.",
+    )
+    UserErrorServerCertificateNotTrusted = (
+        "UserErrorServerCertificateNotTrusted",
+        400,
+        "Give the registered server the root certificate that signed the server's "
+        "certificate (properties.sslRootCertificate), and register it by the host name "
+        "the certificate names.",
+    )
     UserErrorServerUnreachable = (
         "UserErrorServerUnreachable",
         400,

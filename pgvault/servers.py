@@ -1,14 +1,23 @@
 """Registered PostgreSQL servers: where databases are backed up from and restored to.
 
-A server is registered by address and region only; credentials live in key-vault
-secrets and are read fresh for every job, so a DBA can rotate them.
+A server is registered by address and region, with how pgvault may talk to it: its
+`sslmode` (prefer by default; require, verify-ca or verify-full), the root certificate
+(PEM) that verifies it, and the password exchange it may ask for (scram-sha-256 by
+default; md5 allowed only when set). Credentials live in key-vault secrets and are read
+fresh for every job, so a DBA can rotate them; a secret's password goes only to the
+address the secret names (see `jobkinds.base.endpoint`), so re-pointing a server does not
+re-point anyone's password. `upsert` reports what it changed, for the audit log.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Integer, String
+from cryptography import x509
+from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm, armstore, regions, tenancy
@@ -23,6 +32,11 @@ class Server(ArmResource, Base):
     name: Mapped[str] = mapped_column(String(63))
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
+    sslmode: Mapped[str] = mapped_column(String(16), default="prefer", server_default="prefer")
+    ssl_root_cert: Mapped[str | None] = mapped_column(Text, nullable=True)
+    password_authentication: Mapped[str] = mapped_column(
+        String(16), default="scram-sha-256", server_default="scram-sha-256"
+    )
 
     @property
     def arm_id(self) -> str:
@@ -45,22 +59,112 @@ def _check_address(host: str, port: int) -> None:
         )
 
 
+SSL_MODES = ("prefer", "require", "verify-ca", "verify-full")
+PASSWORD_AUTHENTICATION = ("scram-sha-256", "md5")
+MAX_ROOT_CERT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How pgvault talks to a server besides its address (the PUT's optional settings)."""
+
+    sslmode: str = "prefer"
+    ssl_root_cert: str | None = None
+    password_authentication: str = "scram-sha-256"
+
+
+def _check_connection(c: Connection) -> None:
+    if c.sslmode not in SSL_MODES:
+        raise BadRequest(
+            f"Invalid sslMode {c.sslmode!r}: use one of {', '.join(SSL_MODES)}.",
+            code=Code.BadParameter,
+            target="properties.sslMode",
+        )
+    if c.password_authentication not in PASSWORD_AUTHENTICATION:
+        raise BadRequest(
+            f"Invalid passwordAuthentication {c.password_authentication!r}: use "
+            f"{' or '.join(PASSWORD_AUTHENTICATION)}.",
+            code=Code.BadParameter,
+            target="properties.passwordAuthentication",
+        )
+    if c.ssl_root_cert is not None:
+        try:
+            if len(c.ssl_root_cert) > MAX_ROOT_CERT:
+                raise ValueError("too long")
+            x509.load_pem_x509_certificates(c.ssl_root_cert.encode())
+        except ValueError:
+            raise BadRequest(
+                "properties.sslRootCertificate is not PEM certificate text (at most 64 KiB).",
+                code=Code.BadParameter,
+                target="properties.sslRootCertificate",
+            ) from None
+    if c.sslmode in ("verify-ca", "verify-full") and not c.ssl_root_cert:
+        raise BadRequest(
+            f"sslMode {c.sslmode} needs the root certificate that signed the server's "
+            "certificate: give properties.sslRootCertificate (PEM).",
+            code=Code.BadParameter,
+            target="properties.sslRootCertificate",
+        )
+
+
+def address_of(server: Server) -> str:
+    return f"{server.host}:{server.port}"
+
+
+def _settings(server: Server) -> dict[str, Any]:
+    return {
+        "address": address_of(server),
+        "sslMode": server.sslmode,
+        "sslRootCertificate": (
+            "sha256:" + hashlib.sha256(server.ssl_root_cert.encode()).hexdigest()[:16]
+            if server.ssl_root_cert
+            else None
+        ),
+        "passwordAuthentication": server.password_authentication,
+    }
+
+
 def upsert(
-    s: Session, sub: str, rg: str, name: str, host: str, port: int, location: str, now: datetime
-) -> Server:
-    """Register a server or update its address (PUT semantics)."""
+    s: Session,
+    sub: str,
+    rg: str,
+    name: str,
+    host: str,
+    port: int,
+    location: str,
+    now: datetime,
+    connection: Connection | None = None,
+) -> tuple[Server, dict[str, Any]]:
+    """Register a server or update it (PUT semantics: settings not given get their
+    defaults). Returns the server and what changed among its address and connection
+    settings ({"address": {"old": ..., "new": ...}, ...}; empty for a new server)."""
+    c = connection or Connection()
     arm.check_name(name, "server")
     _check_address(host, port)
+    _check_connection(c)
     tenancy.require_group(s, sub, rg)
     arm_id = arm.server_id(sub, rg, name)
     server = armstore.find(s, Server, arm_id)
+    values: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "sslmode": c.sslmode,
+        "ssl_root_cert": c.ssl_root_cert,
+        "password_authentication": c.password_authentication,
+    }
     if server is None:
-        return armstore.create(
-            s, Server, arm_id, sub, rg, name, regions.normalize(location), now, host=host, port=port
+        created = armstore.create(
+            s, Server, arm_id, sub, rg, name, regions.normalize(location), now, **values
         )
-    server.host, server.port, server.location = host, port, regions.normalize(location)
+        return created, {}
+    before = _settings(server)
+    for key, value in values.items():
+        setattr(server, key, value)
+    server.location = regions.normalize(location)
     s.flush()
-    return server
+    after = _settings(server)
+    changes = {k: {"old": before[k], "new": after[k]} for k in before if before[k] != after[k]}
+    return server, changes
 
 
 def get(s: Session, sub: str, rg: str, name: str) -> Server:

@@ -329,7 +329,11 @@ def _event(e: AuditEvent) -> dict[str, Any]:
         "httpRequest": {"method": e.method},
         "status": {"value": e.outcome},
         "subStatus": {"value": str(e.status)},
-        "properties": {"statusCode": str(e.status), "errorCode": e.error_code},
+        "properties": {
+            "statusCode": str(e.status),
+            "errorCode": e.error_code,
+            **({"details": e.details_dict} if e.details else {}),
+        },
     }
 
 

@@ -43,8 +43,12 @@ SERVERS = P + "/Microsoft.DBforPostgreSQL/servers"
 
 
 @router.put(SERVERS + "/{name}")
-def put_server(sub: str, rg: str, name: str, svc: Svc, _: Auth, body: ServerBody) -> JSONResponse:
-    server = svc.put_server(sub, rg, name, body.host, body.port, body.location)
+def put_server(
+    sub: str, rg: str, name: str, svc: Svc, caller: Auth, body: ServerBody
+) -> JSONResponse:
+    server = svc.put_server(
+        sub, rg, name, body.host, body.port, body.location, body.connection(), caller
+    )
     return json_response(shapes.server(server))
 
 

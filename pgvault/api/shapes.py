@@ -58,6 +58,9 @@ def server(sv: servers.Server) -> dict[str, Any]:
         "properties": {
             "fullyQualifiedDomainName": sv.host,
             "port": sv.port,
+            "sslMode": sv.sslmode,
+            "sslRootCertificate": sv.ssl_root_cert,
+            "passwordAuthentication": sv.password_authentication,
             "userVisibleState": "Ready",
             "provisioningState": "Succeeded",
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +27,7 @@ SERVER_COLUMNS: Columns = (
     ("Name", "name"),
     ("Host", "properties.fullyQualifiedDomainName"),
     ("Port", "properties.port"),
+    ("SSL", "properties.sslMode"),
     ("Region", "location"),
     ("Id", "id"),
 )
@@ -38,9 +40,42 @@ def server_add(
     host: Annotated[str, typer.Option()],
     region: RegionOpt,
     port: Annotated[int, typer.Option()] = 5432,
+    sslmode: Annotated[
+        str,
+        typer.Option(
+            "--sslmode", help="prefer, require, verify-ca or verify-full (needs --ssl-root-cert)."
+        ),
+    ] = "prefer",
+    ssl_root_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssl-root-cert",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="PEM file of the root certificate that signed the server's certificate.",
+        ),
+    ] = None,
+    password_authentication: Annotated[
+        str,
+        typer.Option(
+            "--password-authentication",
+            help="Password exchange the server may ask for: scram-sha-256, or md5 (weaker).",
+        ),
+    ] = "scram-sha-256",
 ) -> Any:
-    """Register a PostgreSQL server (address and region; credentials go in a key vault)."""
-    body = {"location": region, "properties": {"fullyQualifiedDomainName": host, "port": port}}
+    """Register (or update) a PostgreSQL server: its address and region, and how pgvault
+    connects (credentials go in a key vault, and a secret's password goes only to the
+    address the secret names)."""
+    props: dict[str, Any] = {
+        "fullyQualifiedDomainName": host,
+        "port": port,
+        "sslMode": sslmode,
+        "passwordAuthentication": password_authentication,
+    }
+    if ssl_root_cert is not None:
+        props["sslRootCertificate"] = ssl_root_cert.read_text(encoding="utf-8")
+    body = {"location": region, "properties": props}
     return call.client.put(f"{call.provider(SERVERS)}/{name}", body)
 
 

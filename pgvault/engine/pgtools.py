@@ -2,49 +2,84 @@
 
 Passwords reach subprocesses only through the environment (PGPASSWORD), never argv,
 and connection errors are rewritten so that no message can quote a password.
+
+Password exchange: every connection pgvault opens itself (psycopg, whose bundled libpq
+is 16 or newer) carries `require_auth`, so a server that asks for a cleartext password
+(or md5, unless the registered server allows it) gets nothing and the connection fails
+with UserErrorInsecurePasswordAuthentication. pg_dump and pg_restore get the same
+requirement through PGREQUIREAUTH, which only libpq 16+ reads (Debian bookworm's
+PostgreSQL 15 tools use libpq 15 and ignore it): jobs therefore open a psycopg
+connection to the same address first (the backup's probe, the restore's CREATE
+DATABASE) and never start a tool for a server that asked for a weaker exchange;
+`sslmode=verify-full` with the server's root certificate closes the rest (a network
+attacker answering the tool's connection in the probe's place).
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
 from pgvault.connstr import Credentials
 from pgvault.errors import Code, PgVaultError, UserError
 
 CONNECT_TIMEOUT = 10
+#: libpq `require_auth` per registered server's passwordAuthentication setting.
+REQUIRE_AUTH = {"scram-sha-256": "scram-sha-256", "md5": "scram-sha-256,md5"}
+_REQUIRE_AUTH_LIBPQ = 160000  # require_auth came with libpq 16
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where to connect and as whom: a registered server's address plus secret credentials."""
+    """Where to connect and as whom: a registered server's address plus secret credentials.
+
+    Built only by `jobkinds.base.endpoint`, which has checked that the address is the
+    one the secret names. `sslmode` is the stricter of the server's and the secret's;
+    `root_cert` is the server's root certificate (PEM) for verify-ca/verify-full.
+    """
 
     host: str
     port: int
     creds: Credentials
+    sslmode: str = "prefer"
+    root_cert: str | None = field(default=None, repr=False)
+    password_auth: str = "scram-sha-256"
+
+    @property
+    def require_auth(self) -> str:
+        return REQUIRE_AUTH.get(self.password_auth, REQUIRE_AUTH["scram-sha-256"])
 
     def conninfo(self, dbname: str, *, with_password: bool = False) -> str:
+        """A conninfo string. With the password it is for psycopg (and carries
+        require_auth); without, it is a tool's argv (require_auth goes in `env`)."""
         kwargs: dict[str, object] = {
             "host": self.host,
             "port": self.port,
             "user": self.creds.user,
             "dbname": dbname,
-            "sslmode": self.creds.sslmode,
+            "sslmode": self.sslmode,
             "connect_timeout": CONNECT_TIMEOUT,
             "application_name": "pgvault",
         }
+        if self.root_cert:
+            kwargs["sslrootcert"] = root_cert_file(self.root_cert)
         if with_password:
             kwargs["password"] = self.creds.password
+            kwargs["require_auth"] = self.require_auth
         return make_conninfo(**kwargs)  # type: ignore[arg-type]
 
     def env(self) -> dict[str, str]:
@@ -52,7 +87,30 @@ class Endpoint:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["PGPASSWORD"] = self.creds.password
         env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT)
+        env["PGREQUIREAUTH"] = self.require_auth  # read by libpq >= 16 only
         return env
+
+
+_cert_lock = threading.Lock()
+_cert_dir: Path | None = None
+
+
+def root_cert_file(pem: str) -> str:
+    """A 0600 file holding `pem` (in a 0700 directory private to this process, removed at
+    exit), for libpq's sslrootcert; one file per distinct certificate."""
+    global _cert_dir
+    with _cert_lock:
+        if _cert_dir is None or not _cert_dir.is_dir():
+            _cert_dir = Path(tempfile.mkdtemp(prefix="pgvault-rootcert-"))
+            atexit.register(shutil.rmtree, _cert_dir, True)
+        path = _cert_dir / (hashlib.sha256(pem.encode()).hexdigest()[:32] + ".crt")
+        if not path.exists():
+            partial = path.with_suffix(".tmp")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(pem)
+            os.replace(partial, path)
+        return str(path)
 
 
 @lru_cache(maxsize=1)
@@ -103,6 +161,21 @@ def _map_connect_error(exc: psycopg.Error, ep: Endpoint, dbname: str) -> PgVault
     text = str(exc)
     sqlstate = getattr(exc, "sqlstate", None)
     where = f"{ep.host}:{ep.port}"
+    if "authentication method requirement" in text:
+        return UserError(
+            f"The server at {where} asked for a password exchange weaker than "
+            f"{ep.require_auth.replace(',', ' or ')}; pgvault sent no password.",
+            code=Code.UserErrorInsecurePasswordAuthentication,
+        )
+    if any(
+        marker in text
+        for marker in ("certificate verify failed", "does not match host name", "root certificate")
+    ):
+        return UserError(
+            f"The server at {where} did not present a certificate that the registered "
+            f"server's root certificate verifies (sslmode={ep.sslmode}): {_first_line(text)}",
+            code=Code.UserErrorServerCertificateNotTrusted,
+        )
     if sqlstate == "28P01" or "password authentication failed" in text or sqlstate == "28000":
         return UserError(
             f"Login as {ep.creds.user!r} to the server at {where} failed: wrong user name or "
@@ -133,6 +206,13 @@ def _first_line(text: str) -> str:
 
 def connect(ep: Endpoint, dbname: str) -> psycopg.Connection[tuple[object, ...]]:
     """An autocommit connection, or a user error that says what to fix."""
+    if pq.version() < _REQUIRE_AUTH_LIBPQ:
+        raise PgVaultError(
+            f"psycopg uses libpq {pq.version()}, which cannot refuse cleartext or md5 "
+            "password exchange (require_auth needs libpq 16 or newer); pgvault does not "
+            "send a password over it. Install psycopg[binary] (bundles a recent libpq).",
+            code=Code.BackupToolNotFound,
+        )
     try:
         return psycopg.connect(ep.conninfo(dbname, with_password=True), autocommit=True)
     except psycopg.Error as exc:

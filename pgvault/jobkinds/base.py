@@ -18,7 +18,7 @@ from pgvault import connstr, jobs, secrets, servers
 from pgvault.context import Context
 from pgvault.crypto import Cipher
 from pgvault.engine import pgtools
-from pgvault.errors import Code, PgVaultError
+from pgvault.errors import Code, PgVaultError, UserError
 from pgvault.progress import fail
 from pgvault.recovery_points import RecoveryPoint
 
@@ -62,11 +62,41 @@ def endpoint(
 ) -> pgtools.Endpoint:
     """Where and as whom to connect: a registered server plus the credentials of a secret.
 
+    The one place an Endpoint is built. A secret's password goes only to the address the
+    secret itself names: a secret without `Server=` is refused
+    (UserErrorSecretServerNotNamed), and so is a server registered at another address
+    (UserErrorSecretServerMismatch; host case-insensitive, no `Port=` means 5432), so
+    whoever may re-point a registered server cannot re-point a password with it. The
+    message names the server's address, never the secret's (its readers may not read
+    secrets). The connection takes the stricter of the server's and the secret's sslmode,
+    the server's root certificate and its allowed password exchange.
+
     Metadata only (the secret is decrypted, nothing is contacted), so it belongs in the
     short transaction that resolves a request; the connection comes after it closes.
     """
     creds = connstr.parse(secrets.resolve(s, cipher, secret_uri))
-    return pgtools.Endpoint(server.host, server.port, creds)
+    if not creds.host:
+        raise UserError(
+            "The key-vault secret does not name the server its password is for (no "
+            "'Server=' or URI host); pgvault sends a password only to the server its secret "
+            "names.",
+            code=Code.UserErrorSecretServerNotNamed,
+        )
+    if not connstr.same_address(creds.host, creds.port, server.host, server.port):
+        raise UserError(
+            f"Server {server.name!r} is registered at {servers.address_of(server)}, which is "
+            "not the address its key-vault secret names; pgvault sends the secret's password "
+            "only to that address.",
+            code=Code.UserErrorSecretServerMismatch,
+        )
+    return pgtools.Endpoint(
+        server.host,
+        server.port,
+        creds,
+        sslmode=connstr.stricter_sslmode(server.sslmode, creds.sslmode),
+        root_cert=server.ssl_root_cert,
+        password_auth=server.password_authentication,
+    )
 
 
 def housekeeping_job(

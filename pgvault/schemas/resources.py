@@ -6,6 +6,7 @@ from pydantic import ConfigDict, JsonValue, StrictInt
 
 from pgvault.errors import BadRequest
 from pgvault.schemas.base import INVALID, AzureModel
+from pgvault.servers import Connection
 
 
 class GroupBody(AzureModel):
@@ -18,13 +19,29 @@ class ServerProperties(AzureModel):
     fully_qualified_domain_name: str | None = None
     host: str | None = None  # pgvault's own name for it; Azure's is fullyQualifiedDomainName
     port: StrictInt = 5432
+    #: libpq sslmode: prefer (default), require, verify-ca, verify-full.
+    ssl_mode: str | None = None
+    #: PEM root certificate that verifies the server (verify-ca / verify-full).
+    ssl_root_certificate: str | None = None
+    #: The password exchange the server may ask for: scram-sha-256 (default) or md5.
+    password_authentication: str | None = None
 
 
 class ServerBody(AzureModel):
-    """PUT of a PostgreSQL server: where pgvault reaches it."""
+    """PUT of a PostgreSQL server: where pgvault reaches it, and how (TLS, password exchange)."""
 
     location: str
     properties: ServerProperties | None = None
+
+    def connection(self) -> Connection:
+        props = self.properties
+        if props is None:
+            return Connection()
+        return Connection(
+            sslmode=props.ssl_mode or "prefer",
+            ssl_root_cert=props.ssl_root_certificate or None,
+            password_authentication=props.password_authentication or "scram-sha-256",
+        )
 
     @property
     def host(self) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgvault import instances, secrets, servers, tenancy
+from pgvault import audit, instances, secrets, servers, tenancy
+from pgvault.identity import Caller
 from pgvault.services.base import ServiceBase
 from pgvault.storage import accounts
 
@@ -30,10 +31,40 @@ class ResourceService(ServiceBase):
     # -- servers ---------------------------------------------------------------------------
 
     def put_server(
-        self, sub: str, rg: str, name: str, host: str, port: int, location: str
+        self,
+        sub: str,
+        rg: str,
+        name: str,
+        host: str,
+        port: int,
+        location: str,
+        connection: servers.Connection | None = None,
+        caller: Caller | None = None,
     ) -> servers.Server:
+        """Register or update a server. A change of its address or of how pgvault connects
+        (sslmode, root certificate, password exchange) is written to the audit log in the
+        same transaction, old and new side by side. Nothing caches a validation: every
+        check and job resolves the server's address and the secret afresh, and refuses a
+        server whose address is not the one its secret names."""
         with self.ctx.db.session() as s:
-            return servers.upsert(s, sub, rg, name, host, port, location, self.ctx.clock.now())
+            now = self.ctx.clock.now()
+            server, changes = servers.upsert(
+                s, sub, rg, name, host, port, location, now, connection
+            )
+            if changes:
+                audit.record(
+                    s,
+                    at=now,
+                    principal_id=caller.principal_id if caller else None,
+                    principal_name=caller.name if caller else None,
+                    action="Microsoft.DBforPostgreSQL/servers/write",
+                    scope=server.arm_id,
+                    method="PUT",
+                    status=200,
+                    error_code=None,
+                    details={"changed": changes},
+                )
+            return server
 
     def get_server(self, sub: str, rg: str, name: str) -> servers.Server:
         with self.ctx.db.session() as s:

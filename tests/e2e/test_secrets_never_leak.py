@@ -110,10 +110,10 @@ def test_planted_password_never_leaks(
     assert files["properties"]["status"] == "Completed", files["properties"]["errorDetails"]
 
     # -- failures that handle the password ---------------------------------------------------
-    # The wrong target server: the role does not exist there, so the login fails.
+    # The wrong target server: not the address the secret names, so no login is even tried.
     wrong = srv.cli(*restore_db(secret, "wrong", "x"), check=False)
     assert wrong.returncode == 1, wrong
-    assert "UserErrorDBUserAuthFailed" in wrong.stderr
+    assert "UserErrorSecretServerMismatch" in wrong.stderr
     assert "Traceback" not in wrong.stderr
     assert not target_pg.database_exists("x")
     # A connection string that cannot be parsed (the quote around the password never closes).

@@ -83,7 +83,9 @@ def test_backup_with_wrong_password_fails_job(vault: Vault, pg_source: PgCluster
     db = _db(pg_source)
     vault.register(pg_source, "src")
     bad = vault.secret(
-        "bad", f"Server=127.0.0.1;User Id=postgres;Password=wrong-{uuid.uuid4().hex};"
+        "bad",
+        f"Server=127.0.0.1;Port={pg_source.port};User Id=postgres;"
+        f"Password=wrong-{uuid.uuid4().hex};",
     )
     spec = InstanceSpec(
         database_id=vault.service.get_server(vault.sub, RG, "src").database_id(db),
@@ -102,11 +104,16 @@ def test_backup_with_wrong_password_fails_job(vault: Vault, pg_source: PgCluster
 
 def test_unreachable_server(vault: Vault, pg_source: PgCluster) -> None:
     db = _db(pg_source)
-    vault.service.put_server(vault.sub, RG, "gone", "127.0.0.1", free_port(), "eastus")
+    gone = free_port()
+    vault.service.put_server(vault.sub, RG, "gone", "127.0.0.1", gone, "eastus")
+    secret = vault.secret(
+        "gone-admin",
+        f"Server=127.0.0.1;Port={gone};User Id=postgres;Password={pg_source.superuser_password};",
+    )
     spec = InstanceSpec(
         database_id=vault.service.get_server(vault.sub, RG, "gone").database_id(db),
         policy_id=f"{vault.vault_id}/backupPolicies/weekly",
-        secret_uri=vault.admin_secret(pg_source),
+        secret_uri=secret,
     )
     vault.service.put_instance(vault.sub, RG, vault.name, "gone-db", spec)
     job = vault.backup("gone-db")

@@ -63,7 +63,9 @@ def test_missing_db_grants_are_named(vault: Vault, pg_source: PgCluster) -> None
     build_rich_database(pg_source, db)
     user = f"weak{uuid.uuid4().hex[:6]}"
     pg_source.create_role(user, "weak-pw")
-    secret = vault.secret(user, f"Server=h;User Id={user};Password=weak-pw;")
+    secret = vault.secret(
+        user, f"Server=127.0.0.1;Port={pg_source.port};User Id={user};Password=weak-pw;"
+    )
     spec = _spec(vault, pg_source, db, secret)
     with pytest.raises(PgVaultError) as exc:
         vault.service.validate_for_backup(vault.sub, RG, vault.name, spec)
@@ -84,7 +86,7 @@ def test_restore_checks_identity_on_target_server_and_container(
     vault.service.put_group(vault.sub, "elsewhere", "eastus")
     vault.service.put_server(vault.sub, "elsewhere", "far", "127.0.0.1", pg_target.port, "eastus")
     secret = vault.secret(
-        "restorer", f"Server=h;Port={pg_target.port};User Id=restorer;Password=restorer-pw;"
+        "restorer", f"Server=127.0.0.1;Port={pg_target.port};User Id=restorer;Password=restorer-pw;"
     )
     server_id = vault.service.get_server(vault.sub, "elsewhere", "far").arm_id
     from pgvault.jobkinds.restore import DatabaseTarget, RestoreRequest
@@ -132,7 +134,8 @@ def test_cross_subscription_restore_can_be_disabled(
     principal = vault.service.get_vault(vault.sub, RG, vault.name).principal_id
     vault.service.access.create_assignment(None, f"/subscriptions/{other}", "Reader", principal)
     secret = vault.secret(
-        "restorer2", f"Server=h;Port={pg_target.port};User Id=restorer;Password=restorer-pw;"
+        "restorer2",
+        f"Server=127.0.0.1;Port={pg_target.port};User Id=restorer;Password=restorer-pw;",
     )
     req = RestoreRequest(
         vault.latest_point(instance),
