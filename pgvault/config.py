@@ -32,6 +32,11 @@ class Settings:
     stale_after_seconds: float = 30.0
     scheduler_seconds: float = 20.0
     token_lifetime_seconds: int = 3600
+    #: Where local storage accounts may live (None: one folder under home, `storage-accounts`).
+    local_storage_roots: tuple[Path, ...] | None = None
+    #: Storage endpoints (CIDRs or host names) allowed even if loopback or private, and denied.
+    storage_endpoint_allow: tuple[str, ...] = ()
+    storage_endpoint_deny: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -48,6 +53,13 @@ class Settings:
             values["scheduler_seconds"] = float(env["PGVAULT_SCHEDULER_SECONDS"])
         if env.get("PGVAULT_WORKERS"):
             values["workers"] = int(env["PGVAULT_WORKERS"])
+        if env.get("PGVAULT_LOCAL_STORAGE_ROOTS"):
+            roots = env["PGVAULT_LOCAL_STORAGE_ROOTS"].split(os.pathsep)
+            values["local_storage_roots"] = tuple(Path(r) for r in roots if r)
+        for key in ("storage_endpoint_allow", "storage_endpoint_deny"):
+            raw = env.get(f"PGVAULT_{key.upper()}", "")
+            if raw:
+                values[key] = tuple(v.strip() for v in raw.split(",") if v.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -65,6 +77,13 @@ class Settings:
     def archive(self) -> str:
         """URL of the archive tier (a separate local directory under home by default)."""
         return self.archive_url or (self.home / "archive").as_uri()
+
+    @property
+    def storage_roots(self) -> tuple[Path, ...]:
+        """Directories that local storage accounts must live under."""
+        if self.local_storage_roots is not None:
+            return self.local_storage_roots
+        return (self.home / "storage-accounts",)
 
     @property
     def keys_dir(self) -> Path:

@@ -386,6 +386,23 @@ class Code(StrEnum):
         409,
         "Create a new storage account of the kind you need.",
     )
+    StoragePathNotAllowed = (
+        "StoragePathNotAllowed",
+        400,
+        "Use a directory under the local storage roots the operator configured "
+        "(PGVAULT_LOCAL_STORAGE_ROOTS).",
+    )
+    StorageEndpointNotAllowed = (
+        "StorageEndpointNotAllowed",
+        400,
+        "Use an endpoint that the operator allows (PGVAULT_STORAGE_ENDPOINT_ALLOW) and that "
+        "pgvault can reach.",
+    )
+    StorageAccountKeyRequired = (
+        "StorageAccountKeyRequired",
+        400,
+        "Supply the account's key (secretAccessKey or accountKey) with this change.",
+    )
     UserErrorDatasourceCannotChange = (
         "UserErrorDatasourceCannotChange",
         409,
@@ -448,6 +465,11 @@ class Code(StrEnum):
         "InvalidMasterKey",
         500,
         "Configure a 32-byte master key, hex or base64 encoded.",
+    )
+    HomeNotPrivate = (
+        "HomeNotPrivate",
+        500,
+        "Make PGVAULT_HOME owned by the user pgvault runs as, with mode 0700 (chmod 700).",
     )
     SecretDecryptionFailed = (
         "SecretDecryptionFailed",
