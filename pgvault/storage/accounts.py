@@ -85,7 +85,9 @@ def _settings(kind: str, backend: dict[str, Any], policy: StoragePolicy) -> dict
         return {"path": str(real)}
     if kind == "s3":
         out = {"bucket": need("bucket"), "region": backend.get("region") or "us-east-1"}
-        out["accessKeyId"] = need("accessKeyId")
+        if not isinstance(backend.get("accessKeyId"), str) or not backend["accessKeyId"]:
+            raise _key_required(kind)
+        out["accessKeyId"] = backend["accessKeyId"]
         if backend.get("endpoint"):
             out["endpoint"] = str(backend["endpoint"])
     else:
