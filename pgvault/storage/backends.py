@@ -345,10 +345,12 @@ def s3_location(
     access_key_id: str | None,
     secret_access_key: str | None,
     description: str = "",
+    session_token: str | None = None,
 ) -> Location:
     """An S3 location. Given a key, it signs with that key only: a static credential
     provider replaces the environment / config file / instance-metadata chain (and any
-    AWS_SESSION_TOKEN in the environment), and signing cannot be switched off."""
+    AWS_SESSION_TOKEN in the environment: only `session_token` is sent, which only the
+    operator's datastore passes), and signing cannot be switched off."""
     kwargs: dict[str, Any] = {"region": region, "client_options": _client_options(endpoint)}
     if endpoint:
         kwargs["endpoint"] = endpoint
@@ -356,7 +358,7 @@ def s3_location(
         credential = {
             "access_key_id": access_key_id,
             "secret_access_key": secret_access_key or "",
-            "token": None,
+            "token": session_token,
             "expires_at": None,
         }
         kwargs["credential_provider"] = lambda: credential
@@ -411,6 +413,7 @@ def from_url(url: str) -> Location:
             region=q.get("region", "us-east-1"),
             access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
             secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=os.environ.get("AWS_SESSION_TOKEN"),
             description="datastore",
         )
     if u.scheme in ("az", "azure", "abfs"):
