@@ -35,6 +35,11 @@ class Settings:
     #: TLS for `pgvault serve` (PEM files; both or neither). Set: https, HSTS, https public URL.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Where local storage accounts may live (None: one folder under home, `storage-accounts`).
+    local_storage_roots: tuple[Path, ...] | None = None
+    #: Storage endpoints (CIDRs or host names) allowed even if loopback or private, and denied.
+    storage_endpoint_allow: tuple[str, ...] = ()
+    storage_endpoint_deny: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -54,6 +59,13 @@ class Settings:
         for key in ("tls_cert", "tls_key"):
             if env.get(f"PGVAULT_{key.upper()}"):
                 values[key] = Path(env[f"PGVAULT_{key.upper()}"])
+        if env.get("PGVAULT_LOCAL_STORAGE_ROOTS"):
+            roots = env["PGVAULT_LOCAL_STORAGE_ROOTS"].split(os.pathsep)
+            values["local_storage_roots"] = tuple(Path(r) for r in roots if r)
+        for key in ("storage_endpoint_allow", "storage_endpoint_deny"):
+            raw = env.get(f"PGVAULT_{key.upper()}", "")
+            if raw:
+                values[key] = tuple(v.strip() for v in raw.split(",") if v.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -76,6 +88,13 @@ class Settings:
     def archive(self) -> str:
         """URL of the archive tier (a separate local directory under home by default)."""
         return self.archive_url or (self.home / "archive").as_uri()
+
+    @property
+    def storage_roots(self) -> tuple[Path, ...]:
+        """Directories that local storage accounts must live under."""
+        if self.local_storage_roots is not None:
+            return self.local_storage_roots
+        return (self.home / "storage-accounts",)
 
     @property
     def keys_dir(self) -> Path:

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pgvault import migrations, models
 from pgvault.clock import Clock, SystemClock
 from pgvault.config import Settings
 from pgvault.crypto import Cipher, load_or_create_key
 from pgvault.db import Database
-from pgvault.storage.backends import Location, from_url
+from pgvault.errors import Code, PgVaultError
+from pgvault.storage.backends import DIR_MODE, Location, StoragePolicy, from_url, private_dir
+
+
+def private_home(home: Path) -> None:
+    """Make the home 0700: created so, or tightened; start is refused if it cannot be."""
+    home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    st = home.stat()
+    if stat.S_IMODE(st.st_mode) == DIR_MODE:
+        return
+    try:
+        os.chmod(home, DIR_MODE)
+    except OSError as exc:
+        raise PgVaultError(
+            f"PGVAULT_HOME {home} is mode {stat.S_IMODE(st.st_mode):o} and pgvault cannot "
+            f"make it 0700 ({exc.strerror}): other users could read its keys and metadata.",
+            code=Code.HomeNotPrivate,
+        ) from exc
 
 
 @dataclass
@@ -29,13 +50,34 @@ class Context:
         """The URL clients reach this service at (used in secret URIs and blob endpoints)."""
         return (self.settings.public_url or "http://127.0.0.1:8080").rstrip("/")
 
+    @property
+    def storage_policy(self) -> StoragePolicy:
+        """Where storage accounts may point (the operator's roots and endpoint lists); never
+        at pgvault's own state."""
+        st = self.settings
+        protected = [st.home / "keys", st.credentials_file, st.home / "pgvault.db"]
+        protected += [st.home / "datastore", st.home / "archive"]
+        for url in (st.datastore, st.archive):
+            if url.startswith("file://"):
+                protected.append(Path(unquote(urlsplit(url).path)))
+        if st.metadata_url.startswith("sqlite:///"):
+            protected.append(Path(st.metadata_url.split("///", 1)[1]))
+        return StoragePolicy(
+            local_roots=st.storage_roots,
+            protected=tuple(protected),
+            endpoint_allow=st.storage_endpoint_allow,
+            endpoint_deny=st.storage_endpoint_deny,
+        )
+
     def migrate(self) -> None:
         """Bring the metadata schema to the newest Alembic revision (idempotent)."""
         migrations.upgrade(self.db.engine)
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Context:
-        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_home(settings.home)
+        if settings.local_storage_roots is None:
+            private_dir(settings.storage_roots[0])
         master = load_or_create_key(settings.keys_dir / "master.key", settings.master_key)
         token_key = load_or_create_key(settings.keys_dir / "token-signing.key")
         models.register()

@@ -35,13 +35,22 @@ def _decode_key(text: str) -> bytes:
     )
 
 
+def _tighten(path: Path, mode: int) -> None:
+    """Give a file or directory pgvault owns `mode` (keys must not be readable by others)."""
+    st = path.stat()
+    if st.st_uid == os.geteuid() and (st.st_mode & 0o7777) != mode:
+        os.chmod(path, mode)
+
+
 def load_or_create_key(path: Path, from_env: str | None = None) -> bytes:
     """The 32-byte key given in `from_env`, else the one in `path` (created if missing)."""
     if from_env:
         return _decode_key(from_env)
-    if path.exists():
-        return _decode_key(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _tighten(path.parent, 0o700)
+    if path.exists():
+        _tighten(path, 0o600)
+        return _decode_key(path.read_text())
     key = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

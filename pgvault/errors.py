@@ -412,6 +412,23 @@ class Code(StrEnum):
         409,
         "Create a new storage account of the kind you need.",
     )
+    StoragePathNotAllowed = (
+        "StoragePathNotAllowed",
+        400,
+        "Use a directory under the local storage roots the operator configured "
+        "(PGVAULT_LOCAL_STORAGE_ROOTS).",
+    )
+    StorageEndpointNotAllowed = (
+        "StorageEndpointNotAllowed",
+        400,
+        "Use an endpoint that the operator allows (PGVAULT_STORAGE_ENDPOINT_ALLOW) and that "
+        "pgvault can reach.",
+    )
+    StorageAccountKeyRequired = (
+        "StorageAccountKeyRequired",
+        400,
+        "Supply the account's key (secretAccessKey or accountKey) with this change.",
+    )
     UserErrorDatasourceCannotChange = (
         "UserErrorDatasourceCannotChange",
         409,
@@ -485,6 +502,11 @@ class Code(StrEnum):
         "TlsKeyFileTooOpen",
         500,
         "Make the TLS key file readable by its owner only (chmod 600 FILE), then start again.",
+    )
+    HomeNotPrivate = (
+        "HomeNotPrivate",
+        500,
+        "Make PGVAULT_HOME owned by the user pgvault runs as, with mode 0700 (chmod 700).",
     )
     SecretDecryptionFailed = (
         "SecretDecryptionFailed",

@@ -244,7 +244,14 @@ def _resolve_files(
     if denied:
         errors.extend(denied)
         return None, container.name
-    return accounts.container_location(ctx.cipher, account, container.name), container.name
+    try:
+        location = accounts.container_location(
+            ctx.cipher, account, container.name, ctx.storage_policy
+        )
+    except PgVaultError as exc:  # a path or endpoint the operator's policy now refuses
+        errors.append(exc)
+        return None, container.name
+    return location, container.name
 
 
 def resolve(

@@ -129,7 +129,16 @@ class ResourceService(ServiceBase):
     ) -> accounts.StorageAccount:
         with self.ctx.db.session() as s:
             return accounts.create_account(
-                s, self.ctx.cipher, sub, rg, name, location, kind, backend, self.ctx.clock.now()
+                s,
+                self.ctx.cipher,
+                sub,
+                rg,
+                name,
+                location,
+                kind,
+                backend,
+                self.ctx.clock.now(),
+                self.ctx.storage_policy,
             )
 
     def get_storage_account(self, sub: str, rg: str, name: str) -> accounts.StorageAccount:
@@ -145,7 +154,9 @@ class ResourceService(ServiceBase):
     ) -> tuple[accounts.StorageAccount, accounts.Container]:
         with self.ctx.db.session() as s:
             account = accounts.get_account(s, sub, rg, account_name)
-            row = accounts.create_container(s, self.ctx.cipher, account, name, self.ctx.clock.now())
+            row = accounts.create_container(
+                s, self.ctx.cipher, account, name, self.ctx.clock.now(), self.ctx.storage_policy
+            )
             return account, row
 
     def get_container(

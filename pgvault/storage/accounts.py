@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,12 +22,19 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pgvault import arm, armstore, regions, tenancy
 from pgvault.armstore import ArmResource
 from pgvault.crypto import Cipher
-from pgvault.errors import BadRequest, Code, Conflict, StorageError, UserError
+from pgvault.errors import BadRequest, Code, Conflict, PgVaultError, StorageError, UserError
 from pgvault.orm import Base, UTCDateTime
-from pgvault.storage.backends import Location, azure_location, local_location, s3_location
+from pgvault.storage.backends import Location, StoragePolicy, azure_location, s3_location
+
+log = logging.getLogger(__name__)
 
 KINDS = ("local", "s3", "azure")
 SECRET_FIELDS = {"s3": "secretAccessKey", "azure": "accountKey"}
+#: Settings that say where an account's key is sent: changing one needs the key again.
+BINDING_FIELDS = {
+    "s3": ("endpoint", "bucket", "region", "accessKeyId"),
+    "azure": ("endpoint", "accountName"),
+}
 
 
 class StorageAccount(ArmResource, Base):
@@ -56,8 +64,10 @@ def blob_endpoint(base_url: str, account: str) -> str:
     return f"{base_url.rstrip('/')}/blob/{account}/"
 
 
-def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
-    """Validate the non-secret settings of a backend kind."""
+def _settings(kind: str, backend: dict[str, Any], policy: StoragePolicy) -> dict[str, Any]:
+    """Validate the non-secret settings of a backend kind against the operator's policy:
+    a local path is stored canonical (symlinks resolved) and under a local storage root;
+    an endpoint must pass the allow/deny lists."""
 
     def need(key: str) -> str:
         value = backend.get(key)
@@ -71,21 +81,33 @@ def _settings(kind: str, backend: dict[str, Any]) -> dict[str, Any]:
 
     if kind == "local":
         path = need("path")
-        if not path.startswith("/"):
-            raise BadRequest(
-                "backend.path must be an absolute directory path.", code=Code.BadParameter
-            )
-        return {"path": path}
+        real, _root = policy.local_root_of(path)
+        return {"path": str(real)}
     if kind == "s3":
         out = {"bucket": need("bucket"), "region": backend.get("region") or "us-east-1"}
-        for key in ("endpoint", "accessKeyId"):
-            if backend.get(key):
-                out[key] = str(backend[key])
-        return out
-    out = {"accountName": need("accountName")}
-    if backend.get("endpoint"):
-        out["endpoint"] = str(backend["endpoint"])
+        if not isinstance(backend.get("accessKeyId"), str) or not backend["accessKeyId"]:
+            raise _key_required(kind)
+        out["accessKeyId"] = backend["accessKeyId"]
+        if backend.get("endpoint"):
+            out["endpoint"] = str(backend["endpoint"])
+    else:
+        out = {"accountName": need("accountName")}
+        if backend.get("endpoint"):
+            out["endpoint"] = str(backend["endpoint"])
+    if "endpoint" in out:
+        policy.check_endpoint(out["endpoint"])
     return out
+
+
+def _key_required(kind: str) -> BadRequest:
+    field = SECRET_FIELDS[kind]
+    return BadRequest(
+        f"A {kind} storage account authenticates only with the key stored with it: give "
+        f"properties.backend.{field} when creating the account and whenever its "
+        f"{', '.join(BINDING_FIELDS[kind])} change.",
+        code=Code.StorageAccountKeyRequired,
+        target=field,
+    )
 
 
 def create_account(
@@ -98,8 +120,12 @@ def create_account(
     kind: str,
     backend: dict[str, Any],
     now: datetime,
+    policy: StoragePolicy,
 ) -> StorageAccount:
-    """Create a storage account (PUT); an existing one keeps its kind, settings may change."""
+    """Create a storage account (PUT); an existing one keeps its kind, settings may change.
+
+    An S3 or Azure account needs its key at creation, and again whenever a setting that
+    says where the key goes (endpoint, bucket, region, key id, account name) changes."""
     arm.check_global_name(name, "storage account")
     tenancy.require_group(s, sub, rg)
     kind = (kind or "").lower()
@@ -107,7 +133,7 @@ def create_account(
         raise BadRequest(
             f"Unknown storage kind {kind!r}: use one of {', '.join(KINDS)}.", code=Code.BadParameter
         )
-    settings = _settings(kind, backend)
+    settings = _settings(kind, backend, policy)
     secret_value = backend.get(SECRET_FIELDS.get(kind, ""))
     arm_id = arm.storage_account_id(sub, rg, name)
     taken = Conflict(
@@ -115,6 +141,12 @@ def create_account(
         code=Code.StorageAccountAlreadyTaken,
     )
     account = armstore.find_global(s, StorageAccount, name, arm_id, taken)
+    if kind in SECRET_FIELDS and not secret_value:
+        previous = account.settings if account is not None and account.kind == kind else None
+        if previous is None or account is None or account.secret is None:
+            raise _key_required(kind)
+        if any(previous.get(k) != settings.get(k) for k in BINDING_FIELDS[kind]):
+            raise _key_required(kind)
     if account is None:
         account = armstore.create(
             s,
@@ -160,12 +192,19 @@ def list_accounts(s: Session, sub: str, rg: str | None) -> list[StorageAccount]:
     return armstore.list_in(s, StorageAccount, sub, rg)
 
 
-def container_location(cipher: Cipher, account: StorageAccount, container: str) -> Location:
-    """Where objects of `container` live, with the account's credentials."""
+def container_location(
+    cipher: Cipher, account: StorageAccount, container: str, policy: StoragePolicy
+) -> Location:
+    """Where objects of `container` live, with the account's own credentials only; the
+    account's path or endpoint is checked against the policy again now."""
     cfg = account.settings
     desc = f"{account.name}/{container}"
     if account.kind == "local":
-        return local_location(f"{cfg['path']}/{container}", description=desc)
+        return policy.local_container(cfg["path"], container, desc)
+    if cfg.get("endpoint"):
+        policy.check_endpoint(cfg["endpoint"])
+    if account.secret is None:
+        raise _key_required(account.kind)
     if account.kind == "s3":
         return s3_location(
             cfg["bucket"],
@@ -186,13 +225,20 @@ def container_location(cipher: Cipher, account: StorageAccount, container: str) 
     )
 
 
-def _create_backend_container(cipher: Cipher, account: StorageAccount, name: str) -> None:
+def _create_backend_container(
+    cipher: Cipher, account: StorageAccount, name: str, policy: StoragePolicy
+) -> None:
     """Make the container exist in the backend (obstore cannot create Azure containers).
 
     Only the backend's own refusals become UserErrorContainerNotAccessible; anything
-    else (an undecryptable account key, a bug) keeps its type and code.
+    else (an undecryptable account key, a bug, a refused path or endpoint) keeps its
+    type and code.
     """
     if account.kind == "azure":
+        if account.settings.get("endpoint"):
+            policy.check_endpoint(account.settings["endpoint"])
+        if account.secret is None:
+            raise _key_required(account.kind)
         # Deferred: the Azure SDK is slow to import and only Azure accounts need it.
         from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.blob import BlobServiceClient
@@ -208,22 +254,34 @@ def _create_backend_container(cipher: Cipher, account: StorageAccount, name: str
             raise _not_accessible(account, name, exc) from exc
     else:
         try:
-            container_location(cipher, account, name).check_writable()
-        except (StorageError, OSError) as exc:  # OSError: a local path pgvault cannot create
+            location = container_location(cipher, account, name, policy)
+        except OSError as exc:
+            raise _not_accessible(account, name, exc) from exc
+        try:
+            location.check_writable()
+        except (StorageError, OSError) as exc:
             raise _not_accessible(account, name, exc) from exc
 
 
 def _not_accessible(account: StorageAccount, name: str, exc: Exception) -> UserError:
+    """One message whatever the backend said (refused, closed port, timeout, missing
+    directory): the caller learns nothing about what is reachable from the server."""
+    log.info("container %s/%s not accessible: %s", account.name, name, exc)
     return UserError(
-        f"Could not create container {name!r} in storage account {account.name!r}: "
-        f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}. "
+        f"Could not create container {name!r} in storage account {account.name!r}: the "
+        "storage refused the request or could not be reached. "
         "Check the account's endpoint and credentials.",
         code=Code.UserErrorContainerNotAccessible,
     )
 
 
 def create_container(
-    s: Session, cipher: Cipher, account: StorageAccount, name: str, now: datetime
+    s: Session,
+    cipher: Cipher,
+    account: StorageAccount,
+    name: str,
+    now: datetime,
+    policy: StoragePolicy,
 ) -> Container:
     """Create a container (PUT, idempotent) in the account and in its backend."""
     arm.check_container_name(name)
@@ -233,14 +291,11 @@ def create_container(
     if row is not None:
         return row
     try:
-        _create_backend_container(cipher, account, name)
+        _create_backend_container(cipher, account, name, policy)
+    except PgVaultError:
+        raise
     except Exception as exc:
-        raise UserError(
-            f"Could not create container {name!r} in storage account {account.name!r}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}. "
-            "Check the account's endpoint and credentials.",
-            code=Code.UserErrorContainerNotAccessible,
-        ) from exc
+        raise _not_accessible(account, name, exc) from exc
     return armstore.add(s, Container(account_id=account.id, name=name, created_at=now))
 
 

@@ -9,9 +9,16 @@ memory per stream is bounded: at most `PART_SIZE * (CONCURRENCY + 1)` in flight.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
+import ipaddress
 import os
 import queue
+import secrets
 import shutil
+import socket
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,11 +30,15 @@ import obstore
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import AzureStore, LocalStore, MemoryStore, S3Store
 
-from pgvault.errors import BadRequest, Code, PgVaultError, StorageError
+from pgvault.errors import BadRequest, Code, PgVaultError, StorageError, UserError
 
 PART_SIZE = 5 << 20
 CONCURRENCY = 3
 READ_CHUNK = 4 << 20
+#: Modes of what pgvault writes in a local store: its own objects, and restored files.
+PRIVATE_FILE_MODE = 0o600
+RESTORED_FILE_MODE = 0o640
+DIR_MODE = 0o700
 # What the object store raises for its own failures (not found, denied, network).
 STORE_ERRORS = (ObstoreError, OSError)
 
@@ -39,16 +50,23 @@ class Location:
     store: Any
     prefix: str = ""
     description: str = ""
+    #: A local store's directory (canonical): writes there go through `_local_put`.
     local_root: Path | None = None
+    #: Mode of the files written in a local store (umask-independent).
+    file_mode: int = PRIVATE_FILE_MODE
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def child(self, name: str) -> Location:
-        return Location(self.store, self.key(name), self.description, self.local_root)
+        return dataclasses.replace(self, prefix=self.key(name))
 
     def put_stream(self, name: str, chunks: Iterable[bytes]) -> None:
         """Stream `chunks` into one object (multipart); visible only when complete."""
+        if self.local_root is not None:
+            with _mapped(self, name):
+                _local_put(self.local_root, self.key(name), _from_source(chunks), self.file_mode)
+            return
         with _mapped(self, name):
             obstore.put(
                 self.store,
@@ -59,6 +77,10 @@ class Location:
             )
 
     def put_bytes(self, name: str, data: bytes) -> None:
+        if self.local_root is not None:
+            with _mapped(self, name):
+                _local_put(self.local_root, self.key(name), [data], self.file_mode)
+            return
         with _mapped(self, name):
             obstore.put(self.store, self.key(name), data)
 
@@ -228,10 +250,90 @@ def _client_options(endpoint: str | None) -> dict[str, Any]:
     return {"allow_http": True} if endpoint and endpoint.startswith("http://") else {}
 
 
-def local_location(path: Path | str, description: str = "") -> Location:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return Location(LocalStore(prefix=path), "", description or str(path), path)
+def _open_dir(path: Path, create_from: int | None = None) -> int:
+    """An O_DIRECTORY descriptor of the absolute `path`, walked one component at a time from
+    `/` without following any symlink (a symlink anywhere fails with ELOOP or ENOTDIR).
+    Components from index `create_from` of `path.parts` on are created (mode 0700) if missing."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(path.parts[1:], start=1):
+            if part in ("", ".", ".."):
+                raise OSError(errno.EINVAL, "invalid path component", str(path))
+            try:
+                nfd = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if create_from is None or i < create_from:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, DIR_MODE, dir_fd=fd)
+                nfd = os.open(part, flags, dir_fd=fd)
+                os.fchmod(nfd, DIR_MODE)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _local_put(root: Path, key: str, chunks: Iterable[bytes], mode: int) -> None:
+    """Write one object under `root` without following symlinks: missing directories are
+    made 0700, the data goes to a new temporary file (O_EXCL | O_NOFOLLOW, `mode` set
+    whatever the umask) renamed into place, so a symlink planted in the store is replaced,
+    never written through."""
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise OSError(errno.EINVAL, "invalid object name", key)
+    dir_fd = _open_dir(root.joinpath(*parts[:-1]), create_from=len(root.parts))
+    try:
+        # obstore's naming for an unfinished upload (`name#N`): not listed, swept by delete_all.
+        tmp = f"{parts[-1]}#{secrets.randbelow(10**9)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, mode, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), mode)
+                for chunk in chunks:
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (and missing parents) a directory of mode 0700; returns its canonical path.
+    An existing directory is tightened to 0700 when pgvault owns it."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    real = Path(os.path.realpath(path))
+    st = real.stat()
+    if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
+        os.chmod(real, DIR_MODE)
+    return real
+
+
+def local_location(
+    path: Path | str, description: str = "", file_mode: int = PRIVATE_FILE_MODE
+) -> Location:
+    """A local directory store (made 0700 if missing); its writes follow no symlink."""
+    real = private_dir(Path(path))
+    return Location(LocalStore(prefix=real), "", description or str(path), real, file_mode)
+
+
+def container_dir_location(root: Path, path: Path, description: str) -> Location:
+    """A local account's container `path` (canonical, inside the canonical `root`): its
+    missing directories are made without following symlinks, and the files written there
+    (restored dumps) get RESTORED_FILE_MODE."""
+    fd = _open_dir(path, create_from=len(root.parts))
+    os.close(fd)
+    return Location(LocalStore(prefix=path), "", description, path, RESTORED_FILE_MODE)
 
 
 def s3_location(
@@ -243,13 +345,24 @@ def s3_location(
     access_key_id: str | None,
     secret_access_key: str | None,
     description: str = "",
+    session_token: str | None = None,
 ) -> Location:
+    """An S3 location. Given a key, it signs with that key only: a static credential
+    provider replaces the environment / config file / instance-metadata chain (and any
+    AWS_SESSION_TOKEN in the environment: only `session_token` is sent, which only the
+    operator's datastore passes), and signing cannot be switched off."""
     kwargs: dict[str, Any] = {"region": region, "client_options": _client_options(endpoint)}
     if endpoint:
         kwargs["endpoint"] = endpoint
     if access_key_id:
-        kwargs["access_key_id"] = access_key_id
-        kwargs["secret_access_key"] = secret_access_key or ""
+        credential = {
+            "access_key_id": access_key_id,
+            "secret_access_key": secret_access_key or "",
+            "token": session_token,
+            "expires_at": None,
+        }
+        kwargs["credential_provider"] = lambda: credential
+        kwargs["skip_signature"] = False
     store = S3Store(bucket, **kwargs)
     return Location(store, prefix.strip("/"), description or f"s3://{bucket}")
 
@@ -268,7 +381,11 @@ def azure_location(
         "client_options": _client_options(endpoint),
     }
     if account_key:
-        kwargs["account_key"] = account_key
+        # Only this key: no bearer token, SAS or managed identity from the environment.
+        credential = {"access_key": account_key, "expires_at": None}
+        kwargs["credential_provider"] = lambda: credential
+        kwargs["skip_signature"] = False
+        kwargs["use_emulator"] = False
     if endpoint:
         kwargs["endpoint"] = endpoint
     store = AzureStore(container, **kwargs)
@@ -296,6 +413,7 @@ def from_url(url: str) -> Location:
             region=q.get("region", "us-east-1"),
             access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
             secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=os.environ.get("AWS_SESSION_TOKEN"),
             description="datastore",
         )
     if u.scheme in ("az", "azure", "abfs"):
@@ -311,3 +429,121 @@ def from_url(url: str) -> Location:
         f"Unsupported datastore URL scheme {u.scheme!r}: use file://, s3://, az:// or memory://.",
         code=Code.InvalidDatastoreUrl,
     )
+
+
+#: Addresses no storage endpoint may have, whatever the operator allows: link-local
+#: (169.254.0.0/16 holds the cloud instance-metadata services) and other metadata services.
+_ALWAYS_DENIED = tuple(
+    ipaddress.ip_network(n)
+    for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+)
+PATH_REFUSED = (
+    "backend.path is not allowed: a local storage account must be a directory under the "
+    "local storage roots the operator configured (PGVAULT_LOCAL_STORAGE_ROOTS), outside "
+    "pgvault's own state."
+)
+ENDPOINT_REFUSED = (
+    "The storage endpoint is not allowed or could not be resolved. Use an endpoint that the "
+    "operator allows (PGVAULT_STORAGE_ENDPOINT_ALLOW / PGVAULT_STORAGE_ENDPOINT_DENY)."
+)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """What storage accounts may point at: local directories under the operator's roots
+    (never pgvault's own state), and endpoints the operator's allow/deny lists admit."""
+
+    local_roots: tuple[Path, ...]
+    protected: tuple[Path, ...] = ()
+    endpoint_allow: tuple[str, ...] = ()
+    endpoint_deny: tuple[str, ...] = ()
+
+    # -- local paths -------------------------------------------------------------------
+
+    def _refuse_path(self) -> UserError:
+        return UserError(PATH_REFUSED, code=Code.StoragePathNotAllowed, target="backend.path")
+
+    def local_root_of(self, path: str) -> tuple[Path, Path]:
+        """The canonical form of `path` (symlinks resolved) and the root it lies under;
+        StoragePathNotAllowed, the same for every reason, when it is not allowed."""
+        if not path.startswith("/") or "\x00" in path:
+            raise self._refuse_path()
+        real = Path(os.path.realpath(path))
+        root = next(
+            (
+                r
+                for r in (Path(os.path.realpath(r)) for r in self.local_roots)
+                if real.is_relative_to(r)
+            ),
+            None,
+        )
+        if root is None:
+            raise self._refuse_path()
+        for p in (Path(os.path.realpath(p)) for p in self.protected):
+            if real.is_relative_to(p) or p.is_relative_to(real):
+                raise self._refuse_path()
+        if os.path.lexists(real) and not real.is_dir():
+            raise self._refuse_path()
+        return real, root
+
+    def local_container(self, account_path: str, container: str, description: str) -> Location:
+        """A local account's container, checked again now: the account's path must still be
+        canonical (no symlink swapped in) and allowed; writes there follow no symlink."""
+        real, root = self.local_root_of(account_path)
+        if str(real) != account_path.rstrip("/") and account_path != "/":
+            raise self._refuse_path()
+        if not container or "/" in container or container in (".", ".."):
+            raise self._refuse_path()
+        try:
+            return container_dir_location(root, real / container, description)
+        except OSError as exc:
+            raise self._refuse_path() from exc
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    def _listed(self, entries: tuple[str, ...], host: str, addr: Any) -> bool:
+        for entry in entries:
+            try:
+                if addr in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                if entry.lower().rstrip(".") == host:
+                    return True
+        return False
+
+    def check_endpoint(self, url: str) -> None:
+        """Refuse (StorageEndpointNotAllowed, one message for every reason) an endpoint whose
+        host resolves to any address that is link-local or a metadata service, denied, or
+        loopback / private / otherwise not global without being allowed."""
+        refused = UserError(
+            ENDPOINT_REFUSED, code=Code.StorageEndpointNotAllowed, target="backend.endpoint"
+        )
+        try:
+            u = urlsplit(url)
+            host = (u.hostname or "").lower().rstrip(".")
+            port = u.port or (443 if u.scheme == "https" else 80)
+        except ValueError:
+            raise refused from None
+        if u.scheme not in ("http", "https") or not host:
+            raise refused
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addrs = {_ip(str(info[4][0])) for info in infos}
+        except (OSError, UnicodeError, ValueError):
+            raise refused from None
+        if not addrs:
+            raise refused
+        for addr in addrs:
+            if addr.is_link_local or any(addr in n for n in _ALWAYS_DENIED):
+                raise refused
+            if self._listed(self.endpoint_deny, host, addr):
+                raise refused
+            if not addr.is_global and not self._listed(self.endpoint_allow, host, addr):
+                raise refused

@@ -50,7 +50,11 @@ _SERVICE_VARS = {
     "PGVAULT_URL", "PGVAULT_HOME", "PGVAULT_TOKEN", "PGVAULT_DATABASE_URL",
     "PGVAULT_DATASTORE_URL", "PGVAULT_MASTER_KEY", "PGVAULT_PUBLIC_URL", "PGVAULT_WORKERS",
     "PGVAULT_TLS_CERT", "PGVAULT_TLS_KEY", "PGVAULT_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "PGVAULT_LOCAL_STORAGE_ROOTS", "PGVAULT_STORAGE_ENDPOINT_ALLOW",
+    "PGVAULT_STORAGE_ENDPOINT_DENY",
 }  # fmt: skip
+#: Test storage lives on loopback: the operator allows it explicitly (private ranges are not).
+LOOPBACK_ENDPOINTS = "127.0.0.0/8,::1"
 
 _live_servers: list[PgvaultServer] = []
 
@@ -77,7 +81,14 @@ class PgvaultServer:
         self.tls = tls
         self.url = f"{'https' if tls else 'http'}://{HOST}:{port}"
         self.log_path = log_path
-        self.env = {"PGVAULT_URL": self.url, "PGVAULT_HOME": str(home)}
+        #: Local storage accounts live beside the home (the operator's storage root), and
+        #: storage endpoints on loopback are allowed, as an operator of a test host would.
+        self.env = {
+            "PGVAULT_URL": self.url,
+            "PGVAULT_HOME": str(home),
+            "PGVAULT_LOCAL_STORAGE_ROOTS": str(home.parent),
+            "PGVAULT_STORAGE_ENDPOINT_ALLOW": LOOPBACK_ENDPOINTS,
+        }
         self.serve_args = ["serve", "--host", HOST, "--port", str(port)]
         #: What httpx calls (health checks, `api()`) verify the certificate with.
         self.verify: ssl.SSLContext | bool = True

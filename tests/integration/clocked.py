@@ -85,6 +85,8 @@ def settings_for(
         public_url="http://127.0.0.1:8080",
         heartbeat_seconds=0.5,
         stale_after_seconds=stale_after_seconds,
+        local_storage_roots=(home.parent,),
+        storage_endpoint_allow=("127.0.0.0/8", "::1"),
     )
 
 

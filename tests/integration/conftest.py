@@ -173,6 +173,8 @@ def vault(tmp_path: Path, metadata_url: str | None, datastore_url: str | None) -
         datastore_url=datastore_url,
         public_url="http://127.0.0.1:8080",
         heartbeat_seconds=0.5,
+        local_storage_roots=(tmp_path,),
+        storage_endpoint_allow=("127.0.0.0/8", "::1"),
     )
     service, pool = start_vault(settings)
     sub = service.list_subscriptions()[0].id

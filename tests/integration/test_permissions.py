@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_missing_db_grants_are_named(vault: Vault, pg_source: PgCluster) -> None
 
 @pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)
 def test_restore_checks_identity_on_target_server_and_container(
-    vault: Vault, pg_source: PgCluster, pg_target: PgCluster, tmp_path: object
+    vault: Vault, pg_source: PgCluster, pg_target: PgCluster, tmp_path: Path
 ) -> None:
     db = f"tgt_{uuid.uuid4().hex[:6]}"
     build_rich_database(pg_source, db)
@@ -100,7 +101,7 @@ def test_restore_checks_identity_on_target_server_and_container(
         vault.service.trigger_restore(vault.sub, RG, vault.name, instance, req)
     # A container in that group: Storage Blob Data Contributor is missing there.
     vault.service.put_storage_account(
-        vault.sub, "elsewhere", "farfiles", "eastus", "local", {"path": str(tmp_path)}
+        vault.sub, "elsewhere", "farfiles", "eastus", "local", {"path": str(tmp_path / "files")}
     )
     vault.service.put_container(vault.sub, "elsewhere", "farfiles", "dumps")
     files = vault.files_request(point, "http://x/blob/farfiles/dumps", "p/q")

@@ -29,8 +29,15 @@ def in_process(home: Path, clock: Clock | None = None) -> Iterator[tuple[Context
     """A started app on `home` (start-up ran: admin, credentials file) and a client of it.
 
     Server errors come back as 500 answers, as a real client sees them; the app is `client.app`.
+    Local storage accounts may live beside or under the home (the operator's storage root).
     """
-    ctx = Context.create(Settings(home=home, datastore_url="memory://"), clock=clock)
+    settings = Settings(
+        home=home,
+        datastore_url="memory://",
+        local_storage_roots=(home.parent,),
+        storage_endpoint_allow=("127.0.0.0/8", "::1"),
+    )
+    ctx = Context.create(settings, clock=clock)
     with TestClient(create_app(ctx, start_workers=False), raise_server_exceptions=False) as client:
         yield ctx, client
     ctx.db.dispose()

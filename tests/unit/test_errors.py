@@ -23,7 +23,7 @@ from pgvault.errors import (
 )
 from pgvault.storage import accounts
 from pgvault.storage.accounts import StorageAccount
-from pgvault.storage.backends import from_url
+from pgvault.storage.backends import StoragePolicy, from_url
 
 PACKAGE = Path(errors.__file__).parent
 STATUSES = {400, 401, 403, 404, 405, 409, 429, 500}
@@ -211,19 +211,33 @@ def _account(kind: str, settings: dict[str, Any], secret: bytes | None = None) -
     return StorageAccount(id="a1", name="acct", kind=kind, settings=settings, secret=secret)
 
 
+def _policy(root: Path) -> StoragePolicy:
+    return StoragePolicy(local_roots=(root,), endpoint_allow=("127.0.0.0/8",))
+
+
 def test_container_the_backend_refuses_is_not_accessible(tmp_path: Path) -> None:
+    sealed = Cipher(bytes(32)).encrypt(b'{"key": "k"}', "a1")
+    account = _account("s3", {"bucket": "b", "endpoint": "http://127.0.0.1:9"}, sealed)
+    account.settings["accessKeyId"] = "id"
+    with pytest.raises(UserError) as info:
+        accounts._create_backend_container(Cipher(bytes(32)), account, "c1", _policy(tmp_path))
+    assert info.value.code is Code.UserErrorContainerNotAccessible
+    assert "127.0.0.1" not in info.value.message  # says nothing about what answered
+
+
+def test_local_container_on_a_file_is_a_refused_path(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     account = _account("local", {"path": str(blocker)})
     with pytest.raises(UserError) as info:
-        accounts._create_backend_container(Cipher(bytes(32)), account, "c1")
-    assert info.value.code is Code.UserErrorContainerNotAccessible
+        accounts._create_backend_container(Cipher(bytes(32)), account, "c1", _policy(tmp_path))
+    assert info.value.code is Code.StoragePathNotAllowed
 
 
-def test_container_with_undecryptable_key_keeps_its_code() -> None:
+def test_container_with_undecryptable_key_keeps_its_code(tmp_path: Path) -> None:
     """A wrong master key is not an unreachable container."""
     sealed = Cipher(bytes(32)).encrypt(b'{"key": "k"}', "a1")
     account = _account("s3", {"bucket": "b", "endpoint": "http://127.0.0.1:9"}, sealed)
     with pytest.raises(PgVaultError) as info:
-        accounts._create_backend_container(Cipher(b"\x01" * 32), account, "c1")
+        accounts._create_backend_container(Cipher(b"\x01" * 32), account, "c1", _policy(tmp_path))
     assert info.value.code is Code.SecretDecryptionFailed
