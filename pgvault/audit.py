@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.orm import Base, UTCDateTime
@@ -24,6 +24,10 @@ class AuditEvent(Base):
     status: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(100))
+    #: Identical denials (same caller, action, scope, method, status) within the coalescing
+    #: window share one row: how many there were, and when the last one came.
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 def outcome_of(status: int) -> str:
@@ -43,7 +47,30 @@ def record(
     method: str,
     status: int,
     error_code: str | None,
+    coalesce: timedelta | None = None,
 ) -> None:
+    """Add an event; a denial identical to one recorded within `coalesce` bumps that row's
+    count instead (so a flood of 401s is one row per caller, action, scope and status)."""
+    if coalesce is not None and outcome_of(status) == "Denied":
+        same = s.scalar(
+            select(AuditEvent)
+            .where(
+                AuditEvent.at >= at - coalesce,
+                AuditEvent.principal_id.is_(None)
+                if principal_id is None
+                else AuditEvent.principal_id == principal_id,
+                AuditEvent.action == action[:300],
+                AuditEvent.scope == scope[:600],
+                AuditEvent.method == method,
+                AuditEvent.status == status,
+            )
+            .order_by(AuditEvent.at.desc())
+            .limit(1)
+        )
+        if same is not None:
+            same.count = (same.count or 1) + 1
+            same.last_at = at
+            return
     s.add(
         AuditEvent(
             id=str(uuid.uuid4()),
@@ -56,8 +83,21 @@ def record(
             status=status,
             outcome=outcome_of(status),
             error_code=error_code,
+            count=1,
+            last_at=at,
         )
     )
+
+
+def prune(s: Session, before: datetime) -> int:
+    """Delete events whose last occurrence is older than `before`. Returns how many."""
+    result = s.execute(
+        delete(AuditEvent).where(
+            AuditEvent.at < before,
+            AuditEvent.last_at.is_(None) | (AuditEvent.last_at < before),
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def query(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import platformdirs
@@ -32,6 +33,15 @@ class Settings:
     stale_after_seconds: float = 30.0
     scheduler_seconds: float = 20.0
     token_lifetime_seconds: int = 3600
+    # Bounded input (issue 8, finding 5/6): request bodies, who may forward the client's
+    # host, how long audit and lockout rows live, how fast /oauth2/token may be called.
+    max_body_bytes: int = 1 << 20
+    trusted_proxies: tuple[str, ...] = ()
+    audit_retention_days: int = 90
+    audit_coalesce_seconds: int = 60
+    token_rate_per_name: int = 30
+    token_rate_per_address: int = 120
+    token_rate_window_seconds: int = 60
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -48,8 +58,13 @@ class Settings:
             values["scheduler_seconds"] = float(env["PGVAULT_SCHEDULER_SECONDS"])
         if env.get("PGVAULT_WORKERS"):
             values["workers"] = int(env["PGVAULT_WORKERS"])
+        values.update(_limits_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def audit_retention(self) -> timedelta:
+        return timedelta(days=self.audit_retention_days)
 
     @property
     def metadata_url(self) -> str:
@@ -74,3 +89,29 @@ class Settings:
     def credentials_file(self) -> Path:
         """The admin principal's client credentials, readable by the owner only."""
         return self.home / "credentials.json"
+
+
+_INT_LIMITS = {
+    "max_body_bytes": "PGVAULT_MAX_BODY_BYTES",
+    "audit_retention_days": "PGVAULT_AUDIT_RETENTION_DAYS",
+    "audit_coalesce_seconds": "PGVAULT_AUDIT_COALESCE_SECONDS",
+    "token_rate_per_name": "PGVAULT_TOKEN_RATE_PER_NAME",
+    "token_rate_per_address": "PGVAULT_TOKEN_RATE_PER_ADDRESS",
+    "token_rate_window_seconds": "PGVAULT_TOKEN_RATE_WINDOW_SECONDS",
+}
+
+
+def _limits_from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object]:
+    """The input limits: positive integers, and the trusted proxies (comma-separated
+    addresses or networks, e.g. `10.0.0.5,192.168.0.0/24`)."""
+    values: dict[str, object] = {}
+    for key, name in _INT_LIMITS.items():
+        if env.get(name):
+            number = int(env[name])
+            if number < 1:
+                raise ValueError(f"{name} must be a positive integer, not {env[name]!r}.")
+            values[key] = number
+    if env.get("PGVAULT_TRUSTED_PROXIES"):
+        proxies = tuple(p.strip() for p in env["PGVAULT_TRUSTED_PROXIES"].split(",") if p.strip())
+        values["trusted_proxies"] = proxies
+    return values
