@@ -34,4 +34,5 @@ def serve(host: str, port: int, workers: int | None, say: Callable[[str], None])
     ctx = Context.create(settings)
     say(f"pgvault serving on http://{host}:{port} (home: {settings.home})")
     say("Get a bearer token with: pgvault auth token")
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+    # X-Forwarded-* are honoured by pgvault itself, only from PGVAULT_TRUSTED_PROXIES
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info", proxy_headers=False)

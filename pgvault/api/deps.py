@@ -62,11 +62,11 @@ def public_url(request: Request, svc: Service) -> str:
 
 def accepted(request: Request, scope_id: str, op_id: str) -> Response:
     """202 with the Azure async-operation headers pointing at operationStatus/Results."""
-    base = base_url(request)
+    base = base_url(request) + quote(scope_id, safe="/:@!$&'()*+,;=-._~")
     version = quote(request.query_params.get("api-version", "2025-07-01"), safe="-.")
     headers = {
-        "Azure-AsyncOperation": f"{base}{scope_id}/operationStatus/{op_id}?api-version={version}",
-        "Location": f"{base}{scope_id}/operationResults/{op_id}?api-version={version}",
+        "Azure-AsyncOperation": f"{base}/operationStatus/{op_id}?api-version={version}",
+        "Location": f"{base}/operationResults/{op_id}?api-version={version}",
         "Retry-After": RETRY_AFTER,
     }
     return Response(status_code=202, headers=headers)

@@ -1,8 +1,8 @@
 """Bounded input at the edge: body size, control characters, forwarded hosts, sign-in rates.
 
 `InputLimits` is the outermost ASGI middleware (inside Starlette's error middleware): it
-refuses a request whose path, query values or the headers pgvault reads carry control
-characters (400), and counts the body's bytes as they are received, so a body over
+refuses a request whose query values or the headers pgvault reads carry control
+characters (400; path segments are names, which their own checks refuse), and counts the body's bytes as they are received, so a body over
 `PGVAULT_MAX_BODY_BYTES` is refused with 413 whatever its Content-Length says (absent,
 lying, or a chunked body). Nothing of such a request reaches a handler's side effects:
 the handler's read fails, and its response is replaced by the 413.
@@ -123,11 +123,6 @@ class InputLimits:
 
     @staticmethod
     def _check_request(scope: Scope) -> PgVaultError | None:
-        path = scope.get("path", "")
-        if _has_control(path.encode("utf-8", "surrogateescape")):
-            return BadRequest(
-                "The request path contains a control character.", code=Code.BadRequest
-            )
         name = _query_problem(scope.get("query_string", b""))
         if name is not None:
             return BadRequest(
