@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, String, delete, select
+from sqlalchemy import Integer, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.orm import Base, UTCDateTime
@@ -67,9 +67,13 @@ def record(
             .order_by(AuditEvent.at.desc())
             .limit(1)
         )
-        if same is not None:
-            same.count = (same.count or 1) + 1
-            same.last_at = at
+        if same is not None:  # counted in SQL: parallel denials do not lose updates
+            s.execute(
+                update(AuditEvent)
+                .where(AuditEvent.id == same.id)
+                .values(count=AuditEvent.count + 1, last_at=at)
+                .execution_options(synchronize_session=False)
+            )
             return
     s.add(
         AuditEvent(

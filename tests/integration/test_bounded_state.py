@@ -28,9 +28,7 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 @pytest.fixture
 def clocked(tmp_path: Path, metadata_url: str | None) -> Iterator[tuple[Context, FrozenClock]]:
     clock = FrozenClock(START)
-    settings = Settings(
-        home=tmp_path / "home", database_url=metadata_url, audit_retention_days=30
-    )
+    settings = Settings(home=tmp_path / "home", database_url=metadata_url, audit_retention_days=30)
     ctx = Context.create(settings, clock=clock)
     ctx.migrate()
     try:
@@ -92,7 +90,8 @@ def test_unknown_names_are_counted_locked_and_their_rows_pruned(
                 access.token_for_user(name, "wrong")
         with pytest.raises(TooManyAttempts) as locked:
             access.token_for_user(name, "wrong")
-        assert locked.value.retry_after is not None and locked.value.retry_after > 0
+        assert locked.value.retry_after is not None
+        assert locked.value.retry_after > 0
     assert _lockout_rows(ctx) == 2
 
     # While locked, the rows stay; once the lockout window is over, the sweep removes them.
