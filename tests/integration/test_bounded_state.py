@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from pgvault import housekeeping, identity
+from pgvault import housekeeping, identity, restore_claims
 from pgvault.audit import AuditEvent
 from pgvault.clock import FrozenClock
 from pgvault.config import Settings
@@ -128,3 +128,23 @@ def test_parallel_wrong_passwords_run_at_most_max_failures_checks(
     # Locked: even the right password waits.
     with pytest.raises(TooManyAttempts):
         access.token_for_user("alice", password)
+
+
+def test_a_prefix_claim_is_exclusive_until_its_job_ends(
+    clocked: tuple[Context, FrozenClock],
+) -> None:
+    ctx, clock = clocked
+    with ctx.db.session() as s:
+        restore_claims.claim(s, "acct/c", "c", "p/q", "job-a", clock.now())
+    # A claim whose job is not in progress (here: no such job, as after a crash) is taken over.
+    with ctx.db.session() as s:
+        restore_claims.claim(s, "acct/c", "c", "p/q", "job-b", clock.now())
+        assert restore_claims.holder(s, "acct/c", "p/q") == "job-b"
+    # Another prefix or container is another claim.
+    with ctx.db.session() as s:
+        restore_claims.claim(s, "acct/c", "c", "p/r", "job-c", clock.now())
+        restore_claims.claim(s, "acct/d", "d", "p/q", "job-d", clock.now())
+    with ctx.db.session() as s:
+        restore_claims.release(s, "job-b")
+        assert restore_claims.holder(s, "acct/c", "p/q") is None
+        assert restore_claims.holder(s, "acct/c", "p/r") == "job-c"
