@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import platformdirs
@@ -40,6 +41,15 @@ class Settings:
     #: Storage endpoints (CIDRs or host names) allowed even if loopback or private, and denied.
     storage_endpoint_allow: tuple[str, ...] = ()
     storage_endpoint_deny: tuple[str, ...] = ()
+    # Bounded input (issue 8, finding 5/6): request bodies, who may forward the client's
+    # host, how long audit and lockout rows live, how fast /oauth2/token may be called.
+    max_body_bytes: int = 1 << 20
+    trusted_proxies: tuple[str, ...] = ()
+    audit_retention_days: int = 90
+    audit_coalesce_seconds: int = 60
+    token_rate_per_name: int = 30
+    token_rate_per_address: int = 120
+    token_rate_window_seconds: int = 60
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -66,6 +76,7 @@ class Settings:
             raw = env.get(f"PGVAULT_{key.upper()}", "")
             if raw:
                 values[key] = tuple(v.strip() for v in raw.split(",") if v.strip())
+        values.update(_limits_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -73,6 +84,10 @@ class Settings:
     def tls(self) -> bool:
         """Whether the service speaks https (a certificate is configured)."""
         return self.tls_cert is not None
+
+    @property
+    def audit_retention(self) -> timedelta:
+        return timedelta(days=self.audit_retention_days)
 
     @property
     def metadata_url(self) -> str:
@@ -104,3 +119,29 @@ class Settings:
     def credentials_file(self) -> Path:
         """The admin principal's client credentials, readable by the owner only."""
         return self.home / "credentials.json"
+
+
+_INT_LIMITS = {
+    "max_body_bytes": "PGVAULT_MAX_BODY_BYTES",
+    "audit_retention_days": "PGVAULT_AUDIT_RETENTION_DAYS",
+    "audit_coalesce_seconds": "PGVAULT_AUDIT_COALESCE_SECONDS",
+    "token_rate_per_name": "PGVAULT_TOKEN_RATE_PER_NAME",
+    "token_rate_per_address": "PGVAULT_TOKEN_RATE_PER_ADDRESS",
+    "token_rate_window_seconds": "PGVAULT_TOKEN_RATE_WINDOW_SECONDS",
+}
+
+
+def _limits_from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object]:
+    """The input limits: positive integers, and the trusted proxies (comma-separated
+    addresses or networks, e.g. `10.0.0.5,192.168.0.0/24`)."""
+    values: dict[str, object] = {}
+    for key, name in _INT_LIMITS.items():
+        if env.get(name):
+            number = int(env[name])
+            if number < 1:
+                raise ValueError(f"{name} must be a positive integer, not {env[name]!r}.")
+            values[key] = number
+    if env.get("PGVAULT_TRUSTED_PROXIES"):
+        proxies = tuple(p.strip() for p in env["PGVAULT_TRUSTED_PROXIES"].split(",") if p.strip())
+        values["trusted_proxies"] = proxies
+    return values

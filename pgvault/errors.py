@@ -11,7 +11,8 @@ Tree::
     ├── BackupToolError (500)           pg_dump failed (UserErrorBackupToolFailed)
     ├── CorruptRecoveryPoint (500)      a stored object failed verification
     ├── StorageError (500)              the object store refused or failed an operation
-    ├── TooManyAttempts (429)           sign-in locked after repeated failures
+    ├── TooManyAttempts (429)           sign-in locked after repeated failures, or rate-limited
+    ├── PayloadTooLarge (413)           a request body over the configured limit
     ├── BadRequest (400)                invalid input at the edge; nothing changed
     │   └── UserError (400)             Azure's UserError* codes raised by validation
     │       └── ValidationFailed (400)  several checks failed; the first gives the code
@@ -77,6 +78,21 @@ class Code(StrEnum):
         "Choose a name that follows the rules the message gives.",
     )
     InvalidFilter = "InvalidFilter", 400, "Correct the $filter expression."
+    InvalidHeaderValue = (
+        "InvalidHeaderValue",
+        400,
+        "Send header values without control characters (no CR, LF or NUL).",
+    )
+    InvalidQueryParameterValue = (
+        "InvalidQueryParameterValue",
+        400,
+        "Send query parameter values without control characters (no CR, LF or NUL).",
+    )
+    InvalidTag = (
+        "InvalidTag",
+        400,
+        "Use at most 50 tags, names of at most 512 characters and values of at most 256.",
+    )
     InvalidDatastoreUrl = (
         "InvalidDatastoreUrl",
         400,
@@ -304,6 +320,19 @@ class Code(StrEnum):
         "TooManyFailedLogins",
         429,
         "Wait a few minutes, then sign in with the right credentials.",
+    )
+
+    TooManyRequests = (
+        "TooManyRequests",
+        429,
+        "Wait for the number of seconds in the Retry-After header, then try again.",
+    )
+
+    # -- 413: the request is too large --------------------------------------------------------
+    RequestBodyTooLarge = (
+        "RequestBodyTooLarge",
+        413,
+        "Send a smaller request body (the limit is PGVAULT_MAX_BODY_BYTES, 1 MiB by default).",
     )
 
     # -- 404: nothing by that name ------------------------------------------------------------
@@ -606,6 +635,15 @@ class TooManyAttempts(PgVaultError):
 
     status = 429
     default_code = Code.TooManyFailedLogins
+    #: Seconds the caller should wait (the Retry-After header), when known.
+    retry_after: int | None = None
+
+
+class PayloadTooLarge(PgVaultError):
+    """A request body larger than the service accepts (refused while it is read)."""
+
+    status = 413
+    default_code = Code.RequestBodyTooLarge
 
 
 class BadRequest(PgVaultError):

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pgvault import instances, jobs, policies, recovery_points, vaults
+from pgvault import audit, identity, instances, jobs, policies, recovery_points, vaults
 from pgvault.context import Context
 from pgvault.jobkinds import deletion, tiering
 from pgvault.recovery_points import COMMITTED, DELETING, RecoveryPoint
@@ -232,6 +232,15 @@ def reapply_policy(ctx: Context, instance_id: str) -> None:
             recovery_points.plan_point(p, policy.properties)
 
 
+def prune_audit_and_lockouts(ctx: Context, now: datetime) -> int:
+    """Delete audit events older than PGVAULT_AUDIT_RETENTION_DAYS and lockout rows whose
+    window is over (unknown names and stray 401s leave nothing lasting)."""
+    with ctx.db.session() as s:
+        events = audit.prune(s, now - ctx.settings.audit_retention)
+        lockouts = identity.prune_lockouts(s, now)
+    return events + lockouts
+
+
 def sweep(ctx: Context) -> dict[str, int]:
     """One housekeeping pass, in an order that never loses a point: archive copies first,
     then vault copies, then whole points; every step is idempotent and resumable."""
@@ -244,6 +253,7 @@ def sweep(ctx: Context) -> dict[str, int]:
         ("expired", lambda: expire_points(ctx, now)),
         ("rehydrationsEnded", lambda: end_rehydrations(ctx, now)),
         ("purged", lambda: purge_instances(ctx, now)),
+        ("auditPruned", lambda: prune_audit_and_lockouts(ctx, now)),
     )
     for name, step in steps:
         try:

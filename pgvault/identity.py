@@ -18,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Boolean, String, select
+from sqlalchemy import Boolean, String, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import arm
@@ -63,6 +65,7 @@ class LoginFailures(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 MAX_FAILURES = 5
@@ -107,29 +110,87 @@ def get_principal(s: Session, principal_id: str) -> Principal:
     return p
 
 
-def check_lock(s: Session, key: str, now: datetime) -> None:
-    """Refuse sign-ins for a name that failed too often recently (brute-force protection)."""
-    row = s.get(LoginFailures, key)
-    if row is not None and row.locked_until is not None and row.locked_until > now:
-        wait = int((row.locked_until - now).total_seconds()) + 1
-        raise TooManyAttempts(
-            f"Too many failed sign-ins for {key.split(':', 1)[-1]!r}; try again in {wait} s.",
-            recommended_action="Wait, then sign in with the right credentials.",
+def _locked(key: str, wait: int) -> TooManyAttempts:
+    error = TooManyAttempts(
+        f"Too many failed sign-ins for {key.split(':', 1)[-1]!r}; try again in {wait} s.",
+        recommended_action="Wait, then sign in with the right credentials.",
+    )
+    error.retry_after = wait
+    return error
+
+
+def _insert_ignore(s: Session, key: str, now: datetime) -> None:
+    """Create the name's row if missing, without racing another sign-in that does the same."""
+    dialect = s.get_bind().dialect.name
+    values = {"key": key, "failures": 0, "locked_until": None, "last_at": now}
+    if dialect == "postgresql":
+        s.execute(pg_insert(LoginFailures).values(**values).on_conflict_do_nothing())
+    else:
+        s.execute(sqlite_insert(LoginFailures).values(**values).on_conflict_do_nothing())
+
+
+def take_attempt(s: Session, key: str, now: datetime) -> None:
+    """Count a sign-in attempt before its password is checked, atomically.
+
+    One conditional UPDATE takes a slot while fewer than MAX_FAILURES attempts are counted
+    and the name is not locked, so parallel attempts cannot all pass: at most MAX_FAILURES
+    checks run, the rest get 429. A known and an unknown name are counted alike (the key is
+    the name as given). `finish_attempt` clears the count after a success or locks the name
+    once MAX_FAILURES attempts failed. An expired lock starts a fresh count.
+    """
+    _insert_ignore(s, key, now)
+    s.execute(
+        update(LoginFailures)
+        .where(
+            LoginFailures.key == key,
+            LoginFailures.locked_until.is_not(None),
+            LoginFailures.locked_until <= now,
         )
+        .values(failures=0, locked_until=None)
+    )
+    taken = s.execute(
+        update(LoginFailures)
+        .where(
+            LoginFailures.key == key,
+            LoginFailures.locked_until.is_(None),
+            LoginFailures.failures < MAX_FAILURES,
+        )
+        .values(failures=LoginFailures.failures + 1, last_at=now)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        row = s.get(LoginFailures, key)
+        until = row.locked_until if row is not None and row.locked_until else now + LOCKOUT
+        raise _locked(key, int((until - now).total_seconds()) + 1)
 
 
-def record_login(s: Session, key: str, ok: bool, now: datetime) -> None:
-    """Count a failure (locking after MAX_FAILURES) or clear the count after a success."""
-    row = s.get(LoginFailures, key)
+def finish_attempt(s: Session, key: str, ok: bool, now: datetime) -> None:
+    """After the check: a success clears the name's count; a failure that used the last
+    slot locks the name for LOCKOUT."""
     if ok:
-        if row is not None:
-            s.delete(row)
+        s.execute(delete(LoginFailures).where(LoginFailures.key == key))
         return
-    row = row or LoginFailures(key=key, failures=0)
-    row.failures += 1
-    if row.failures >= MAX_FAILURES:
-        row.locked_until, row.failures = now + LOCKOUT, 0
-    s.add(row)
+    s.execute(
+        update(LoginFailures)
+        .where(
+            LoginFailures.key == key,
+            LoginFailures.failures >= MAX_FAILURES,
+            LoginFailures.locked_until.is_(None),
+        )
+        .values(locked_until=now + LOCKOUT, last_at=now)
+    )
+
+
+def prune_lockouts(s: Session, now: datetime) -> int:
+    """Delete lockout rows whose lock ended and whose last failure is older than LOCKOUT
+    (a spray of unknown names leaves no lasting rows). Returns how many."""
+    stale = now - LOCKOUT
+    result = s.execute(
+        delete(LoginFailures).where(
+            (LoginFailures.locked_until.is_(None) | (LoginFailures.locked_until <= now)),
+            (LoginFailures.last_at.is_(None) | (LoginFailures.last_at <= stale)),
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def lock_key(kind: str, name: str) -> str:

@@ -119,4 +119,6 @@ def serve(
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,
         ssl_ciphers=TLS_CIPHERS,  # used only with a certificate
+        # X-Forwarded-* are honoured by pgvault itself, only from PGVAULT_TRUSTED_PROXIES
+        proxy_headers=False,
     )

@@ -11,12 +11,14 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault import rbac
+from pgvault.api import limits
 from pgvault.api.deps import Auth, Svc, bearer, json_response
 from pgvault.audit import AuditEvent
 from pgvault.clock import iso
 from pgvault.errors import BadRequest, Code, NotFound
 from pgvault.identity import Principal
 from pgvault.schemas.access import PrincipalBody, RoleAssignmentBody, RoleDefinitionBody
+from pgvault.services import Service
 
 router = APIRouter()
 AUTHZ = "/providers/Microsoft.Authorization"
@@ -25,8 +27,18 @@ AUTHZ = "/providers/Microsoft.Authorization"
 # -- OAuth2 ---------------------------------------------------------------------------------
 
 
+def _rate_limited(request: Request, svc: Service, name: str | None) -> None:
+    """Per client address, then per user name / client id: 429 with Retry-After past the
+    limit (PGVAULT_TOKEN_RATE_PER_ADDRESS / _PER_NAME per PGVAULT_TOKEN_RATE_WINDOW_SECONDS)."""
+    address = limits.client_address(request.scope, svc.ctx.settings.trusted_proxies)
+    request.app.state.token_rate_by_address.hit(address, f"address {address}")
+    if name:
+        request.app.state.token_rate_by_name.hit(name[:200], repr(name[:200]))
+
+
 @router.post("/oauth2/token")
 def token(
+    request: Request,
     svc: Svc,
     grant_type: str = Form(...),
     client_id: str | None = Form(default=None),
@@ -36,6 +48,7 @@ def token(
     scope: str | None = Form(default=None),
 ) -> JSONResponse:
     """client_credentials (service principals) or password (users)."""
+    _rate_limited(request, svc, username if grant_type == "password" else client_id)
     if grant_type == "client_credentials" and client_id and client_secret is not None:
         access, lifetime = svc.access.token_for_client(client_id, client_secret)
     elif grant_type == "password" and username and password is not None:
@@ -333,6 +346,8 @@ def _event(e: AuditEvent) -> dict[str, Any]:
             "statusCode": str(e.status),
             "errorCode": e.error_code,
             **({"details": e.details_dict} if e.details else {}),
+            "count": str(e.count or 1),
+            "lastEventTimestamp": iso(e.last_at or e.at),
         },
     }
 

@@ -15,7 +15,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgvault import __version__
-from pgvault.api import access, actions, dataprotection, resources
+from pgvault.api import access, actions, dataprotection, limits, resources
 from pgvault.api.deps import error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, PgVaultError
@@ -208,6 +208,14 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         return response
 
     app.add_middleware(CanonicalPath)
+    settings = ctx.settings
+    app.add_middleware(limits.InputLimits, max_body_bytes=lambda: settings.max_body_bytes)
+    app.state.token_rate_by_name = limits.RateLimiter(
+        lambda: settings.token_rate_per_name, lambda: settings.token_rate_window_seconds
+    )
+    app.state.token_rate_by_address = limits.RateLimiter(
+        lambda: settings.token_rate_per_address, lambda: settings.token_rate_window_seconds
+    )
     if ctx.settings.tls:
         app.add_middleware(StrictTransportSecurity)  # outermost: errors answered early get it too
     return app

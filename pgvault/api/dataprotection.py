@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault import arm
-from pgvault.api import lro, shapes
+from pgvault.api import limits, lro, shapes
 from pgvault.api.deps import Auth, Svc, json_response
 from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.schemas.dataprotection import (
@@ -40,7 +40,9 @@ def _vault_id(sub: str, rg: str, vault: str) -> str:
 
 @router.put(V)
 def put_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: VaultBody) -> JSONResponse:
-    v, created = svc.put_vault(sub, rg, vault, body.location, body.settings(), body.tag_map())
+    v, created = svc.put_vault(
+        sub, rg, vault, body.location, body.settings(), limits.checked_tags(body.tag_map())
+    )
     return json_response(shapes.vault(v), 201 if created else 200)
 
 
@@ -50,7 +52,9 @@ def patch_vault(
 ) -> JSONResponse:
     current = svc.get_vault(sub, rg, vault)
     body = body or VaultPatch()
-    v, _created = svc.put_vault(sub, rg, vault, current.location, body.settings(), body.tag_map())
+    v, _created = svc.put_vault(
+        sub, rg, vault, current.location, body.settings(), limits.checked_tags(body.tag_map())
+    )
     return json_response(shapes.vault(v))
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from pgvault.api import actions
-from pgvault.errors import Code, PgVaultError, Unauthorized
+from pgvault.api import actions, limits
+from pgvault.errors import Code, PgVaultError, TooManyAttempts, Unauthorized
 from pgvault.identity import Caller
 from pgvault.services import Service
 
@@ -47,28 +48,35 @@ Auth = Annotated[Caller, Depends(caller)]
 
 
 def base_url(request: Request) -> str:
-    """The URL the client used to reach us (for LRO headers and generated URIs)."""
-    return str(request.base_url).rstrip("/")
+    """The URL clients reach us at (for LRO headers and generated URIs), never from the
+    request's Host header: X-Forwarded-Host/Proto when a trusted proxy (PGVAULT_TRUSTED_PROXIES)
+    sent them, else PGVAULT_PUBLIC_URL, else the address this server listens on."""
+    settings = service(request).ctx.settings
+    forwarded = limits.forwarded_base(request.scope, settings.trusted_proxies)
+    return (forwarded or settings.public_url or limits.own_base(request.scope)).rstrip("/")
 
 
 def public_url(request: Request, svc: Service) -> str:
-    return (svc.ctx.settings.public_url or base_url(request)).rstrip("/")
+    return base_url(request)
 
 
 def accepted(request: Request, scope_id: str, op_id: str) -> Response:
     """202 with the Azure async-operation headers pointing at operationStatus/Results."""
-    base = base_url(request)
-    version = request.query_params.get("api-version", "2025-07-01")
+    base = base_url(request) + quote(scope_id, safe="/:@!$&'()*+,;=-._~")
+    version = quote(request.query_params.get("api-version", "2025-07-01"), safe="-.")
     headers = {
-        "Azure-AsyncOperation": f"{base}{scope_id}/operationStatus/{op_id}?api-version={version}",
-        "Location": f"{base}{scope_id}/operationResults/{op_id}?api-version={version}",
+        "Azure-AsyncOperation": f"{base}/operationStatus/{op_id}?api-version={version}",
+        "Location": f"{base}/operationResults/{op_id}?api-version={version}",
         "Retry-After": RETRY_AFTER,
     }
     return Response(status_code=202, headers=headers)
 
 
 def error_response(exc: PgVaultError) -> JSONResponse:
-    return JSONResponse(status_code=exc.status, content=exc.to_body())
+    response = JSONResponse(status_code=exc.status, content=exc.to_body())
+    if isinstance(exc, TooManyAttempts) and exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def json_response(body: object, status: int = 200) -> JSONResponse:

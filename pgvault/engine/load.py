@@ -22,7 +22,7 @@ from psycopg import sql
 from pgvault.engine import pgtools
 from pgvault.engine.manifest import DUMP, MANIFEST, Manifest
 from pgvault.errors import Code, CorruptRecoveryPoint, PgVaultError, UserError
-from pgvault.storage.backends import Location, pumped
+from pgvault.storage.backends import Location, pumped, put_new
 
 WRITE_SIZE = 1 << 20
 ProgressFn = Callable[[int], None]
@@ -199,20 +199,47 @@ def into_database(
         )
 
 
+def _file_exists(name: str) -> UserError:
+    return UserError(
+        f"{name!r} already exists in the target container.",
+        code=Code.UserErrorFileAlreadyExists,
+        recommended_action="Choose another file prefix (restores never overwrite).",
+    )
+
+
 def into_files(
     location: Location,
     manifest: Manifest,
     target: Location,
     prefix: str,
     progress: ProgressFn,
+    on_created: Callable[[list[str]], None] | None = None,
 ) -> list[str]:
-    """Write `{prefix}.dump` (custom format, for pg_restore) and the manifest to `target`."""
+    """Write `{prefix}.dump` (custom format, for pg_restore) and the manifest to `target`.
+
+    Never overwrites: the dump's name is claimed first with an exclusive put (an empty
+    object, then replaced by the streamed dump), and the manifest is written only if it
+    does not exist; either name already taken fails with UserErrorFileAlreadyExists. On
+    any failure only what this call created is removed. `on_created` hears the names
+    this call created, as it creates them.
+    """
     dump_name, manifest_name = f"{prefix}.dump", f"{prefix}.manifest.json"
+    if target.exists(manifest_name):
+        raise _file_exists(manifest_name)
+    if not put_new(target, dump_name, b""):
+        raise _file_exists(dump_name)
+    created = [dump_name]
     try:
+        if on_created is not None:
+            on_created(list(created))
         target.put_stream(dump_name, pumped(lambda: decompressed(location, manifest, progress)))
-        target.put_bytes(manifest_name, manifest.to_json())
+        if not put_new(target, manifest_name, manifest.to_json()):
+            raise _file_exists(manifest_name)
+        created.append(manifest_name)
+        if on_created is not None:
+            on_created(list(created))
     except BaseException:
-        for name in (dump_name, manifest_name):
+        for name in created:
             with contextlib.suppress(PgVaultError):
                 target.delete(name)
         raise

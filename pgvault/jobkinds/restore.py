@@ -25,6 +25,7 @@ from pgvault import (
     jobs,
     recovery_points,
     rehydration,
+    restore_claims,
     servers,
     vault_access,
     vaults,
@@ -139,6 +140,8 @@ class Plan:
     server_name: str = ""
     container: Location | None = None
     container_name: str = ""
+    #: The target container's identity for prefix claims (account id and container name).
+    container_key: str = ""
 
 
 def _cross_subscription_blocked(vault: vaults.Vault, subscription: str) -> bool:
@@ -213,15 +216,16 @@ def _resolve_database(
 
 def _resolve_files(
     ctx: Context, s: Session, vault: vaults.Vault, t: FilesTarget, errors: list[PgVaultError]
-) -> tuple[Location | None, str]:
-    """The target container's metadata checks; returns its location (not yet contacted)
-    and its name (no location when the container cannot be used)."""
+) -> tuple[Location | None, str, str]:
+    """The target container's metadata checks; returns its location (not yet contacted),
+    its name and its claim key (no location when the container cannot be used)."""
     check_file_prefix(t.file_prefix)
     try:
         account, container = accounts.resolve_target(s, t.url, t.arm_id)
     except PgVaultError as exc:
         errors.append(exc)
-        return None, ""
+        return None, "", ""
+    key = f"{account.id}/{container.name.lower()}"
     if account.location != vault.location:
         errors.append(
             UserError(
@@ -243,15 +247,15 @@ def _resolve_files(
     denied = vault_access.on_container(s, vault, account, container.name)
     if denied:
         errors.extend(denied)
-        return None, container.name
+        return None, container.name, key
     try:
         location = accounts.container_location(
             ctx.cipher, account, container.name, ctx.storage_policy
         )
     except PgVaultError as exc:  # a path or endpoint the operator's policy now refuses
         errors.append(exc)
-        return None, container.name
-    return location, container.name
+        return None, container.name, key
+    return location, container.name, key
 
 
 def resolve(
@@ -268,11 +272,11 @@ def resolve(
     errors: list[PgVaultError] = []
     ep: pgtools.Endpoint | None = None
     container: Location | None = None
-    server_name = container_name = ""
+    server_name = container_name = container_key = ""
     if isinstance(req.target, DatabaseTarget):
         ep, server_name = _resolve_database(ctx, s, vault, inst, req.target, errors)
     else:
-        container, container_name = _resolve_files(ctx, s, vault, req.target, errors)
+        container, container_name, container_key = _resolve_files(ctx, s, vault, req.target, errors)
     return Plan(
         request=req,
         vault_id=vault.id,
@@ -287,6 +291,7 @@ def resolve(
         server_name=server_name,
         container=container,
         container_name=container_name,
+        container_key=container_key,
     )
 
 
@@ -377,7 +382,9 @@ def check(plan: Plan) -> dict[str, Any]:
 
 def queue(ctx: Context, plan: Plan) -> jobs.Job:
     """Check, then create the restore job in one short transaction (the probes' results go
-    into its parameters; the job repeats only the metadata checks)."""
+    into its parameters; the job repeats only the metadata checks). A files target's
+    (container, prefix) is claimed in the same transaction: of simultaneous requests for
+    one prefix, one is queued and the others fail with UserErrorFileAlreadyExists."""
     found = check(plan)
     req = plan.request
     with ctx.db.session() as s:
@@ -391,6 +398,15 @@ def queue(ctx: Context, plan: Plan) -> jobs.Job:
             recovery_point_id=req.recovery_point_id,
         )
         job.result = {"recoveryPointTime": iso(plan.point_time)}
+        if isinstance(req.target, FilesTarget):
+            restore_claims.claim(
+                s,
+                plan.container_key,
+                plan.container_name,
+                req.target.file_prefix,
+                job.id,
+                ctx.clock.now(),
+            )
         if str(req.rehydration_priority or "").lower() == "high":
             job.priority = rehydration.HIGH_PRIORITY
     return job
@@ -447,7 +463,12 @@ def run(ctx: Context, job_id: str) -> None:
             assert plan.container is not None
             progress.phase("Transferring data", manifest.storedBytes)
             files = engine.into_files(
-                source, manifest, plan.container, req.target.file_prefix, progress
+                source,
+                manifest,
+                plan.container,
+                req.target.file_prefix,
+                progress,
+                on_created=lambda names: _note(ctx, job_id, {"createdFiles": names}),
             )
             result = {"recoveryDestination": req.target.url.rstrip("/") + "/", "files": files}
         with ctx.db.session() as s:
@@ -459,12 +480,38 @@ def run(ctx: Context, job_id: str) -> None:
                 "dataTransferredInBytes": manifest.bytesTransferred,
             }
             jobs.finish(job, ctx.clock.now())
+            restore_claims.release(s, job_id)
     except BaseException as exc:
         if created is not None:
             _drop_quietly(created, database)
         fail(ctx, job_id, exc)
+        _release_claim(ctx, job_id)
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
+
+
+def _release_claim(ctx: Context, job_id: str) -> None:
+    # best effort: a claim whose job ended is stale, and the next claim takes it over
+    with contextlib.suppress(Exception), ctx.db.session() as s:
+        restore_claims.release(s, job_id)
+
+
+def _remove_created_files(ctx: Context, job: jobs.Job) -> None:
+    """The files an abandoned restore had created (never another's: it held the claim)."""
+    names = (job.result or {}).get("createdFiles") or []
+    if not names or (job.result or {}).get("files"):
+        return
+    req = RestoreRequest.from_params(job.params)
+    if not isinstance(req.target, FilesTarget):
+        return
+    with ctx.db.session() as s:
+        account, container = accounts.resolve_target(s, req.target.url, req.target.arm_id)
+        location = accounts.container_location(
+            ctx.cipher, account, container.name, ctx.storage_policy
+        )
+    for name in names:
+        with contextlib.suppress(PgVaultError):
+            location.delete(str(name))
 
 
 def _note(ctx: Context, job_id: str, values: dict[str, Any]) -> None:
@@ -497,8 +544,14 @@ class Restore(JobKind):
         run(ctx, job_id)
 
     def abandoned(self, ctx: Context, job: jobs.Job) -> None:
-        """Drop the database the lost worker had created (best effort: the server or the
-        secret may be gone; the job's failure says the restore did not happen)."""
+        """Drop the database or remove the files the lost worker had created (best effort:
+        the server or the secret may be gone; the job's failure says the restore did not
+        happen), and release its claim on a file prefix."""
+        try:
+            _remove_created_files(ctx, job)
+        except PgVaultError as exc:
+            log.warning("restore %s: cannot remove the files it created: %s", job.id, exc)
+        _release_claim(ctx, job.id)
         try:
             created = _created_by(ctx, job)
         except PgVaultError as exc:

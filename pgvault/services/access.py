@@ -7,7 +7,7 @@ here knows about HTTP.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pgvault import audit, identity, rbac, vaults
@@ -37,10 +37,11 @@ class AccessService:
         )
 
     def _sign_in(self, kind: str, name: str, check: Any) -> tuple[str, int]:
-        """Check credentials with lockout; failures are counted in their own transaction."""
+        """Check credentials with lockout: the attempt is counted (atomically, in its own
+        transaction) before the password is checked, and settled after."""
         now, key = self.ctx.clock.now(), identity.lock_key(kind, name)
         with self.ctx.db.session() as s:
-            identity.check_lock(s, key, now)
+            identity.take_attempt(s, key, now)
         error: Unauthorized | None = None
         with self.ctx.db.session() as s:
             try:
@@ -48,7 +49,7 @@ class AccessService:
             except Unauthorized as exc:
                 error = exc
         with self.ctx.db.session() as s:
-            identity.record_login(s, key, error is None, now)
+            identity.finish_attempt(s, key, error is None, self.ctx.clock.now())
         if error is not None:
             raise error
         lifetime = self.ctx.settings.token_lifetime_seconds
@@ -198,6 +199,7 @@ class AccessService:
                 method=method,
                 status=status,
                 error_code=error_code,
+                coalesce=timedelta(seconds=self.ctx.settings.audit_coalesce_seconds),
             )
 
     def audit_events(

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import obstore
+from obstore.exceptions import AlreadyExistsError
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import AzureStore, LocalStore, MemoryStore, S3Store
 
@@ -148,6 +149,21 @@ class Location:
         self.put_bytes(probe, b"ok")
         with _mapped(self, probe):
             obstore.delete(self.store, self.key(probe))
+
+
+def put_new(loc: Location, name: str, data: bytes) -> bool:
+    """Write a small object only if none has that name yet; False if one exists.
+
+    The store decides atomically: `O_EXCL` on a local directory, `If-None-Match: *` on S3
+    and Azure Blob. Restores claim their file names with it ("restores never overwrite").
+    """
+    try:
+        obstore.put(loc.store, loc.key(name), data, mode="create")
+    except AlreadyExistsError:
+        return False
+    except STORE_ERRORS as exc:
+        raise _translate(exc, loc, name) from exc
+    return True
 
 
 def pumped(source: Callable[[], Iterator[bytes]], depth: int = 4) -> Iterator[bytes]:

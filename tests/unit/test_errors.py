@@ -26,7 +26,7 @@ from pgvault.storage.accounts import StorageAccount
 from pgvault.storage.backends import StoragePolicy, from_url
 
 PACKAGE = Path(errors.__file__).parent
-STATUSES = {400, 401, 403, 404, 405, 409, 429, 500}
+STATUSES = {400, 401, 403, 404, 405, 409, 413, 429, 500}
 
 # (class, code) pairs whose class status differs from the code's catalogued status, and why.
 CLASS_STATUS_EXCEPTIONS = {

@@ -3,7 +3,7 @@
 Existing servers get the defaults (sslmode prefer, no root certificate, scram-sha-256);
 existing audit rows have no details.
 
-Revision ID: 0004c
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-30 22:30:00.000000
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004c"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
