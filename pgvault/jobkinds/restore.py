@@ -354,9 +354,12 @@ def _probe_files(plan: Plan, location: Location, errors: list[PgVaultError]) -> 
     try:
         location.check_writable()
     except PgVaultError as exc:
+        # The backend's own words stay in the log: they would tell a caller what the
+        # endpoint answered (reachability), which a refused target must not reveal.
+        log.info("container %s is not writable: %s", plan.container_name, exc.message)
         errors.append(
             UserError(
-                f"Cannot write to container {plan.container_name!r}: {exc.message}",
+                f"Cannot write to container {plan.container_name!r}.",
                 code=Code.UserErrorContainerNotAccessible,
                 recommended_action="Check the storage account's endpoint and credentials.",
             )
