@@ -20,6 +20,7 @@ import shutil
 import socket
 import stat
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,12 @@ class Location:
             shutil.rmtree(self.local_root / self.prefix, ignore_errors=True)
 
     def check_writable(self) -> None:
-        """Prove we can write and delete here, before any data moves."""
-        probe = ".pgvault-write-probe"
+        """Prove we can write and delete here, before any data moves.
+
+        Each probe has its own name: concurrent checks of one container (two restores
+        validated at once) must not delete each other's probe.
+        """
+        probe = f".pgvault-write-probe-{uuid.uuid4().hex}"
         self.put_bytes(probe, b"ok")
         with _mapped(self, probe):
             obstore.delete(self.store, self.key(probe))
