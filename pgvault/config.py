@@ -50,6 +50,8 @@ class Settings:
     token_rate_per_name: int = 30
     token_rate_per_address: int = 120
     token_rate_window_seconds: int = 60
+    #: Log lines: "plain" (default) or "json" (one object a line, with request and job ids).
+    log_format: str = "plain"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -77,6 +79,11 @@ class Settings:
             if raw:
                 values[key] = tuple(v.strip() for v in raw.split(",") if v.strip())
         values.update(_limits_from_env(env))
+        if env.get("PGVAULT_LOG_FORMAT"):
+            fmt = env["PGVAULT_LOG_FORMAT"].strip().lower()
+            if fmt not in ("plain", "json"):
+                raise ValueError(f"PGVAULT_LOG_FORMAT must be plain or json, not {fmt!r}.")
+            values["log_format"] = fmt
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

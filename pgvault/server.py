@@ -10,7 +10,6 @@ import contextlib
 import ctypes
 import dataclasses
 import ipaddress
-import logging
 import ssl
 import stat
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from pgvault import logs
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
@@ -100,7 +100,7 @@ def serve(
     if settings.public_url is None:
         settings = dataclasses.replace(settings, public_url=f"{scheme}://{host}:{port}")
     _limit_malloc_arenas()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_format)
     ctx = Context.create(settings)
     say(f"pgvault serving on {scheme}://{host}:{port} (home: {settings.home})")
     if settings.tls and str(settings.public_url).startswith("http:"):
@@ -121,4 +121,6 @@ def serve(
         ssl_ciphers=TLS_CIPHERS,  # used only with a certificate
         # X-Forwarded-* are honoured by pgvault itself, only from PGVAULT_TRUSTED_PROXIES
         proxy_headers=False,
+        # JSON logs: uvicorn's own loggers propagate to the root handler logs.configure set
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )

@@ -15,7 +15,7 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
-from pgvault import jobs
+from pgvault import jobs, logs
 from pgvault.context import Context
 from pgvault.errors import Code, PgVaultError
 from pgvault.jobkinds import kind_for
@@ -142,8 +142,9 @@ class WorkerPool:
                 self._wake.clear()
                 continue
             job_id, operation = claimed
-            log.info("worker %s runs %s job %s", wid, operation, job_id)
+            token = logs.job_id.set(job_id)  # every record logged during the job names it
             try:
+                log.info("worker %s runs %s job %s", wid, operation, job_id)
                 kind_for(operation).run(self.ctx, job_id)
             except Exception:
                 log.exception("job %s crashed", job_id)
@@ -151,6 +152,8 @@ class WorkerPool:
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
                 log.exception("job %s crashed", job_id)
+            finally:
+                logs.job_id.reset(token)
             self._ensure_finished(job_id)
 
     def _ensure_finished(self, job_id: str) -> None:

@@ -19,6 +19,10 @@ OPEN_ACTIONS = {
     "Microsoft.Authorization/roleDefinitions/read",
 }
 
+#: `GET /metrics` (Prometheus): the service's metrics, readable by Reader or Backup Reader at `/`.
+METRICS_PATH = "/metrics"
+METRICS_READ = "Microsoft.Insights/metrics/read"
+
 
 @dataclass(frozen=True)
 class Requested:
@@ -32,6 +36,10 @@ class Requested:
 
 def requested(method: str, path: str) -> Requested:
     """The action and scope of an API call."""
+    if path.rstrip("/") == METRICS_PATH:
+        return Requested(
+            METRICS_READ if method in ("GET", "HEAD") else "Microsoft.Insights/metrics/write", "/"
+        )
     segs = [s for s in path.split("/") if s]
     lowered = [s.lower() for s in segs]
     if segs and lowered[0] == "pgvault":

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgvault import __version__
+from pgvault import __version__, logs, observability
 from pgvault.api import access, actions, dataprotection, limits, resources
-from pgvault.api.deps import error_response
+from pgvault.api.deps import Auth, error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.scheduler import Scheduler
@@ -104,6 +106,42 @@ class StrictTransportSecurity:
         await self.app(scope, receive, send_with_hsts)
 
 
+class RequestId:
+    """A request id per call, in the log context and echoed as `x-ms-request-id` (as ARM does).
+
+    A client's `x-ms-client-request-id` is used instead when it is a short plain token, and
+    echoed back under its own name, so a client can find its call in the service log.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-ms-client-request-id":
+                sent = logs.client_request_id(value.decode("latin-1"))
+                break
+        rid = sent or str(uuid.uuid4())
+        extra = [(b"x-ms-request-id", rid.encode())]
+        if sent is not None:
+            extra.append((b"x-ms-client-request-id", sent.encode()))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        token = logs.request_id.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)
+
+
 def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     """The API over one service; the worker pool starts and stops with the app."""
     pool = WorkerPool(ctx, ctx.settings.workers) if start_workers else None
@@ -131,6 +169,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     app = FastAPI(title="pgvault", version=__version__, lifespan=lifespan)
     app.state.service = service
     app.state.ready = False
+    app.state.metrics = observability.registry(ctx)
     app.include_router(access.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
@@ -186,6 +225,22 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
+    @app.get("/readyz")
+    def readyz(request: Request) -> JSONResponse:
+        """200 when the metadata database answers and the datastore is reachable, else 503."""
+        checks = observability.readiness(ctx)
+        started = bool(request.app.state.ready)
+        ready = started and all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        if not started:
+            body["checks"] = {**checks, "service": "starting"}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get(actions.METRICS_PATH)
+    def metrics(request: Request, _: Auth) -> Response:
+        """Prometheus metrics, read from the metadata database now (Reader at `/`)."""
+        return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
     @app.middleware("http")
     async def _audit(request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Record every write and every denied call, after the fact."""
@@ -208,6 +263,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         return response
 
     app.add_middleware(CanonicalPath)
+    app.add_middleware(RequestId)
     settings = ctx.settings
     app.add_middleware(limits.InputLimits, max_body_bytes=lambda: settings.max_body_bytes)
     app.state.token_rate_by_name = limits.RateLimiter(

@@ -760,6 +760,8 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("GET", "/pgvault/principals/p1", "pgvault/principals/read", "/"),
     ("GET", "/pgvault/principals", "pgvault/principals/read", "/"),
     ("DELETE", "/pgvault/principals/p1", "pgvault/principals/delete", "/"),
+    # service metrics (Prometheus): a reader of the whole service
+    ("GET", "/metrics", "Microsoft.Insights/metrics/read", "/"),
     # audit log
     (
         "GET",
@@ -811,7 +813,12 @@ NAME_BY_COLLECTION = {
     "storageAccounts": "sa1",
     "containers": "c1",
 }
-NOT_AUTHORIZED = {("POST", "/oauth2/token"), ("POST", "/oauth2/revoke"), ("GET", "/healthz")}
+NOT_AUTHORIZED = {
+    ("POST", "/oauth2/token"),
+    ("POST", "/oauth2/revoke"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+}
 
 
 def test_every_api_route_is_in_the_table(tmp_path: Path) -> None:
