@@ -241,7 +241,7 @@ def job_show(call: Call, job_id: JobIdArg, vault_name: VaultOpt) -> Any:
 @command(job_app, "watch")
 def job_watch(call: Call, job_id: JobIdArg, vault_name: VaultOpt) -> None:
     """Follow a job with a progress bar (bytes, phase, ETA) until it ends."""
-    job = watch(call.client, _job_path(call, vault_name, job_id), call.json)
+    job = watch(call.client, _job_path(call, vault_name, job_id), call.machine)
     call.show(job, JOB_COLUMNS)
     if job["properties"]["status"] != "Completed":
         raise typer.Exit(1)
