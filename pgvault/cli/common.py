@@ -55,6 +55,14 @@ JOB_COLUMNS: Columns = (
 )
 
 
+class UsageError(Exception):
+    """A command given options it cannot use: printed like an API error, exit 2 (as az)."""
+
+    def __init__(self, code: str, message: str, action: str) -> None:
+        super().__init__(message)
+        self.code, self.message, self.action = code, message, action
+
+
 class Scope(Enum):
     """Which of `--subscription` / `--resource-group` a command takes."""
 
@@ -183,6 +191,10 @@ def run(fn: Callable[[], Any]) -> Any:
             "[yellow]fix:[/yellow] Give a JMESPath expression (https://jmespath.org), "
             'e.g. --query "[].name".'
         )
+        raise typer.Exit(2) from None
+    except UsageError as exc:
+        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
+        err.print(f"[yellow]fix:[/yellow] {escape(exc.action)}")
         raise typer.Exit(2) from None
     except ApiError as exc:
         problems = [ApiError.from_body(exc.status, {"error": d}) for d in exc.details] or [exc]
