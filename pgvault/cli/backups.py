@@ -20,7 +20,7 @@ from pgvault.cli.common import (
     follow,
     watch,
 )
-from pgvault.cli.output import Columns, out
+from pgvault.cli.output import Columns, Output, out
 
 backup_app = typer.Typer(no_args_is_help=True, help="On-demand backups.")
 rp_app = typer.Typer(no_args_is_help=True, help="Recovery points.")
@@ -104,7 +104,8 @@ def _restore(
     bi = call.instance(vault_name, instance)
     follow(call.client, call.client.post(f"{bi}/validateRestore", {"restoreRequestObject": body}))
     if validate_only:
-        out.print("Validation passed: the restore can run.")
+        if call.output != Output.none:
+            out.print("Validation passed: the restore can run.")
         return
     finish_job(call, call.client.post(f"{bi}/restore", body), wait)
 

@@ -143,7 +143,9 @@ def test_yaml_is_the_same_data(api: None) -> None:
     assert yaml.safe_load(_run(*RP, "--query", "[0].name", "-o", "yaml")) == POINT_ID
 
 
-def test_jsonc_is_coloured_json(api: None) -> None:
+def test_jsonc_is_coloured_json(api: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)  # NO_COLOR and a dumb terminal turn it off
+    monkeypatch.setenv("TERM", "xterm-256color")
     printed = _run(*RP_SHOW, "--recovery-point", POINT_ID, "-o", "jsonc")
     assert "\x1b[" in printed
     assert json.loads(re.sub(r"\x1b\[[0-9;]*m", "", printed)) == POINT
