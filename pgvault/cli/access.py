@@ -37,7 +37,7 @@ def principal_create(
     result = {"principalId": props["principalId"], "secret": props.get("secret")}
     if props.get("clientId"):
         result["clientId"] = props["clientId"]
-    if call.json:
+    if call.machine:
         call.show(result)
         return
     call.show(data, PRINCIPAL_COLUMNS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,6 +12,7 @@ from pgvault.cli.common import (
     JOB_COLUMNS,
     Call,
     InstOpt,
+    UsageError,
     VaultOpt,
     WaitOpt,
     command,
@@ -17,7 +20,7 @@ from pgvault.cli.common import (
     follow,
     watch,
 )
-from pgvault.cli.output import Columns, out
+from pgvault.cli.output import Columns, Output, out
 
 backup_app = typer.Typer(no_args_is_help=True, help="On-demand backups.")
 rp_app = typer.Typer(no_args_is_help=True, help="Recovery points.")
@@ -101,9 +104,38 @@ def _restore(
     bi = call.instance(vault_name, instance)
     follow(call.client, call.client.post(f"{bi}/validateRestore", {"restoreRequestObject": body}))
     if validate_only:
-        out.print("Validation passed: the restore can run.")
+        if call.output != Output.none:
+            out.print("Validation passed: the restore can run.")
         return
     finish_job(call, call.client.post(f"{bi}/restore", body), wait)
+
+
+RESTORE_REQUEST_FIX = (
+    "Give --restore-request FILE (the JSON `az dataprotection backup-instance restore "
+    "initialize-for-data-recovery` writes), or --recovery-point, --target-server, "
+    "--target-database and --secret."
+)
+
+
+def _restore_request(path: Path) -> dict[str, Any]:
+    """The restore request in a file (az's snake_case keys or Azure's camelCase: the API
+    takes both)."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(
+            "InvalidRestoreRequest",
+            f"--restore-request {path} is not a readable JSON file: {reason}.",
+            RESTORE_REQUEST_FIX,
+        ) from None
+    if not isinstance(body, dict):
+        raise UsageError(
+            "InvalidRestoreRequest",
+            f"--restore-request {path} holds no JSON object (a restore request).",
+            RESTORE_REQUEST_FIX,
+        )
+    return body
 
 
 @command(restore_app, "database")
@@ -111,10 +143,24 @@ def restore_database(
     call: Call,
     vault_name: VaultOpt,
     instance: InstOpt,
-    recovery_point: PointOpt,
-    target_server: Annotated[str, typer.Option(help="Registered target server name.")],
-    target_database: Annotated[str, typer.Option(help="New database name (must not exist).")],
-    secret: Annotated[str, typer.Option(help="Secret URI with the target's connection string.")],
+    recovery_point: Annotated[str | None, typer.Option(help="Recovery point id.")] = None,
+    target_server: Annotated[
+        str | None, typer.Option(help="Registered target server name.")
+    ] = None,
+    target_database: Annotated[
+        str | None, typer.Option(help="New database name (must not exist).")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="Secret URI with the target's connection string.")
+    ] = None,
+    restore_request: Annotated[
+        Path | None,
+        typer.Option(
+            "--restore-request",
+            help="A restore request JSON file, e.g. the one `az dataprotection backup-instance "
+            "restore initialize-for-data-recovery` writes (instead of the four options above).",
+        ),
+    ] = None,
     target_resource_group: Annotated[str | None, typer.Option(help="Target server's RG.")] = None,
     wait: WaitOpt = False,
     rehydration_priority: PriorityOpt = None,
@@ -122,6 +168,27 @@ def restore_database(
     validate_only: ValidateOnlyOpt = False,
 ) -> None:
     """Restore a recovery point as a new database (owned by the secret's user)."""
+    given = [recovery_point, target_server, target_database, secret]
+    if restore_request is not None:
+        if any(v is not None for v in given):
+            raise UsageError(
+                "BadParameter",
+                "--restore-request replaces --recovery-point, --target-server, "
+                "--target-database and --secret; give one or the other.",
+                RESTORE_REQUEST_FIX,
+            )
+        body = _with_rehydration(
+            _restore_request(restore_request), rehydration_priority, rehydration_duration
+        )
+        _restore(call, vault_name, instance, body, wait, validate_only)
+        return
+    if any(v is None for v in given):
+        raise UsageError(
+            "BadParameter",
+            "The restore needs --recovery-point, --target-server, --target-database and "
+            "--secret (or --restore-request).",
+            RESTORE_REQUEST_FIX,
+        )
     server_id = (
         f"{call.group(target_resource_group)}"
         f"/providers/Microsoft.DBforPostgreSQL/servers/{target_server}"
@@ -241,7 +308,7 @@ def job_show(call: Call, job_id: JobIdArg, vault_name: VaultOpt) -> Any:
 @command(job_app, "watch")
 def job_watch(call: Call, job_id: JobIdArg, vault_name: VaultOpt) -> None:
     """Follow a job with a progress bar (bytes, phase, ETA) until it ends."""
-    job = watch(call.client, _job_path(call, vault_name, job_id), call.json)
+    job = watch(call.client, _job_path(call, vault_name, job_id), call.machine)
     call.show(job, JOB_COLUMNS)
     if job["properties"]["status"] != "Completed":
         raise typer.Exit(1)

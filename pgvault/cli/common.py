@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -27,9 +28,15 @@ from rich.progress import (
 )
 
 from pgvault.cli.client import ApiError, Client
-from pgvault.cli.output import Columns, Output, err, out, show
+from pgvault.cli.output import Columns, Output, QueryError, compile_query, err, out, show
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json")]
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="json, jsonc, table, tsv, yaml or none.")
+]
+QueryOpt = Annotated[
+    str | None,
+    typer.Option("--query", help="JMESPath query on the result (a list's items, as az does)."),
+]
 SubOpt = Annotated[str | None, typer.Option("--subscription", help="Subscription id.")]
 RgOpt = Annotated[str, typer.Option("--resource-group", "-g", help="Resource group.")]
 VaultOpt = Annotated[str, typer.Option("--vault-name", "-v", help="Backup vault name.")]
@@ -48,6 +55,14 @@ JOB_COLUMNS: Columns = (
 )
 
 
+class UsageError(Exception):
+    """A command given options it cannot use: printed like an API error, exit 2 (as az)."""
+
+    def __init__(self, code: str, message: str, action: str) -> None:
+        super().__init__(message)
+        self.code, self.message, self.action = code, message, action
+
+
 class Scope(Enum):
     """Which of `--subscription` / `--resource-group` a command takes."""
 
@@ -60,18 +75,20 @@ class Scope(Enum):
 class Call:
     """What a command body gets: the API client, where the command points, how to print.
 
-    The options every command shares end here, so a new shared option (say `--query`) is
-    one field plus one entry in `_shared_options`.
+    The options every command shares end here, so a new shared option is one field plus
+    one entry in `_shared_options`. `query` is the compiled `--query` (None without one).
     """
 
     client: Client
     output: Output = Output.table
     subscription: str | None = None
     resource_group: str = "default"
+    query: Any = None
 
     @property
-    def json(self) -> bool:
-        return self.output == Output.json
+    def machine(self) -> bool:
+        """A format for scripts (anything but the table): no progress bars, no prose."""
+        return self.output != Output.table
 
     def subscription_path(self) -> str:
         return f"/subscriptions/{self.subscription or self.client.default_subscription()}"
@@ -91,8 +108,8 @@ class Call:
         return f"{self.vault(vault_name)}/backupInstances/{instance}"
 
     def show(self, data: Any, columns: Columns | None = None) -> None:
-        """Print an API answer the way `--output` asks."""
-        show(data, self.output, columns)
+        """Print an API answer the way `--output` and `--query` ask."""
+        show(data, self.output, columns, self.query)
 
 
 Body = Callable[..., Any]
@@ -108,11 +125,12 @@ def command(
 ) -> Callable[[Body], Body]:
     """Register `body(call, **own_options)` as the command `name` of `app`.
 
-    The command takes the body's own options, then the shared ones (`--output` unless
-    `output=False`, then `--subscription` / `--resource-group` as `scope` says). It runs the
-    body under `run` (API errors print as `CODE: message` and exit 1) and shows what the
-    body returns with `columns`; a body that prints for itself returns None. The body's
-    docstring is the command's help.
+    The command takes the body's own options, then the shared ones (`--output` and `--query`
+    unless `output=False`, then `--subscription` / `--resource-group` as `scope` says). It
+    runs everything, the client and the paths included, under `run` (API errors print as
+    `CODE: message` and exit 1; a bad `--query` exits 2) and shows what the body returns
+    with `columns`; a body that prints for itself returns None. The body's docstring is the
+    command's help.
     """
 
     def register(body: Body) -> Body:
@@ -120,10 +138,16 @@ def command(
         shared = _shared_options(scope, output)
 
         def invoke(**options: Any) -> None:
-            call = Call(client(), **{p.name: options.pop(p.name) for p in shared})
-            data = run(lambda: body(call, **options))
-            if data is not None:
-                call.show(data, columns)
+            values = {p.name: options.pop(p.name) for p in shared}
+
+            def whole() -> None:
+                query = compile_query(values.pop("query", None))
+                call = Call(client(), **values, query=query)
+                data = body(call, **options)
+                if data is not None:
+                    call.show(data, columns)
+
+            run(whole)
 
         params = [*own, *shared]
         setattr(invoke, "__signature__", inspect.Signature(params, return_annotation=None))  # noqa: B010
@@ -142,6 +166,7 @@ def _shared_options(scope: Scope, output: bool) -> list[inspect.Parameter]:
     params = []
     if output:
         params.append(inspect.Parameter("output", kw, annotation=OutputOpt, default=Output.table))
+        params.append(inspect.Parameter("query", kw, annotation=QueryOpt, default=None))
     if scope != Scope.none:
         params.append(inspect.Parameter("subscription", kw, annotation=SubOpt, default=None))
     if scope == Scope.group:
@@ -154,17 +179,31 @@ def client() -> Client:
 
 
 def run(fn: Callable[[], Any]) -> Any:
-    """Run a command body, printing API errors as `CODE: message` plus the fix, exit 1."""
+    """Run a command, printing API errors as `CODE: message` plus the fix, exit 1.
+
+    Usage errors (a bad `--query`) print the same way and exit 2, as az does.
+    """
     try:
         return fn()
+    except QueryError as exc:
+        err.print(f"[red]error[/red] InvalidQuery: {escape(str(exc))}")
+        err.print(
+            "[yellow]fix:[/yellow] Give a JMESPath expression (https://jmespath.org), "
+            'e.g. --query "[].name".'
+        )
+        raise typer.Exit(2) from None
+    except UsageError as exc:
+        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
+        err.print(f"[yellow]fix:[/yellow] {escape(exc.action)}")
+        raise typer.Exit(2) from None
     except ApiError as exc:
         problems = [ApiError.from_body(exc.status, {"error": d}) for d in exc.details] or [exc]
         if len(problems) > 1:
             err.print(f"[red]error[/red] {len(problems)} checks failed:")
         for p in problems:
-            err.print(f"[red]error[/red] {p.code}: {p.message}")
+            err.print(f"[red]error[/red] {p.code}: {escape(p.message)}")
             if p.action:
-                err.print(f"[yellow]fix:[/yellow] {p.action}")
+                err.print(f"[yellow]fix:[/yellow] {escape(p.action)}")
         raise typer.Exit(1) from None
 
 
@@ -249,7 +288,7 @@ def finish_job(call: Call, accepted: Any, wait: bool) -> None:
     c = call.client
     status = follow(c, accepted)
     job_path = _job_path_from_op(status)
-    job = watch(c, job_path, call.json) if wait else c.get(job_path)
+    job = watch(c, job_path, call.machine) if wait else c.get(job_path)
     call.show(job, JOB_COLUMNS)
     if wait and job["properties"]["status"] != "Completed":
         errors = job["properties"].get("errorDetails") or []

@@ -1,8 +1,8 @@
 """`pgvault`: the service (`serve`) and a CLI over its REST API.
 
-Every command takes `--output json` (the API's JSON) and `--subscription` /
-`--resource-group` (defaults: the service's default subscription and `default`).
-Secrets are read from stdin or a prompt, never from argv.
+Every command takes `--output json|jsonc|table|tsv|yaml|none` and `--query` (JMESPath), as
+`az` does, and `--subscription` / `--resource-group` (defaults: the service's default
+subscription and `default`). Secrets are read from stdin or a prompt, never from argv.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e.conftest import (
     HOST,
+    PGVAULT_BIN,
     RESTORER,
     RESTORER_PASSWORD,
     SOURCE_DB,
@@ -359,3 +360,82 @@ def test_passwords_never_in_cli_output_or_server_log(protected: Protected) -> No
         for output in p.server.cli_outputs:
             assert password not in output
         assert password not in p.server.log()
+
+
+def _az_restore_request(p: Protected, server_id: str, database: str) -> dict[str, object]:
+    """What `az dataprotection backup-instance restore initialize-for-data-recovery` writes
+    (snake_case keys, as az prints them)."""
+    db_type = "Microsoft.DBforPostgreSQL/servers/databases"
+    return {
+        "object_type": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recovery_point_id": p.point,
+        "restore_target_info": {
+            "datasource_auth_credentials": {
+                "object_type": "SecretStoreBasedAuthCredentials",
+                "secret_store_resource": {
+                    "secret_store_type": "AzureKeyVault",
+                    "uri": p.restorer_secret,
+                },
+            },
+            "datasource_info": {
+                "datasource_type": db_type,
+                "object_type": "Datasource",
+                "resource_id": f"{server_id}/databases/{database}",
+                "resource_location": REGION,
+                "resource_name": database,
+                "resource_type": db_type,
+                "resource_uri": "",
+            },
+            "datasource_set_info": {
+                "datasource_type": db_type,
+                "object_type": "DatasourceSet",
+                "resource_id": server_id,
+                "resource_location": REGION,
+                "resource_name": "src",
+                "resource_type": "Microsoft.DBforPostgreSQL/servers",
+                "resource_uri": "",
+            },
+            "object_type": "RestoreTargetInfo",
+            "recovery_option": "FailIfExists",
+            "restore_location": REGION,
+        },
+        "source_data_store_type": "VaultStore",
+    }
+
+
+def test_restore_database_from_an_az_restore_request(protected: Protected, tmp_path: Path) -> None:
+    """`--restore-request FILE` takes the JSON az writes: the two CLIs interoperate."""
+    p = protected
+    server_id = p.server.cli_json("server", "show", "--name", "src")["id"]
+    request = tmp_path / "restore.json"
+    request.write_text(json.dumps(_az_restore_request(p, server_id, "shop_from_az")))
+    job = p.server.cli_json(
+        "restore", "database", "--vault-name", VAULT, "--instance", INSTANCE,
+        "--restore-request", str(request), "--wait",
+    )  # fmt: skip
+    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
+    assert_same_data(
+        snapshot(p.source.admin_dsn(SOURCE_DB)), snapshot(p.source.admin_dsn("shop_from_az"))
+    )
+
+
+def test_tables_at_80_columns_keep_the_ids_to_copy(protected: Protected) -> None:
+    """An 80-column terminal shows the point and job ids whole; --query -o tsv prints one."""
+    p = protected
+    env = {**p.server._process_env(), "COLUMNS": "80"}
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [PGVAULT_BIN, *args], env=env, capture_output=True, text=True, timeout=120,
+            check=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        return proc.stdout
+
+    points = run("recovery-point", "list", "--vault-name", VAULT, "--instance", INSTANCE)
+    assert max(len(line) for line in points.splitlines()) <= 80
+    assert p.point in points
+    jobs = run("job", "list", "--vault-name", VAULT)
+    assert p.backup_job in jobs
+    first = run("recovery-point", "list", "--vault-name", VAULT, "--instance", INSTANCE,
+                "--query", "[0].name", "-o", "tsv")  # fmt: skip
+    assert first == f"{p.point}\n"
