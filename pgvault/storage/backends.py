@@ -162,6 +162,13 @@ def put_new(loc: Location, name: str, data: bytes) -> bool:
     The store decides atomically: `O_EXCL` on a local directory, `If-None-Match: *` on S3
     and Azure Blob. Restores claim their file names with it ("restores never overwrite").
     """
+    if loc.local_root is not None:  # pgvault's own writer: modes and no symlink followed
+        with _mapped(loc, name):
+            try:
+                _local_put(loc.local_root, loc.key(name), [data], loc.file_mode, exclusive=True)
+            except FileExistsError:
+                return False
+        return True
     try:
         obstore.put(loc.store, loc.key(name), data, mode="create")
     except AlreadyExistsError:
@@ -298,11 +305,14 @@ def _open_dir(path: Path, create_from: int | None = None) -> int:
     return fd
 
 
-def _local_put(root: Path, key: str, chunks: Iterable[bytes], mode: int) -> None:
+def _local_put(
+    root: Path, key: str, chunks: Iterable[bytes], mode: int, *, exclusive: bool = False
+) -> None:
     """Write one object under `root` without following symlinks: missing directories are
     made 0700, the data goes to a new temporary file (O_EXCL | O_NOFOLLOW, `mode` set
     whatever the umask) renamed into place, so a symlink planted in the store is replaced,
-    never written through."""
+    never written through. `exclusive`: linked into place instead, which fails with
+    FileExistsError if anything (a file, a symlink) already has the name."""
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise OSError(errno.EINVAL, "invalid object name", key)
@@ -319,7 +329,11 @@ def _local_put(root: Path, key: str, chunks: Iterable[bytes], mode: int) -> None
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
-            os.rename(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            if exclusive:
+                os.link(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                os.unlink(tmp, dir_fd=dir_fd)
+            else:
+                os.rename(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
