@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pgvault import migrations, models
+from pgvault import migrations
+from pgvault import models as _tables  # noqa: F401  (every table known before the first flush)
 from pgvault.clock import Clock, SystemClock
 from pgvault.config import Settings
 from pgvault.crypto import Cipher, load_or_create_key
@@ -80,7 +81,6 @@ class Context:
             private_dir(settings.storage_roots[0])
         master = load_or_create_key(settings.keys_dir / "master.key", settings.master_key)
         token_key = load_or_create_key(settings.keys_dir / "token-signing.key")
-        models.register()
         return cls(
             settings=settings,
             db=Database(settings.metadata_url),

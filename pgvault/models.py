@@ -26,8 +26,3 @@ from pgvault.storage import accounts  # noqa: F401
 def metadata() -> MetaData:
     """Every table of pgvault (for Alembic, and for the session's flush order)."""
     return Base.metadata
-
-
-def register() -> None:
-    """Called where a database is opened: importing this module registered every table
-    (foreign keys name their tables, so all must be known before the first flush)."""
