@@ -56,7 +56,7 @@ PROTECTED = [
     ("GET", "/pgvault/principals"),
     ("PUT", "/pgvault/principals/someone"),
     ("GET", f"{AUTHZ}/roleAssignments"),
-    ("PUT", f"{AUTHZ}/roleAssignments/{uuid.uuid4()}"),
+    ("PUT", f"{AUTHZ}/roleAssignments/3f1c0d5e-2b7a-4c9e-8d61-0a4b5c6d7e8f"),
     ("GET", f"{AUTHZ}/roleDefinitions"),
     ("GET", "/subscriptions"),
 ]

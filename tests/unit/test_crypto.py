@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import secrets
 import stat
 from pathlib import Path
 
@@ -131,8 +130,8 @@ def test_env_key_wins_over_file(tmp_path: Path) -> None:
     "text",
     [
         "tooshort",
-        secrets.token_hex(16),
-        secrets.token_hex(33),
+        "5e6a13c741d3d6d297c6265ed0ec0e4d",  # 16 bytes in hex: too short
+        "ab" * 33,  # 33 bytes in hex: too long
         base64.b64encode(bytes(31)).decode(),
         "zz" * 32,
         "!!!not a key!!!",
