@@ -294,6 +294,47 @@ class Code(StrEnum):
         "Use grant_type client_credentials or password.",
     )
 
+    # -- 400: cross-region restore (issue 10) ------------------------------------------------
+    UserErrorCrossRegionRestoreNeedsGeoRedundancy = (
+        "UserErrorCrossRegionRestoreNeedsGeoRedundancy",
+        400,
+        "Set the vault's storageSettings type to GeoRedundant in the same request, or keep "
+        "Cross Region Restore disabled.",
+    )
+    UserErrorCrossRegionRestoreCannotBeDisabled = (
+        "UserErrorCrossRegionRestoreCannotBeDisabled",
+        400,
+        "Keep Cross Region Restore enabled; it cannot be turned off once enabled.",
+    )
+    UserErrorCrossRegionRestoreNotEnabled = (
+        "UserErrorCrossRegionRestoreNotEnabled",
+        400,
+        "Enable featureSettings.crossRegionRestoreSettings on the (geo-redundant) vault, then "
+        "wait for its recovery points to replicate.",
+    )
+    UserErrorCrossRegionRestoreRegionNotPaired = (
+        "UserErrorCrossRegionRestoreRegionNotPaired",
+        400,
+        "Use the vault's paired secondary region (`pgvault region list` shows the pairs).",
+    )
+    UserErrorCrossRegionRestoreToPrimaryNotSupported = (
+        "UserErrorCrossRegionRestoreToPrimaryNotSupported",
+        400,
+        "Cross-region restore goes only from the primary to the secondary region; restore "
+        "to the primary region with an ordinary restore.",
+    )
+    UserErrorRecoveryPointNotReplicated = (
+        "UserErrorRecoveryPointNotReplicated",
+        400,
+        "Pick a point listed by fetchSecondaryRecoveryPoints "
+        "(`pgvault recovery-point list --secondary-region`), or wait for replication.",
+    )
+    UserErrorCrossRegionRestoreArchivedPoint = (
+        "UserErrorCrossRegionRestoreArchivedPoint",
+        400,
+        "Rehydrate the archived point in the primary region first, or pick a point in the "
+        "vault tier.",
+    )
     # -- 401 / 403 / 429: who is calling ------------------------------------------------------
     AuthenticationFailed = (
         "AuthenticationFailed",
@@ -499,6 +540,17 @@ class Code(StrEnum):
         "Stop protection and delete the vault's backup instances first.",
     )
 
+    JobCannotBeCancelled = (
+        "JobCannotBeCancelled",
+        409,
+        "Wait for the job to finish: a restore cannot be cancelled once its data transfer "
+        "has started.",
+    )
+    JobAlreadyFinished = (
+        "JobAlreadyFinished",
+        409,
+        "Nothing to cancel: the job has already ended.",
+    )
     # -- 500: pgvault, its host or a job failed -----------------------------------------------
     InternalError = (
         "InternalError",
@@ -506,6 +558,7 @@ class Code(StrEnum):
         "See the service log; try again, and report the problem if it persists.",
     )
     WorkerLost = "WorkerLost", 500, "Run the operation again."
+    JobCancelledByUser = "JobCancelledByUser", 500, "Run the operation again if you still need it."
     BackupToolError = (
         "BackupToolError",
         500,
