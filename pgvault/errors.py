@@ -11,6 +11,7 @@ Tree::
     ├── BackupToolError (500)           pg_dump failed (UserErrorBackupToolFailed)
     ├── CorruptRecoveryPoint (500)      a stored object failed verification
     ├── StorageError (500)              the object store refused or failed an operation
+    ├── JobCancelled (500)              a running job stops at a user's cancel
     ├── TooManyAttempts (429)           sign-in locked after repeated failures, or rate-limited
     ├── PayloadTooLarge (413)           a request body over the configured limit
     ├── BadRequest (400)                invalid input at the edge; nothing changed
@@ -675,6 +676,18 @@ class CorruptRecoveryPoint(PgVaultError):
     """A recovery point's object failed verification (size or checksum)."""
 
     default_code = Code.UserErrorRecoveryPointCorrupted
+
+
+class JobCancelled(PgVaultError):
+    """Raised inside a running job whose cancel was asked for: the kind cleans up as for any
+    failure, and the job ends Cancelled rather than Failed."""
+
+    default_code = Code.JobCancelledByUser
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The job was cancelled at a user's request; what it had written was removed."
+        )
 
 
 class StorageError(PgVaultError):

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault.errors import Code, Conflict, NotFound, PgVaultError
+from pgvault.errors import Code, Conflict, JobCancelled, NotFound, PgVaultError
 from pgvault.orm import Base, UTCDateTime
 
 IN_PROGRESS = "InProgress"
@@ -208,17 +208,6 @@ def finish(
     if error is not None:
         job.error_code, job.error_message = error.code.value, error.message
         job.recommended_action = error.recommended_action
-
-
-class JobCancelled(PgVaultError):
-    """Raised inside a running job whose cancel was asked for: the kind cleans up as for any
-    failure, and the job ends Cancelled rather than Failed."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The job was cancelled at a user's request; what it had written was removed.",
-            code=Code.JobCancelledByUser,
-        )
 
 
 def request_cancel(

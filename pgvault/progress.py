@@ -1,7 +1,7 @@
 """Throttled progress: engines report every chunk; the job row is written at most twice a second.
 
 Each write also reads the job's cancel flag: a cancelled job's worker raises
-`jobs.JobCancelled` from inside the engine's loop, so the kind's ordinary failure path
+`JobCancelled` from inside the engine's loop, so the kind's ordinary failure path
 (subprocesses ended, partial objects removed, a created database dropped) runs.
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from pgvault import jobs
 from pgvault.context import Context
-from pgvault.errors import Code, PgVaultError
+from pgvault.errors import Code, JobCancelled, PgVaultError
 from pgvault.jobs import Job
 
 
@@ -49,7 +49,7 @@ class JobProgress:
             s.execute(update(Job).where(Job.id == self.job_id).values(**values))
             cancel = jobs.cancel_asked(s, self.job_id)
         if cancel:
-            raise jobs.JobCancelled()
+            raise JobCancelled()
 
 
 def fail(ctx: Context, job_id: str, exc: BaseException) -> None:
@@ -62,6 +62,6 @@ def fail(ctx: Context, job_id: str, exc: BaseException) -> None:
             code=Code.InternalError,
         )
     )
-    status = jobs.CANCELLED if isinstance(exc, jobs.JobCancelled) else None
+    status = jobs.CANCELLED if isinstance(exc, JobCancelled) else None
     with ctx.db.session() as s:
         jobs.finish(jobs.get(s, job_id), ctx.clock.now(), error=error, status=status)
