@@ -215,8 +215,12 @@ def test_a_replication_killed_midway_converges_on_rerun(crr: Crr) -> None:
             "Transferring data",
         )
         killed = job.id
-    ctx.settings = Settings(**{**ctx.settings.__dict__, "stale_after_seconds": 0.0})
-    assert sweep_abandoned(ctx) == 1
+    kept = ctx.settings
+    ctx.settings = Settings(**{**kept.__dict__, "stale_after_seconds": 0.0})
+    try:
+        assert sweep_abandoned(ctx) == 1
+    finally:
+        ctx.settings = kept
     assert crr.vault.wait(killed).error_code == Code.WorkerLost
     assert housekeeping.sweep(ctx)["replicationsQueued"] == 1
     crr.pool = WorkerPool(ctx, 2)
