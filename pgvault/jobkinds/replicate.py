@@ -213,18 +213,18 @@ def run(ctx: Context, job_id: str) -> None:
 def _commit(
     ctx: Context, job_id: str, plan: dict[str, Any], manifest: Manifest, copied: int
 ) -> None:
-    """Record the replica and finish the job in one transaction; a point deleted meanwhile
-    gets no row (and its copy is removed)."""
+    """Record the replica (a point deleted meanwhile gets none, and its copy goes), remove a
+    vault-tier replica the archive one replaces, then finish the job. The row changes
+    before any object is removed, so no row ever points at removed objects."""
     region = plan["region"]
-    stale_vault_copy = False
     with ctx.db.session() as s:
         point = s.get(RecoveryPoint, plan["point"])
-        now = ctx.clock.now()
         gone = point is None or point.state != COMMITTED
+        old = None if gone else replicas.get(s, plan["point"], region)
+        stale_vault_copy = old is not None and old.tier != plan["tier"]
+        lag = None
         if not gone:
-            old = replicas.get(s, plan["point"], region)
-            stale_vault_copy = old is not None and old.tier != plan["tier"]
-            row = replicas.record(
+            lag = replicas.record(
                 s,
                 point_id=plan["point"],
                 region=region,
@@ -234,8 +234,13 @@ def _commit(
                 location=plan["location"],
                 stored_bytes=manifest.storedBytes,
                 point_created_at=plan["created"],
-                now=now,
-            )
+                now=ctx.clock.now(),
+            ).lag_seconds
+    if gone:
+        remove(ctx, region, plan["location"], plan["location"])
+    elif stale_vault_copy and plan["tier"] == ARCHIVE_STORE:
+        ctx.site(region)[0].child(plan["location"]).delete_all()
+    with ctx.db.session() as s:
         job = jobs.get(s, job_id)
         job.bytes_done = job.bytes_total = manifest.storedBytes
         job.result = {
@@ -243,15 +248,9 @@ def _commit(
             "tier": plan["tier"],
             "storedBytes": manifest.storedBytes,
             "dataTransferredInBytes": copied,
-            "replicationLagSeconds": None if gone else row.lag_seconds,
+            "replicationLagSeconds": lag,
         }
-        jobs.finish(job, now)
-    vault_site, _archive_site = ctx.site(region)
-    if gone:
-        remove(ctx, region, plan["location"], plan["location"])
-    elif stale_vault_copy and plan["tier"] == ARCHIVE_STORE:
-        with contextlib.suppress(PgVaultError):
-            vault_site.child(plan["location"]).delete_all()
+        jobs.finish(job, ctx.clock.now())
 
 
 def remove(ctx: Context, region: str, location: str | None, archive_location: str | None) -> None:

@@ -24,7 +24,7 @@ from pgvault import housekeeping, jobs, replicas
 from pgvault.config import Settings
 from pgvault.engine.manifest import MANIFEST
 from pgvault.errors import Code, Conflict, PgVaultError
-from pgvault.jobkinds import kind_for, replicate
+from pgvault.jobkinds import kind_for, replicate, tiering
 from pgvault.jobkinds.restore import DatabaseTarget, RestoreRequest
 from pgvault.recovery_points import RecoveryPoint
 from pgvault.services import Service
@@ -233,16 +233,45 @@ def test_a_replication_killed_midway_converges_on_rerun(crr: Crr) -> None:
     assert again.tier == "VaultStore"
 
 
+def test_archived_points_replicate_as_archived(crr: Crr) -> None:
+    ctx = crr.vault.ctx
+    point = _backup(crr)
+    location = crr.replica(point).location
+    west_vault, west_archive = ctx.site(WEST)
+    assert tiering.tier(ctx, point, ctx.clock.now())
+    ctx.datastore.child(location).delete_all()  # the vault copy expires: archive only
+    with ctx.db.session() as s:
+        s.get_one(RecoveryPoint, point).in_vault = False
+    assert housekeeping.sweep(ctx)["replicationsQueued"] == 1
+    with ctx.db.session() as s:
+        job_id = s.scalars(
+            select(jobs.Job.id).where(
+                jobs.Job.operation == replicate.OPERATION,
+                jobs.Job.recovery_point_id == point,
+                jobs.Job.status == jobs.IN_PROGRESS,
+            )
+        ).one()
+    assert crr.vault.wait(job_id).status == jobs.COMPLETED
+    assert crr.replica(point).tier == "ArchiveStore"
+    assert MANIFEST in west_archive.child(location).list()
+    assert west_vault.child(location).list() == []
+    req = crr.request(point, "west1", "crr_never", crr.restorer(crr.west, "r5"))
+    assert _refused(crr, WEST, req) == Code.UserErrorCrossRegionRestoreArchivedPoint
+
+
 def test_retention_deletes_the_replicas_too(crr: Crr) -> None:
     ctx = crr.vault.ctx
     point = crr.vault.latest_point(crr.instance)
     location = crr.replica(point).location
-    west, _ = ctx.site(WEST)
-    assert west.child(location).list()
+
+    def stored() -> list[str]:
+        return [name for tier in ctx.site(WEST) for name in tier.child(location).list()]
+
+    assert stored()
     with ctx.db.session() as s:
         housekeeping.mark_deleting(s, s.get_one(RecoveryPoint, point))
     housekeeping.finish_deletions(ctx)
-    assert west.child(location).list() == []
+    assert stored() == []
     with ctx.db.session() as s:
         assert replicas.get(s, point, WEST) is None
 
