@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -82,11 +83,23 @@ class Crr:
         raise AssertionError(f"point {point} was not replicated in {timeout}s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def crr(
-    tmp_path_factory: pytest.TempPathFactory, s3: S3Endpoint, pg_target: PgCluster
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    s3: S3Endpoint,
+    pg_target: PgCluster,
 ) -> Iterator[Crr]:
+    """The module's pgvault, once on SQLite and once on PostgreSQL metadata."""
     tmp = tmp_path_factory.mktemp("crr")
+    metadata_url = None
+    if request.param == "postgresql":
+        meta: PgCluster = request.getfixturevalue("pg_metadata")
+        name = f"meta_{uuid.uuid4().hex[:10]}"
+        meta.execute(f'CREATE DATABASE "{name}"')
+        metadata_url = (
+            f"postgresql://postgres:{meta.superuser_password}@127.0.0.1:{meta.port}/{name}"
+        )
     bucket = f"west-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(bucket)
     regions_file = tmp / "regions.json"
@@ -98,6 +111,7 @@ def crr(
         mp.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_access_key)
         settings = Settings(
             home=tmp / "home",
+            database_url=metadata_url,
             public_url="http://127.0.0.1:8080",
             heartbeat_seconds=0.5,
             local_storage_roots=(tmp,),
@@ -128,6 +142,8 @@ def crr(
             state.pool.stop()
             service.ctx.db.dispose()
             east.stop()
+            if metadata_url is not None:
+                meta.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _backup(crr: Crr) -> str:
@@ -185,6 +201,25 @@ def test_only_primary_to_secondary_is_allowed(crr: Crr) -> None:
     assert _refused(crr, WEST, to_primary) == Code.UserErrorCrossRegionRestoreToPrimaryNotSupported
     third = crr.request(point, "central1", "crr_never", secret)
     assert _refused(crr, WEST, third) == Code.UserErrorTargetRegionMismatch
+
+
+def test_a_delay_window_batches_replication(crr: Crr) -> None:
+    ctx = crr.vault.ctx
+    kept = ctx.settings
+    ctx.settings = Settings(**{**kept.__dict__, "replication_delay_seconds": 3600.0})
+    try:
+        point = _backup(crr)
+        assert replicate.queue_due(ctx, ctx.clock.now()) == 0
+        with ctx.db.session() as s:
+            assert replicas.get(s, point, WEST) is None
+        later = ctx.clock.now() + timedelta(hours=2)
+        lag = crr.service.replication_lag(crr.vault.sub, RG, "vault1", crr.instance)
+        assert lag.pending_points == 1
+        assert replicate.queue_due(ctx, later) == 1
+    finally:
+        ctx.settings = kept
+    crr.pool.notify()
+    assert crr.replica(point).lag_seconds >= 0
 
 
 def test_a_replication_killed_midway_converges_on_rerun(crr: Crr) -> None:
