@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from azure.mgmt.dataprotection import models as m
+
 from tests.e2e.conftest import (
     HOST,
     SOURCE_DB,
@@ -14,6 +16,7 @@ from tests.e2e.conftest import (
     restorer_connstr,
     superuser_connstr,
 )
+from tests.e2e.test_sdk import DS_TYPE, _dp_client
 from tests.support.pg import PgCluster
 from tests.support.sampledb import assert_same_data, snapshot
 
@@ -100,3 +103,92 @@ def test_cross_region_restore_with_the_cli(
     again = srv.cli("job", "cancel", done["name"], "--vault-name", VAULT, check=False)
     assert again.returncode == 1
     assert "JobAlreadyFinished" in again.stderr
+
+
+def _sdk_request(srv: PgvaultServer, point: str, database: str, secret: str) -> Any:
+    rg = f"/subscriptions/{srv.subscription()}/resourceGroups/default"
+    server_id = f"{rg}/providers/Microsoft.DBforPostgreSQL/servers/west1"
+    return m.AzureBackupRecoveryPointBasedRestoreRequest(
+        recovery_point_id=point,
+        source_data_store_type="VaultStore",
+        restore_target_info=m.RestoreTargetInfo(
+            recovery_option="FailIfExists",
+            restore_location="westus",
+            datasource_info=m.Datasource(
+                object_type="Datasource",
+                resource_id=f"{server_id}/databases/{database}",
+                resource_name=database,
+                resource_type=DS_TYPE,
+                datasource_type=DS_TYPE,
+            ),
+            datasource_set_info=m.DatasourceSet(
+                object_type="DatasourceSet", resource_id=server_id, datasource_type=DS_TYPE
+            ),
+            datasource_auth_credentials=m.SecretStoreBasedAuthCredentials(
+                secret_store_resource=m.SecretStoreResource(
+                    secret_store_type="AzureKeyVault", uri=secret
+                )
+            ),
+        ),
+    )
+
+
+def test_the_official_sdk_restores_in_the_secondary_region(
+    pgvault_module_server: PgvaultServer, source_pg: PgCluster
+) -> None:
+    srv = pgvault_module_server
+    sub = srv.subscription()
+    client = _dp_client(srv, sub, srv.token())
+    vault_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.DataProtection/backupVaults/{VAULT}"
+    bi_id = f"{vault_id}/backupInstances/{INSTANCE}"
+    points = list(
+        client.fetch_secondary_recovery_points.list(
+            "default",
+            "westus",
+            m.FetchSecondaryRPsRequestParameters(
+                source_region="eastus", source_backup_instance_id=bi_id
+            ),
+        )
+    )
+    assert len(points) == 1
+    point = points[0].name
+    uri = srv.cli_json(
+        "keyvault", "secret", "set", "--vault-name", "kv1", "--name", "rst2",
+        input=restorer_connstr(source_pg),
+    )["properties"]["secretUri"]  # fmt: skip
+    details = m.CrossRegionRestoreDetails(source_region="eastus", source_backup_instance_id=bi_id)
+    req = _sdk_request(srv, point, "crr_sdk", uri)
+    client.backup_instances.begin_validate_cross_region_restore(
+        "default",
+        "westus",
+        m.ValidateCrossRegionRestoreRequestObject(
+            restore_request_object=req, cross_region_restore_details=details
+        ),
+    ).result()
+    started = client.backup_instances.begin_trigger_cross_region_restore(
+        "default",
+        "westus",
+        m.CrossRegionRestoreRequestObject(
+            restore_request_object=req, cross_region_restore_details=details
+        ),
+    ).result()
+    job_id = started.job_id.rsplit("/", 1)[-1]
+    query = m.CrossRegionRestoreJobRequest(
+        source_region="eastus", source_backup_vault_id=vault_id, job_id=job_id
+    )
+    deadline = time.monotonic() + 120
+    while (
+        job := client.fetch_cross_region_restore_job.get("default", "westus", query)
+    ).properties.status == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert job.properties.status == "Completed", job.properties.error_details
+    assert_same_data(
+        snapshot(source_pg.admin_dsn(SOURCE_DB)), snapshot(source_pg.admin_dsn("crr_sdk"))
+    )
+    listed = client.fetch_cross_region_restore_jobs.list(
+        "default",
+        "westus",
+        m.CrossRegionRestoreJobsRequest(source_region="eastus", source_backup_vault_id=vault_id),
+    )
+    assert job_id in {j.name for j in listed}
