@@ -47,6 +47,19 @@ def load_regions(path: Path | None) -> dict[str, regions.Region]:
         ) from exc
 
 
+def check_sites(settings: Settings, table: dict[str, regions.Region]) -> None:
+    """A region's datastore must not be the primary one: a replica there would be no copy."""
+    primary = {settings.datastore.rstrip("/"), settings.archive.rstrip("/")}
+    for region in table.values():
+        for url in (region.datastore, region.archive):
+            if url and url.rstrip("/") in primary:
+                raise PgVaultError(
+                    f"The regions file gives {region.name} the primary datastore {url}; a "
+                    "region's replicas need a datastore of their own.",
+                    code=Code.InternalError,
+                )
+
+
 @dataclass
 class Context:
     """Settings, metadata database, clock, secret cipher, token key and the datastore."""
@@ -111,6 +124,7 @@ class Context:
         master = load_or_create_key(settings.keys_dir / "master.key", settings.master_key)
         token_key = load_or_create_key(settings.keys_dir / "token-signing.key")
         table = load_regions(settings.regions_file)
+        check_sites(settings, table)
         regions.configure(table)
         return cls(
             region_table=table,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from pgvault import regions, vaults
-from pgvault.errors import BadRequest, Code
+from pgvault.config import Settings
+from pgvault.context import Context
+from pgvault.errors import BadRequest, Code, PgVaultError
 
 GRS = [{"datastoreType": "VaultStore", "type": "GeoRedundant"}]
 LRS = [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}]
@@ -69,3 +74,28 @@ def test_builtin_pairs_and_a_deployments_own_regions() -> None:
 def test_bad_regions_files_are_refused(data: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"[Rr]egion"):
         regions.parse(data)
+
+
+def test_a_region_cannot_reuse_the_primary_datastore(tmp_path: Path) -> None:
+    regions_file = tmp_path / "regions.json"
+    primary = (tmp_path / "primary").as_uri()
+    regions_file.write_text(json.dumps({"regions": {"westus": {"datastore": primary}}}))
+    settings = Settings(home=tmp_path / "home", datastore_url=primary, regions_file=regions_file)
+    with pytest.raises(PgVaultError, match="datastore of their own"):
+        Context.create(settings)
+    regions_file.write_text("{not json")
+    with pytest.raises(PgVaultError, match="Cannot use the regions file"):
+        Context.create(settings)
+    regions.configure({})
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PGVAULT_REGIONS_FILE", str(tmp_path / "regions.json"))
+    monkeypatch.setenv("PGVAULT_REPLICATION_DELAY_SECONDS", "900")
+    settings = Settings.from_env(home=tmp_path)
+    assert settings.regions_file == tmp_path / "regions.json"
+    assert settings.replication_delay_seconds == 900
+    assert settings.region_datastores("westus", None, None)[0].endswith("/regions/westus/datastore")
+    monkeypatch.setenv("PGVAULT_REPLICATION_DELAY_SECONDS", "-1")
+    with pytest.raises(ValueError, match="0 or more"):
+        Settings.from_env()
