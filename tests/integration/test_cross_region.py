@@ -19,9 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import select
 
-from pgvault import housekeeping, jobs, replicas
+from pgvault import housekeeping, jobs, observability, replicas
 from pgvault.config import Settings
 from pgvault.engine.manifest import MANIFEST
 from pgvault.errors import Code, Conflict, PgVaultError
@@ -167,6 +168,8 @@ def test_points_replicate_verified_and_lag_is_measured(crr: Crr) -> None:
     assert lag.replicated_points == 1
     assert lag.pending_points == 0
     assert lag.last_lag_seconds is not None
+    metrics = generate_latest(observability.registry(crr.vault.ctx)).decode()
+    assert f'pgvault_replication_lag_seconds{{instance="{crr.instance}",vault="vault1"}}' in metrics
     view, points = crr.service.secondary_points(crr.vault.sub, WEST, EAST, crr.instance_id)
     assert [p.point.id for p in points] == [point]
     assert view.instance.name == crr.instance
