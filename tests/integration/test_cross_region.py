@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import select
@@ -356,6 +357,45 @@ def test_cancel_queued_running_and_refused_during_restore_transfer(crr: Crr) -> 
         crr.pool = WorkerPool(ctx, 2)
         crr.vault.service.pool = crr.pool
         crr.pool.start()
+
+
+def _dumps(cluster: PgCluster, database: str, waiting: bool) -> int:
+    """pgvault's sessions on `database` (waiting: those blocked on a LOCK TABLE, pg_dump's)."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgvault' AND datname = %s"
+    )
+    if waiting:
+        query += " AND wait_event_type = 'Lock' AND query ILIKE 'LOCK TABLE%%'"
+    return int(cluster.query(query, params=(database,))[0][0])
+
+
+def test_cancel_stops_a_running_pg_dump_and_removes_its_objects(crr: Crr) -> None:
+    """pg_dump is made to wait on a table lock the test holds, so the cancel certainly
+    arrives while it runs; once the lock goes, its first output meets the cancel."""
+    sub, ctx = crr.vault.sub, crr.vault.ctx
+    [(table,)] = crr.east.query(
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1 LIMIT 1",
+        dbname=crr.database,
+    )
+    with psycopg.connect(crr.east.admin_dsn(crr.database)) as locker:
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        job = crr.service.adhoc_backup(sub, RG, "vault1", crr.instance, None, None)
+        deadline = time.monotonic() + 60
+        while _dumps(crr.east, crr.database, waiting=True) == 0:
+            assert time.monotonic() < deadline, "pg_dump never started"
+            time.sleep(0.05)
+        view = crr.service.cancel_job(sub, RG, "vault1", job.id)
+        assert view.job.status == jobs.IN_PROGRESS
+        assert view.job.phase == "Transferring data"
+        locker.rollback()
+    done = crr.vault.wait(job.id)
+    assert done.status == jobs.CANCELLED, done.error_message
+    assert ctx.datastore.child(done.params["location"]).list() == []
+    deadline = time.monotonic() + 10
+    while _dumps(crr.east, crr.database, waiting=False):
+        assert time.monotonic() < deadline, "pg_dump still running after the cancel"
+        time.sleep(0.05)
 
 
 def _point_with_replica(crr: Crr) -> str:
