@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from pgvault import jobs, regions, replicas, vaults
 from pgvault.context import Context
 from pgvault.engine.manifest import MANIFEST, Manifest, StoredObject
-from pgvault.errors import CorruptRecoveryPoint, PgVaultError
+from pgvault.errors import Code, CorruptRecoveryPoint, PgVaultError
 from pgvault.jobkinds.base import JobKind
 from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import ARCHIVE_STORE, COMMITTED, VAULT_STORE, RecoveryPoint
@@ -87,6 +87,29 @@ def after_commit(
         queue(s, vault, point, now)
 
 
+#: After a failed replication (the secondary unreachable, a checksum mismatch), the sweep
+#: waits this long before trying the point again, so an outage does not queue a job a pass.
+RETRY_AFTER = timedelta(minutes=5)
+
+
+def _backing_off(s: Session, point_id: str, now: datetime) -> bool:
+    """Whether the point's last replication failed recently (a lost worker is retried at
+    once: it says nothing about the stores)."""
+    last = s.scalars(
+        select(jobs.Job)
+        .where(jobs.Job.operation == OPERATION, jobs.Job.recovery_point_id == point_id)
+        .order_by(jobs.Job.created_at.desc())
+        .limit(1)
+    ).first()
+    return (
+        last is not None
+        and last.status == jobs.FAILED
+        and last.error_code != Code.WorkerLost
+        and last.ended_at is not None
+        and last.ended_at > now - RETRY_AFTER
+    )
+
+
 def _needs(s: Session, point: RecoveryPoint, region: str) -> bool:
     tier = wanted_tier(point)
     if tier is None:
@@ -97,7 +120,8 @@ def _needs(s: Session, point: RecoveryPoint, region: str) -> bool:
 
 def queue_due(ctx: Context, now: datetime) -> int:
     """Queue replication of every point of a CRR vault that is older than the delay window
-    and has no replica in the tier it should have (nor a job on its way). Returns how many."""
+    and has no replica in the tier it should have (nor a job on its way, nor a failure in the
+    last RETRY_AFTER). Returns how many."""
     cutoff = now - timedelta(seconds=ctx.settings.replication_delay_seconds)
     count = 0
     with ctx.db.session() as s:
@@ -113,7 +137,11 @@ def queue_due(ctx: Context, now: datetime) -> int:
                 )
             )
             for point in points:
-                if _needs(s, point, region) and queue(s, vault, point, now) is not None:
+                if (
+                    _needs(s, point, region)
+                    and not _backing_off(s, point.id, now)
+                    and queue(s, vault, point, now) is not None
+                ):
                     count += 1
     return count
 

@@ -226,6 +226,47 @@ def test_a_delay_window_batches_replication(crr: Crr) -> None:
     assert crr.replica(point).lag_seconds >= 0
 
 
+def test_a_point_that_fails_verification_in_the_secondary_is_not_recorded(crr: Crr) -> None:
+    ctx = crr.vault.ctx
+    kept = ctx.settings
+    ctx.settings = Settings(**{**kept.__dict__, "replication_delay_seconds": 3600.0})
+    try:
+        point = _backup(crr)
+    finally:
+        ctx.settings = kept
+    with ctx.db.session() as s:
+        row = s.get_one(RecoveryPoint, point)
+        location, dump = row.location, row.manifest["objects"][0]["name"]
+    root = ctx.datastore.local_root
+    assert root is not None
+    with open(root / location / dump, "r+b") as f:  # one byte flipped, same size
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
+    later = ctx.clock.now() + timedelta(hours=2)
+    assert replicate.queue_due(ctx, later) == 1
+    crr.pool.notify()
+    with ctx.db.session() as s:
+        job_id = s.scalars(
+            select(jobs.Job.id).where(
+                jobs.Job.operation == replicate.OPERATION, jobs.Job.recovery_point_id == point
+            )
+        ).one()
+    failed = crr.vault.wait(job_id)
+    assert failed.error_code == Code.UserErrorRecoveryPointCorrupted
+    west, _ = ctx.site(WEST)
+    assert dump not in west.child(location).list()
+    with ctx.db.session() as s:
+        assert replicas.get(s, point, WEST) is None
+        failed_at = jobs.get(s, job_id).ended_at
+    assert failed_at is not None
+    assert replicate.queue_due(ctx, failed_at + timedelta(minutes=1)) == 0  # backing off
+    with ctx.db.session() as s:  # the corrupt point goes, replicas and all
+        housekeeping.mark_deleting(s, s.get_one(RecoveryPoint, point))
+    housekeeping.finish_deletions(ctx)
+    assert west.child(location).list() == []
+
+
 def test_a_replication_killed_midway_converges_on_rerun(crr: Crr) -> None:
     point = _backup(crr)
     first = crr.replica(point)
