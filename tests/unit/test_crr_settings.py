@@ -99,3 +99,20 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("PGVAULT_REPLICATION_DELAY_SECONDS", "-1")
     with pytest.raises(ValueError, match="0 or more"):
         Settings.from_env()
+
+
+def test_secondary_datastores_are_off_limits_to_storage_accounts(tmp_path: Path) -> None:
+    regions_file = tmp_path / "regions.json"
+    west = tmp_path / "west"
+    regions_file.write_text(json.dumps({"regions": {"westus": {"datastore": west.as_uri()}}}))
+    settings = Settings(
+        home=tmp_path / "home", regions_file=regions_file, local_storage_roots=(tmp_path,)
+    )
+    ctx = Context.create(settings)
+    try:
+        protected = ctx.storage_policy.protected
+        assert west in protected
+        assert tmp_path / "home" / "regions" in protected
+    finally:
+        ctx.db.dispose()
+        regions.configure({})
