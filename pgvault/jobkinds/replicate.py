@@ -93,8 +93,8 @@ RETRY_AFTER = timedelta(minutes=5)
 
 
 def _backing_off(s: Session, point_id: str, now: datetime) -> bool:
-    """Whether the point's last replication failed recently (a lost worker is retried at
-    once: it says nothing about the stores)."""
+    """Whether the point's last replication failed or was cancelled recently (a lost worker
+    is retried at once: it says nothing about the stores)."""
     last = s.scalars(
         select(jobs.Job)
         .where(jobs.Job.operation == OPERATION, jobs.Job.recovery_point_id == point_id)
@@ -103,7 +103,7 @@ def _backing_off(s: Session, point_id: str, now: datetime) -> bool:
     ).first()
     return (
         last is not None
-        and last.status == jobs.FAILED
+        and last.status in (jobs.FAILED, jobs.CANCELLED)
         and last.error_code != Code.WorkerLost
         and last.ended_at is not None
         and last.ended_at > now - RETRY_AFTER
