@@ -28,7 +28,7 @@ from pgvault.config import Settings
 from pgvault.engine.manifest import MANIFEST
 from pgvault.errors import Code, Conflict, PgVaultError
 from pgvault.jobkinds import kind_for, replicate, tiering
-from pgvault.jobkinds.restore import DatabaseTarget, RestoreRequest
+from pgvault.jobkinds.restore import DatabaseTarget, FilesTarget, RestoreRequest
 from pgvault.recovery_points import RecoveryPoint
 from pgvault.services import Service
 from pgvault.workers import WorkerPool, sweep_abandoned
@@ -54,6 +54,7 @@ class Crr:
     instance: str
     database: str
     source: DatabaseSnapshot
+    tmp: Path
 
     @property
     def service(self) -> Service:
@@ -135,9 +136,8 @@ def crr(
         instance = vault.protect(east, database, server="east1")
         vault.register(pg_target, "west1", WEST)
         vault.register(pg_target, "central1", "centralus")
-        state = Crr(
-            vault, pool, east, pg_target, instance, database, snapshot(east.admin_dsn(database))
-        )
+        source = snapshot(east.admin_dsn(database))
+        state = Crr(vault, pool, east, pg_target, instance, database, source, tmp)
         try:
             yield state
         finally:
@@ -445,6 +445,31 @@ def _point_with_replica(crr: Crr) -> str:
         if rows:
             return rows[0].point_id
     return ""
+
+
+def _container(crr: Crr, name: str, region: str) -> tuple[str, Path]:
+    root = crr.tmp / name
+    crr.service.put_storage_account(crr.vault.sub, RG, name, region, "local", {"path": str(root)})
+    crr.service.put_container(crr.vault.sub, RG, name, "dumps")
+    return f"http://127.0.0.1:8080/blob/{name}/dumps", root / "dumps"
+
+
+def test_restore_as_files_in_the_secondary_region(crr: Crr) -> None:
+    point = _point_with_replica(crr)
+    west_url, west_dir = _container(crr, "westfiles", WEST)
+    east_url, _ = _container(crr, "eastfiles", EAST)
+    to_primary = RestoreRequest(
+        point, "VaultStore", FilesTarget(east_url, "x"), secondary_region=WEST
+    )
+    assert _refused(crr, WEST, to_primary) == Code.UserErrorCrossRegionRestoreToPrimaryNotSupported
+    req = RestoreRequest(
+        point, "VaultStore", FilesTarget(west_url, "dr/shop"), secondary_region=WEST
+    )
+    job = crr.service.cross_region_restore(crr.vault.sub, WEST, EAST, crr.instance_id, req)
+    done = crr.vault.wait(job.id)
+    assert done.status == jobs.COMPLETED, done.error_message
+    assert (west_dir / "dr" / "shop.dump").stat().st_size > 0
+    assert b"PostgresBackupMetadata" in (west_dir / "dr" / "shop.manifest.json").read_bytes()
 
 
 def test_disaster_primary_lost_restore_from_secondary(crr: Crr) -> None:
