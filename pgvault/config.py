@@ -52,6 +52,10 @@ class Settings:
     token_rate_window_seconds: int = 60
     #: Log lines: "plain" (default) or "json" (one object a line, with request and job ids).
     log_format: str = "plain"
+    #: The deployment's regions, pairs and per-region datastores (JSON; see regions.parse).
+    regions_file: Path | None = None
+    #: Seconds a new recovery point waits before it is replicated (0: at once), to batch traffic.
+    replication_delay_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -79,6 +83,13 @@ class Settings:
             if raw:
                 values[key] = tuple(v.strip() for v in raw.split(",") if v.strip())
         values.update(_limits_from_env(env))
+        if env.get("PGVAULT_REGIONS_FILE"):
+            values["regions_file"] = Path(env["PGVAULT_REGIONS_FILE"])
+        if env.get("PGVAULT_REPLICATION_DELAY_SECONDS"):
+            delay = float(env["PGVAULT_REPLICATION_DELAY_SECONDS"])
+            if delay < 0:
+                raise ValueError("PGVAULT_REPLICATION_DELAY_SECONDS must be 0 or more.")
+            values["replication_delay_seconds"] = delay
         if env.get("PGVAULT_LOG_FORMAT"):
             fmt = env["PGVAULT_LOG_FORMAT"].strip().lower()
             if fmt not in ("plain", "json"):
@@ -110,6 +121,13 @@ class Settings:
     def archive(self) -> str:
         """URL of the archive tier (a separate local directory under home by default)."""
         return self.archive_url or (self.home / "archive").as_uri()
+
+    def region_datastores(
+        self, region: str, datastore: str | None, archive: str | None
+    ) -> tuple[str, str]:
+        """URLs of a region's vault and archive tiers where the regions file names none."""
+        base = self.home / "regions" / region
+        return (datastore or (base / "datastore").as_uri(), archive or (base / "archive").as_uri())
 
     @property
     def storage_roots(self) -> tuple[Path, ...]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pgvault import migrations
+from pgvault import migrations, regions
 from pgvault import models as _tables  # noqa: F401  (every table known before the first flush)
 from pgvault.clock import Clock, SystemClock
 from pgvault.config import Settings
@@ -34,6 +35,31 @@ def private_home(home: Path) -> None:
         ) from exc
 
 
+def load_regions(path: Path | None) -> dict[str, regions.Region]:
+    """The regions file's table (none: the built-in pairs and default datastores)."""
+    if path is None:
+        return {}
+    try:
+        return regions.parse(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise PgVaultError(
+            f"Cannot use the regions file {path}: {exc}", code=Code.InternalError
+        ) from exc
+
+
+def check_sites(settings: Settings, table: dict[str, regions.Region]) -> None:
+    """A region's datastore must not be the primary one: a replica there would be no copy."""
+    primary = {settings.datastore.rstrip("/"), settings.archive.rstrip("/")}
+    for region in table.values():
+        for url in (region.datastore, region.archive):
+            if url and url.rstrip("/") in primary:
+                raise PgVaultError(
+                    f"The regions file gives {region.name} the primary datastore {url}; a "
+                    "region's replicas need a datastore of their own.",
+                    code=Code.InternalError,
+                )
+
+
 @dataclass
 class Context:
     """Settings, metadata database, clock, secret cipher, token key and the datastore."""
@@ -45,6 +71,21 @@ class Context:
     datastore: Location
     archive: Location
     clock: Clock = field(default_factory=SystemClock)
+    #: The deployment's regions (from its regions file); others use the built-in pairs.
+    region_table: dict[str, regions.Region] = field(default_factory=dict)
+    _sites: dict[str, tuple[Location, Location]] = field(default_factory=dict, repr=False)
+
+    def site(self, region: str) -> tuple[Location, Location]:
+        """The vault tier and archive tier of `region`'s datastore: where replicas from its
+        pair land (cross-region restore reads only these)."""
+        name = regions.normalize(region)
+        if name not in self._sites:
+            entry = self.region_table.get(name)
+            vault_url, archive_url = self.settings.region_datastores(
+                name, entry.datastore if entry else None, entry.archive if entry else None
+            )
+            self._sites[name] = (from_url(vault_url), from_url(archive_url))
+        return self._sites[name]
 
     @property
     def base_url(self) -> str:
@@ -57,8 +98,9 @@ class Context:
         at pgvault's own state."""
         st = self.settings
         protected = [st.home / "keys", st.credentials_file, st.home / "pgvault.db"]
-        protected += [st.home / "datastore", st.home / "archive"]
-        for url in (st.datastore, st.archive):
+        protected += [st.home / "datastore", st.home / "archive", st.home / "regions"]
+        sites = [u for r in self.region_table.values() for u in (r.datastore, r.archive) if u]
+        for url in (st.datastore, st.archive, *sites):
             if url.startswith("file://"):
                 protected.append(Path(unquote(urlsplit(url).path)))
         if st.metadata_url.startswith("sqlite:///"):
@@ -81,7 +123,11 @@ class Context:
             private_dir(settings.storage_roots[0])
         master = load_or_create_key(settings.keys_dir / "master.key", settings.master_key)
         token_key = load_or_create_key(settings.keys_dir / "token-signing.key")
+        table = load_regions(settings.regions_file)
+        check_sites(settings, table)
+        regions.configure(table)
         return cls(
+            region_table=table,
             settings=settings,
             db=Database(settings.metadata_url),
             cipher=Cipher(master),

@@ -11,6 +11,7 @@ Tree::
     ├── BackupToolError (500)           pg_dump failed (UserErrorBackupToolFailed)
     ├── CorruptRecoveryPoint (500)      a stored object failed verification
     ├── StorageError (500)              the object store refused or failed an operation
+    ├── JobCancelled (500)              a running job stops at a user's cancel
     ├── TooManyAttempts (429)           sign-in locked after repeated failures, or rate-limited
     ├── PayloadTooLarge (413)           a request body over the configured limit
     ├── BadRequest (400)                invalid input at the edge; nothing changed
@@ -294,6 +295,47 @@ class Code(StrEnum):
         "Use grant_type client_credentials or password.",
     )
 
+    # -- 400: cross-region restore (issue 10) ------------------------------------------------
+    UserErrorCrossRegionRestoreNeedsGeoRedundancy = (
+        "UserErrorCrossRegionRestoreNeedsGeoRedundancy",
+        400,
+        "Set the vault's storageSettings type to GeoRedundant in the same request, or keep "
+        "Cross Region Restore disabled.",
+    )
+    UserErrorCrossRegionRestoreCannotBeDisabled = (
+        "UserErrorCrossRegionRestoreCannotBeDisabled",
+        400,
+        "Keep Cross Region Restore enabled; it cannot be turned off once enabled.",
+    )
+    UserErrorCrossRegionRestoreNotEnabled = (
+        "UserErrorCrossRegionRestoreNotEnabled",
+        400,
+        "Enable featureSettings.crossRegionRestoreSettings on the (geo-redundant) vault, then "
+        "wait for its recovery points to replicate.",
+    )
+    UserErrorCrossRegionRestoreRegionNotPaired = (
+        "UserErrorCrossRegionRestoreRegionNotPaired",
+        400,
+        "Use the vault's paired secondary region (`pgvault region list` shows the pairs).",
+    )
+    UserErrorCrossRegionRestoreToPrimaryNotSupported = (
+        "UserErrorCrossRegionRestoreToPrimaryNotSupported",
+        400,
+        "Cross-region restore goes only from the primary to the secondary region; restore "
+        "to the primary region with an ordinary restore.",
+    )
+    UserErrorRecoveryPointNotReplicated = (
+        "UserErrorRecoveryPointNotReplicated",
+        400,
+        "Pick a point listed by fetchSecondaryRecoveryPoints "
+        "(`pgvault recovery-point list --secondary-region`), or wait for replication.",
+    )
+    UserErrorCrossRegionRestoreArchivedPoint = (
+        "UserErrorCrossRegionRestoreArchivedPoint",
+        400,
+        "Rehydrate the archived point in the primary region first, or pick a point in the "
+        "vault tier.",
+    )
     # -- 401 / 403 / 429: who is calling ------------------------------------------------------
     AuthenticationFailed = (
         "AuthenticationFailed",
@@ -499,6 +541,17 @@ class Code(StrEnum):
         "Stop protection and delete the vault's backup instances first.",
     )
 
+    JobCannotBeCancelled = (
+        "JobCannotBeCancelled",
+        409,
+        "Wait for the job to finish: a restore cannot be cancelled once its data transfer "
+        "has started.",
+    )
+    JobAlreadyFinished = (
+        "JobAlreadyFinished",
+        409,
+        "Nothing to cancel: the job has already ended.",
+    )
     # -- 500: pgvault, its host or a job failed -----------------------------------------------
     InternalError = (
         "InternalError",
@@ -506,6 +559,7 @@ class Code(StrEnum):
         "See the service log; try again, and report the problem if it persists.",
     )
     WorkerLost = "WorkerLost", 500, "Run the operation again."
+    JobCancelledByUser = "JobCancelledByUser", 500, "Run the operation again if you still need it."
     BackupToolError = (
         "BackupToolError",
         500,
@@ -622,6 +676,18 @@ class CorruptRecoveryPoint(PgVaultError):
     """A recovery point's object failed verification (size or checksum)."""
 
     default_code = Code.UserErrorRecoveryPointCorrupted
+
+
+class JobCancelled(PgVaultError):
+    """Raised inside a running job whose cancel was asked for: the kind cleans up as for any
+    failure, and the job ends Cancelled rather than Failed."""
+
+    default_code = Code.JobCancelledByUser
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The job was cancelled at a user's request; what it had written was removed."
+        )
 
 
 class StorageError(PgVaultError):

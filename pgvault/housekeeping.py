@@ -16,9 +16,19 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pgvault import audit, identity, instances, jobs, policies, recovery_points, vaults
+from pgvault import (
+    audit,
+    identity,
+    instances,
+    jobs,
+    policies,
+    recovery_points,
+    regions,
+    replicas,
+    vaults,
+)
 from pgvault.context import Context
-from pgvault.jobkinds import deletion, tiering
+from pgvault.jobkinds import deletion, replicate, tiering
 from pgvault.recovery_points import COMMITTED, DELETING, RecoveryPoint
 
 log = logging.getLogger("pgvault.housekeeping")
@@ -28,19 +38,32 @@ def mark_deleting(s: Session, point: RecoveryPoint) -> None:
     point.state = DELETING
 
 
+def _replica_region(s: Session, point: RecoveryPoint) -> str | None:
+    """The region holding a point's replicas: its vault's pair, if Cross Region Restore is on
+    (it cannot be turned off, so a vault without it never had replicas)."""
+    vault = s.get(vaults.Vault, point.vault_id)
+    if vault is None or not vaults.crr_enabled(vault.properties):
+        return None
+    return regions.paired(vault.location)
+
+
 def finish_deletions(ctx: Context) -> int:
-    """Delete the objects, then the rows, of every point marked Deleting. Returns how many."""
+    """Delete the objects (primary and replicas), then the rows, of every point marked
+    Deleting. Returns how many."""
     with ctx.db.session() as s:
         doomed = [
-            (p.id, p.location, p.archive_location)
+            (p.id, p.location, p.archive_location, _replica_region(s, p))
             for p in s.scalars(select(RecoveryPoint).where(RecoveryPoint.state == DELETING))
         ]
     done = 0
-    for point_id, location, archive_location in doomed:
+    for point_id, location, archive_location, region in doomed:
         ctx.datastore.child(location).delete_all()
         if archive_location:
             ctx.archive.child(archive_location).delete_all()
+        if region is not None:
+            replicate.remove(ctx, region, location, archive_location or location)
         with ctx.db.session() as s:
+            replicas.forget(s, point_id)
             row = s.get(RecoveryPoint, point_id)
             if row is not None:
                 s.delete(row)
@@ -252,6 +275,7 @@ def sweep(ctx: Context) -> dict[str, int]:
         ("vaultCopiesExpired", lambda: expire_vault_copies(ctx, now)),
         ("expired", lambda: expire_points(ctx, now)),
         ("rehydrationsEnded", lambda: end_rehydrations(ctx, now)),
+        ("replicationsQueued", lambda: replicate.queue_due(ctx, now)),
         ("purged", lambda: purge_instances(ctx, now)),
         ("auditPruned", lambda: prune_audit_and_lockouts(ctx, now)),
     )

@@ -14,10 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    false,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pgvault.errors import Code, Conflict, NotFound, PgVaultError
+from pgvault.errors import Code, Conflict, JobCancelled, NotFound, PgVaultError
 from pgvault.orm import Base, UTCDateTime
 
 IN_PROGRESS = "InProgress"
@@ -57,6 +67,8 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: A cancel asked for while the job runs; its worker stops at its next progress report.
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Operation(Base):
@@ -196,6 +208,77 @@ def finish(
     if error is not None:
         job.error_code, job.error_message = error.code.value, error.message
         job.recommended_action = error.recommended_action
+
+
+def request_cancel(
+    s: Session, job: Job, now: datetime, uncancellable_phases: tuple[str, ...]
+) -> str:
+    """Cancel a job: a queued one ends Cancelled at once; a running one is flagged, and its
+    worker stops cleanly at its next progress report. Refused once the job has reached one
+    of `uncancellable_phases` (a restore's data transfer), atomically with the phase change
+    (see `enter_phase`). Returns the job's status after the call."""
+    if job.status in TERMINAL:
+        raise Conflict(
+            f"Job {job.id} has already ended ({job.status}).", code=Code.JobAlreadyFinished
+        )
+    queued = s.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == IN_PROGRESS, Job.worker_id.is_(None))
+        .values(status=CANCELLED, phase="Cancelled", ended_at=now, cancel_requested=True)
+    )
+    if queued.rowcount == 1:  # type: ignore[attr-defined]
+        s.refresh(job)
+        job.error_code, job.error_message = (
+            Code.JobCancelledByUser.value,
+            "Cancelled before it ran.",
+        )
+        return CANCELLED
+    flagged = s.execute(
+        update(Job)
+        .where(
+            Job.id == job.id,
+            Job.status == IN_PROGRESS,
+            Job.phase.not_in(uncancellable_phases or ("",)),
+        )
+        .values(cancel_requested=True)
+    )
+    s.refresh(job)
+    if flagged.rowcount != 1:  # type: ignore[attr-defined]
+        if job.status in TERMINAL:
+            raise Conflict(
+                f"Job {job.id} has already ended ({job.status}).", code=Code.JobAlreadyFinished
+            )
+        raise Conflict(
+            f"Job {job.id} is in phase {job.phase!r}: a restore cannot be cancelled once its "
+            "data transfer has started.",
+            code=Code.JobCannotBeCancelled,
+        )
+    return IN_PROGRESS
+
+
+def enter_phase(s: Session, job_id: str, name: str, now: datetime) -> None:
+    """Open phase `name` unless a cancel was asked for (then JobCancelled): one conditional
+    UPDATE, so a cancel and a phase change never both win."""
+    job = s.get(Job, job_id)
+    assert job is not None
+    phases = [dict(p) for p in job.phases]
+    for p in phases:
+        if p.get("status") == "InProgress":
+            p["status"], p["end"] = "Completed", now.isoformat()
+    phases.append({"name": name, "status": "InProgress", "start": now.isoformat()})
+    res = s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.cancel_requested.is_(False))
+        .values(phases=phases, phase=name, bytes_done=0)
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise JobCancelled()
+    s.expire(job)
+
+
+def cancel_asked(s: Session, job_id: str) -> bool:
+    return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
 def heartbeat(s: Session, worker_id: str, now: datetime) -> None:

@@ -13,6 +13,7 @@ from pgvault import (  # noqa: F401  (imported for their tables)
     policies,
     rbac,
     recovery_points,
+    replicas,
     restore_claims,
     secrets,
     servers,

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from pgvault import instances, jobs, recovery_points, vaults
+from pgvault import instances, jobs, recovery_points, replicas, vaults
 from pgvault.context import Context
 
 log = logging.getLogger("pgvault.observability")
@@ -89,6 +89,7 @@ class MetadataCollector(Collector):
 
             yield self._durations(s, now)
             yield from self._points(s, now)
+            yield self._replication(s)
 
             beats = GaugeMetricFamily(
                 "pgvault_worker_heartbeat_age_seconds",
@@ -131,6 +132,33 @@ class MetadataCollector(Collector):
             buckets = [(str(b), float(sum(1 for v in values if v <= b))) for b in BUCKETS]
             buckets.append(("+Inf", float(len(values))))
             family.add_metric([operation], buckets, sum(values))
+        return family
+
+    def _replication(self, s: Session) -> Metric:
+        """The replication lag the newest replica of each instance saw (cross-region restore)."""
+        newest = (
+            select(
+                replicas.Replica.instance_id,
+                func.max(replicas.Replica.point_created_at).label("newest"),
+            )
+            .group_by(replicas.Replica.instance_id)
+            .subquery()
+        )
+        rows = s.execute(
+            select(vaults.Vault.name, instances.Instance.name, replicas.Replica.lag_seconds)
+            .join(newest, newest.c.instance_id == replicas.Replica.instance_id)
+            .join(instances.Instance, instances.Instance.id == replicas.Replica.instance_id)
+            .join(vaults.Vault, vaults.Vault.id == instances.Instance.vault_id)
+            .where(replicas.Replica.point_created_at == newest.c.newest)
+        ).all()
+        family = GaugeMetricFamily(
+            "pgvault_replication_lag_seconds",
+            "Seconds from commit to availability in the secondary region, for the newest "
+            "replicated point of each backup instance.",
+            labels=["vault", "instance"],
+        )
+        for vault, instance, lag in rows:
+            family.add_metric([vault, instance], float(lag))
         return family
 
     def _points(self, s: Session, now: datetime) -> Iterator[Metric]:

@@ -1,4 +1,9 @@
-"""Throttled progress: engines report every chunk; the job row is written at most twice a second."""
+"""Throttled progress: engines report every chunk; the job row is written at most twice a second.
+
+Each write also reads the job's cancel flag: a cancelled job's worker raises
+`JobCancelled` from inside the engine's loop, so the kind's ordinary failure path
+(subprocesses ended, partial objects removed, a created database dropped) runs.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from sqlalchemy import update
 
 from pgvault import jobs
 from pgvault.context import Context
-from pgvault.errors import Code, PgVaultError
+from pgvault.errors import Code, JobCancelled, PgVaultError
 from pgvault.jobs import Job
 
 
@@ -21,14 +26,12 @@ class JobProgress:
         self._offset = 0
 
     def phase(self, name: str, total: int | None = None) -> None:
-        """Open a new phase; byte counters restart from zero for it."""
+        """Open a new phase; byte counters restart from zero for it. A job whose cancel was
+        asked for stops here (JobCancelled) instead."""
         with self.ctx.db.session() as s:
-            job = s.get(Job, self.job_id)
-            assert job is not None
-            jobs.start_phase(job, name, self.ctx.clock.now())
-            job.bytes_done = 0
+            jobs.enter_phase(s, self.job_id, name, self.ctx.clock.now())
             if total is not None:
-                job.bytes_total = total
+                s.execute(update(Job).where(Job.id == self.job_id).values(bytes_total=total))
         self._last = 0.0
 
     def __call__(self, done: int) -> None:
@@ -44,6 +47,9 @@ class JobProgress:
             values["bytes_total"] = total
         with self.ctx.db.session() as s:
             s.execute(update(Job).where(Job.id == self.job_id).values(**values))
+            cancel = jobs.cancel_asked(s, self.job_id)
+        if cancel:
+            raise JobCancelled()
 
 
 def fail(ctx: Context, job_id: str, exc: BaseException) -> None:
@@ -56,5 +62,6 @@ def fail(ctx: Context, job_id: str, exc: BaseException) -> None:
             code=Code.InternalError,
         )
     )
+    status = jobs.CANCELLED if isinstance(exc, JobCancelled) else None
     with ctx.db.session() as s:
-        jobs.finish(jobs.get(s, job_id), ctx.clock.now(), error=error)
+        jobs.finish(jobs.get(s, job_id), ctx.clock.now(), error=error, status=status)

@@ -22,6 +22,13 @@ from pgvault.errors import BadRequest, Code, Conflict, NotFound
 from pgvault.orm import Base, UTCDateTime
 
 DP = "Microsoft.DataProtection/backupVaults"
+LOCATIONS = "Microsoft.DataProtection/locations"
+#: The secondary-region views (POSTs in Azure's API): what Backup Reader needs to see them.
+CRR_VIEWS = (
+    "fetchSecondaryRecoveryPoints",
+    "fetchCrossRegionRestoreJob",
+    "fetchCrossRegionRestoreJobs",
+)
 BI = f"{DP}/backupInstances"
 BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
 GET_SECRET = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
@@ -75,6 +82,9 @@ BACKUP_OPERATOR_ACTIONS = (
     f"{BI}/sync/action",
     f"{BI}/stopProtection/action",
     f"{DP}/validateForBackup/action",
+    f"{DP}/backupJobs/cancel/action",
+    *(f"{LOCATIONS}/{a}/action" for a in ("validateCrossRegionRestore", "crossRegionRestore")),
+    *(f"{LOCATIONS}/{a}/action" for a in CRR_VIEWS),
 )
 
 BUILTIN_ROLES: tuple[Role, ...] = (
@@ -117,6 +127,7 @@ BUILTIN_ROLES: tuple[Role, ...] = (
         "backup-reader",
         actions=(
             "Microsoft.DataProtection/*/read",
+            *(f"{LOCATIONS}/{a}/action" for a in CRR_VIEWS),
             "Microsoft.Resources/*/read",
             "Microsoft.Insights/*/read",
         ),

@@ -75,8 +75,40 @@ _IRREVERSIBLE = (
 )
 
 
+def redundancy(props: dict[str, Any]) -> str:
+    """The vault store's redundancy (GeoRedundant, LocallyRedundant, ZoneRedundant)."""
+    for setting in props.get("storageSettings") or []:
+        if isinstance(setting, dict) and setting.get("datastoreType", "VaultStore") == "VaultStore":
+            return str(setting.get("type", "LocallyRedundant"))
+    return "LocallyRedundant"
+
+
+def crr_enabled(props: dict[str, Any]) -> bool:
+    """Whether Cross Region Restore is on (`featureSettings.crossRegionRestoreSettings`)."""
+    return _state(props, "featureSettings", "crossRegionRestoreSettings", "state") == "enabled"
+
+
+def _check_crr(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """Cross Region Restore needs a geo-redundant vault and, as in Azure, stays on once on."""
+    if old is not None and crr_enabled(old) and not crr_enabled(new):
+        raise BadRequest(
+            "Cross Region Restore is enabled on this vault and cannot be disabled.",
+            code=Code.UserErrorCrossRegionRestoreCannotBeDisabled,
+            target="properties.featureSettings.crossRegionRestoreSettings.state",
+        )
+    if crr_enabled(new) and redundancy(new).lower() != "georedundant":
+        raise BadRequest(
+            "Cross Region Restore can be enabled only on a GeoRedundant vault; this vault's "
+            f"storage is {redundancy(new)}.",
+            code=Code.UserErrorCrossRegionRestoreNeedsGeoRedundancy,
+            target="properties.storageSettings",
+        )
+
+
 def check_settings(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
-    """Refuse settings Azure refuses: out-of-range soft delete, undoing an irreversible one."""
+    """Refuse settings Azure refuses: out-of-range soft delete, undoing an irreversible one,
+    Cross Region Restore on a vault that is not geo-redundant."""
+    _check_crr(old, new)
     days = (
         new.get("securitySettings", {})
         .get("softDeleteSettings", {})

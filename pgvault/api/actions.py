@@ -3,6 +3,8 @@
 PUT    .../providers/Microsoft.DataProtection/backupVaults/v      -> backupVaults/write on v
 GET    .../backupVaults/v/backupInstances                         -> backupInstances/read on v
 POST   .../backupVaults/v/backupInstances/bi/restore              -> .../restore/action on bi
+POST   .../Microsoft.DataProtection/locations/westus/crossRegionRestore
+                                        -> locations/crossRegionRestore/action on the subscription
 PUT    {scope}/providers/Microsoft.Authorization/roleAssignments/x -> roleAssignments/write on scope
 """
 
@@ -61,6 +63,12 @@ def requested(method: str, path: str) -> Requested:
             f"Microsoft.Authorization/{types[0] if types else ''}/{VERBS.get(method, 'action')}",
             scope,
         )
+    if namespace.lower() == "microsoft.dataprotection" and types[:1] == ["locations"] and base:
+        # Secondary-region calls (cross-region restore) are checked at the subscription,
+        # as Azure asks: Backup Operator (restore) or Backup Reader (jobs) there.
+        scope = "/" + "/".join(base[:2])
+        verb = "action" if odd and method == "POST" else VERBS.get(method, "action")
+        return Requested(f"{namespace}/{'/'.join(types)}/{verb}", scope)
     resource = "/" + "/".join(segs[:-1] if odd else segs)
     if odd and method == "POST":
         action = f"{namespace}/{'/'.join(types[:-1])}/{types[-1]}/action"

@@ -17,7 +17,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgvault import __version__, logs, observability
-from pgvault.api import access, actions, dataprotection, limits, resources
+from pgvault.api import access, actions, crossregion, dataprotection, limits, resources
 from pgvault.api.deps import Auth, error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, PgVaultError
@@ -173,6 +173,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     app.include_router(access.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
+    app.include_router(crossregion.router)
 
     @app.exception_handler(PgVaultError)
     async def _pgvault_error(_: Request, exc: PgVaultError) -> JSONResponse:

@@ -22,6 +22,7 @@ from pgvault import (
 )
 from pgvault.clock import iso, timespan
 from pgvault.errors import Code
+from pgvault.services.crossregion import SecondaryInstance, SecondaryPoint
 from pgvault.services.monitoring import JobView
 from pgvault.services.protection import InstanceView
 from pgvault.storage import accounts
@@ -391,3 +392,49 @@ def operation_status(op: jobs.Operation, view: JobView | None, op_id_url: str) -
 
 def page(items: list[dict[str, Any]], next_link: str | None = None) -> dict[str, Any]:
     return {"value": items, "nextLink": next_link}
+
+
+# -- cross-region restore ---------------------------------------------------------------------
+
+
+def secondary_point(view: InstanceView, sp: SecondaryPoint) -> dict[str, Any]:
+    """A recovery point as fetchSecondaryRecoveryPoints answers it: the point, with the
+    secondary region's copy as its only data store (and the lag it saw)."""
+    body = recovery_point(view, sp.point)
+    replica = sp.replica
+    metadata = {k: v for k, v in sp.point.manifest.items() if k != "objects"}
+    body["properties"]["recoveryPointDataStoresDetails"] = [
+        {
+            "id": sp.point.id,
+            "type": replica.tier,
+            "creationTime": iso(replica.replicated_at),
+            "expiryTime": iso(sp.point.expires_at),
+            "metaData": json.dumps(metadata, sort_keys=True),
+            "visible": True,
+            "state": "COMMITTED",
+            "rehydrationExpiryTime": None,
+            "rehydrationStatus": None,
+        }
+    ]
+    body["properties"]["region"] = replica.region
+    body["properties"]["replicationLagSeconds"] = replica.lag_seconds
+    return body
+
+
+def secondary_instance(item: SecondaryInstance) -> dict[str, Any]:
+    """A backup instance seen from its secondary region (pgvault extension: the portal's
+    "Instance Region == Secondary Region" filter), with its replication lag."""
+    body = instance(item.view)
+    latest = item.latest
+    body["properties"]["secondaryRegion"] = item.region
+    body["properties"]["primaryRegion"] = item.view.vault.location
+    body["properties"]["primaryDatastoreStatus"] = item.primary_status
+    body["properties"]["replication"] = {
+        **item.lag.to_dict(),
+        "latestSecondaryRecoveryPoint": (
+            {"recoveryPointId": latest.point.id, "recoveryPointTime": iso(latest.point.created_at)}
+            if latest
+            else None
+        ),
+    }
+    return body

@@ -29,6 +29,27 @@ job_app = typer.Typer(no_args_is_help=True, help="Backup and restore jobs.")
 
 PointOpt = Annotated[str, typer.Option(help="Recovery point id.")]
 JobIdArg = Annotated[str, typer.Argument(help="Job id (or full job resource id).")]
+SecondaryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--secondary-region",
+        help="Cross-region restore: the vault's paired secondary region (e.g. westus).",
+    ),
+]
+
+
+def _locations(call: Call, region: str) -> str:
+    """Where the secondary-region calls of `region` live (Azure's `locations/{region}`)."""
+    return f"{call.provider('Microsoft.DataProtection/locations')}/{region}"
+
+
+def _source(call: Call, vault_name: str, instance: str) -> dict[str, str]:
+    """crossRegionRestoreDetails of an instance: its vault's (primary) region and its id."""
+    vault = call.client.get(call.vault(vault_name))
+    return {
+        "sourceRegion": str(vault["location"]),
+        "sourceBackupInstanceId": call.instance(vault_name, instance),
+    }
 
 
 @command(backup_app, "now")
@@ -56,10 +77,28 @@ RP_COLUMNS: Columns = (
 )
 
 
-@command(rp_app, "list", columns=(*RP_COLUMNS[:2], ("Tier", "properties.tier"), *RP_COLUMNS[3:]))
-def recovery_point_list(call: Call, vault_name: VaultOpt, instance: InstOpt) -> Any:
-    """List recovery points, latest first."""
-    data = call.client.get(f"{call.instance(vault_name, instance)}/recoveryPoints")
+@command(
+    rp_app,
+    "list",
+    columns=(
+        *RP_COLUMNS[:2],
+        ("Tier", "properties.tier"),
+        *RP_COLUMNS[3:],
+        ("Region", "properties.region"),
+        ("Lag (s)", "properties.replicationLagSeconds"),
+    ),
+)
+def recovery_point_list(
+    call: Call, vault_name: VaultOpt, instance: InstOpt, secondary_region: SecondaryOpt = None
+) -> Any:
+    """List recovery points, latest first (with --secondary-region: those available there)."""
+    if secondary_region:
+        data = call.client.post(
+            f"{_locations(call, secondary_region)}/fetchSecondaryRecoveryPoints",
+            _source(call, vault_name, instance),
+        )
+    else:
+        data = call.client.get(f"{call.instance(vault_name, instance)}/recoveryPoints")
     for item in data.get("value", []):
         details = item["properties"].get("recoveryPointDataStoresDetails") or []
         item["properties"]["tier"] = "+".join(d.get("type", "") for d in details)
@@ -99,8 +138,14 @@ def _restore(
     body: dict[str, Any],
     wait: bool,
     validate_only: bool,
+    secondary_region: str | None = None,
 ) -> None:
     """Run the Review + restore checks, then (unless only those) queue the restore."""
+    if secondary_region:
+        _restore_in_secondary(
+            call, vault_name, instance, body, wait, validate_only, secondary_region
+        )
+        return
     bi = call.instance(vault_name, instance)
     follow(call.client, call.client.post(f"{bi}/validateRestore", {"restoreRequestObject": body}))
     if validate_only:
@@ -108,6 +153,29 @@ def _restore(
             out.print("Validation passed: the restore can run.")
         return
     finish_job(call, call.client.post(f"{bi}/restore", body), wait)
+
+
+def _restore_in_secondary(
+    call: Call,
+    vault_name: str,
+    instance: str,
+    body: dict[str, Any],
+    wait: bool,
+    validate_only: bool,
+    region: str,
+) -> None:
+    """validateCrossRegionRestore, then crossRegionRestore, at `locations/{region}`."""
+    request = {
+        "restoreRequestObject": body,
+        "crossRegionRestoreDetails": _source(call, vault_name, instance),
+    }
+    base = _locations(call, region)
+    follow(call.client, call.client.post(f"{base}/validateCrossRegionRestore", request))
+    if validate_only:
+        if call.output != Output.none:
+            out.print(f"Validation passed: the restore can run in {region}.")
+        return
+    finish_job(call, call.client.post(f"{base}/crossRegionRestore", request), wait)
 
 
 RESTORE_REQUEST_FIX = (
@@ -166,8 +234,10 @@ def restore_database(
     rehydration_priority: PriorityOpt = None,
     rehydration_duration: DurationOpt = None,
     validate_only: ValidateOnlyOpt = False,
+    secondary_region: SecondaryOpt = None,
 ) -> None:
-    """Restore a recovery point as a new database (owned by the secret's user)."""
+    """Restore a recovery point as a new database (owned by the secret's user); with
+    --secondary-region, from the replica in the paired region to a server there."""
     given = [recovery_point, target_server, target_database, secret]
     if restore_request is not None:
         if any(v is not None for v in given):
@@ -180,7 +250,7 @@ def restore_database(
         body = _with_rehydration(
             _restore_request(restore_request), rehydration_priority, rehydration_duration
         )
-        _restore(call, vault_name, instance, body, wait, validate_only)
+        _restore(call, vault_name, instance, body, wait, validate_only, secondary_region)
         return
     if any(v is None for v in given):
         raise UsageError(
@@ -213,7 +283,7 @@ def restore_database(
         },
     }
     body = _with_rehydration(body, rehydration_priority, rehydration_duration)
-    _restore(call, vault_name, instance, body, wait, validate_only)
+    _restore(call, vault_name, instance, body, wait, validate_only, secondary_region)
 
 
 @command(restore_app, "files")
@@ -230,8 +300,10 @@ def restore_files(
     rehydration_priority: PriorityOpt = None,
     rehydration_duration: DurationOpt = None,
     validate_only: ValidateOnlyOpt = False,
+    secondary_region: SecondaryOpt = None,
 ) -> None:
-    """Restore a recovery point as dump files for your own pg_restore (grants kept)."""
+    """Restore a recovery point as dump files for your own pg_restore (grants kept); with
+    --secondary-region, from the replica in the paired region to a container there."""
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
         "recoveryPointId": recovery_point,
@@ -247,7 +319,7 @@ def restore_files(
         },
     }
     body = _with_rehydration(body, rehydration_priority, rehydration_duration)
-    _restore(call, vault_name, instance, body, wait, validate_only)
+    _restore(call, vault_name, instance, body, wait, validate_only, secondary_region)
 
 
 @command(rp_app, "show", columns=(*RP_COLUMNS, ("Expiry", "properties.expiryTime")))
@@ -280,9 +352,23 @@ def recovery_point_rehydrate(
 
 
 @command(job_app, "list", columns=JOB_COLUMNS)
-def job_list(call: Call, vault_name: VaultOpt) -> Any:
-    """List jobs of a vault, newest first."""
+def job_list(call: Call, vault_name: VaultOpt, secondary_region: SecondaryOpt = None) -> Any:
+    """List jobs of a vault, newest first (with --secondary-region: its cross-region
+    restores in that region)."""
+    if secondary_region:
+        vault = call.client.get(call.vault(vault_name))
+        body = {"sourceRegion": vault["location"], "sourceBackupVaultId": call.vault(vault_name)}
+        return call.client.post(
+            f"{_locations(call, secondary_region)}/fetchCrossRegionRestoreJobs", body
+        )
     return call.client.get(f"{call.vault(vault_name)}/backupJobs")
+
+
+@command(job_app, "cancel", columns=JOB_COLUMNS)
+def job_cancel(call: Call, job_id: JobIdArg, vault_name: VaultOpt) -> Any:
+    """Cancel a queued or running job (a restore cannot be cancelled once its data
+    transfer has started)."""
+    return call.client.post(f"{_job_path(call, vault_name, job_id)}/cancel")
 
 
 def _job_path(call: Call, vault_name: str, job_id: str) -> str:

@@ -257,6 +257,9 @@ class Client:
     def put(self, path: str, body: dict[str, Any]) -> Any:
         return self._send("PUT", path, json=body)
 
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self._send("PATCH", path, json=body)
+
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._send("POST", path, json=body or {})
 

@@ -63,6 +63,28 @@ def instance_list(call: Call, vault_name: VaultOpt) -> Any:
     return call.client.get(f"{call.vault(vault_name)}/backupInstances")
 
 
+SECONDARY_COLUMNS: Columns = (
+    ("Name", "name"),
+    ("Vault", "id"),
+    ("Primary", "properties.primaryRegion"),
+    ("Primary datastore", "properties.primaryDatastoreStatus"),
+    ("Replicated", "properties.replication.replicatedPoints"),
+    ("Pending", "properties.replication.pendingPoints"),
+    ("Last lag (s)", "properties.replication.lastLagSeconds"),
+    ("Current lag (s)", "properties.replication.currentLagSeconds"),
+)
+
+
+@command(instance_app, "list-secondary", columns=SECONDARY_COLUMNS)
+def instance_list_secondary(
+    call: Call, region: Annotated[str, typer.Option("--region", help="The secondary region.")]
+) -> Any:
+    """Backup instances whose secondary region is REGION (Instance Region == Secondary
+    Region), with their replication lag and whether the primary datastore answers."""
+    base = call.provider("Microsoft.DataProtection/locations")
+    return call.client.get(f"{base}/{region}/secondaryBackupInstances")
+
+
 @command(instance_app, "show", columns=INSTANCE_COLUMNS)
 def instance_show(call: Call, vault_name: VaultOpt, instance: NameOpt) -> Any:
     """Show a backup instance."""

@@ -23,13 +23,57 @@ VAULT_COLUMNS: Columns = (
 )
 
 
+RedundancyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-redundancy", help="GeoRedundant, LocallyRedundant (default) or ZoneRedundant."
+    ),
+]
+CrrOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cross-region-restore",
+        help="Enable Cross Region Restore (GeoRedundant vaults only; cannot be undone).",
+    ),
+]
+
+
+def _vault_settings(redundancy: str | None, crr: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    if redundancy:
+        props["storageSettings"] = [{"datastoreType": "VaultStore", "type": redundancy}]
+    if crr:
+        props["featureSettings"] = {"crossRegionRestoreSettings": {"state": "Enabled"}}
+    return props
+
+
 @command(vault_app, "create", columns=VAULT_COLUMNS)
 def vault_create(
-    call: Call, name: NameOpt, region: Annotated[str, typer.Option("--region", "-l")]
+    call: Call,
+    name: NameOpt,
+    region: Annotated[str, typer.Option("--region", "-l")],
+    storage_redundancy: RedundancyOpt = None,
+    cross_region_restore: CrrOpt = False,
 ) -> Any:
     """Create a backup vault in a region (with its managed identity)."""
-    body = {"location": region, "identity": {"type": "SystemAssigned"}, "properties": {}}
+    body = {
+        "location": region,
+        "identity": {"type": "SystemAssigned"},
+        "properties": _vault_settings(storage_redundancy, cross_region_restore),
+    }
     return call.client.put(call.vault(name), body)
+
+
+@command(vault_app, "update", columns=VAULT_COLUMNS)
+def vault_update(
+    call: Call,
+    name: NameOpt,
+    storage_redundancy: RedundancyOpt = None,
+    cross_region_restore: CrrOpt = False,
+) -> Any:
+    """Change a vault's settings (e.g. turn Cross Region Restore on)."""
+    body = {"properties": _vault_settings(storage_redundancy, cross_region_restore)}
+    return call.client.patch(call.vault(name), body)
 
 
 @command(vault_app, "list", columns=VAULT_COLUMNS)

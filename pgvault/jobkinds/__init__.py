@@ -10,11 +10,13 @@ from pgvault.jobkinds.backup import Backup
 from pgvault.jobkinds.base import JobKind
 from pgvault.jobkinds.deletion import Deletion
 from pgvault.jobkinds.rehydrate import Rehydrate
+from pgvault.jobkinds.replicate import Replicate
 from pgvault.jobkinds.restore import Restore
 from pgvault.jobkinds.tiering import Tiering
 
 REGISTRY: dict[str, JobKind] = {
-    kind.operation: kind for kind in (Backup(), Restore(), Rehydrate(), Tiering(), Deletion())
+    kind.operation: kind
+    for kind in (Backup(), Restore(), Rehydrate(), Tiering(), Deletion(), Replicate())
 }
 
 

@@ -30,6 +30,7 @@ from pgvault.context import Context
 from pgvault.engine import dump as engine
 from pgvault.engine import pgtools
 from pgvault.errors import Code, Conflict, PgVaultError, UserError, ValidationFailed
+from pgvault.jobkinds import replicate
 from pgvault.jobkinds.base import JobKind, endpoint
 from pgvault.progress import JobProgress, fail
 from pgvault.recovery_points import RecoveryPoint
@@ -217,6 +218,13 @@ def run(ctx: Context, job_id: str) -> None:
                 ),
             )
             recovery_points.plan_point(point, policy.properties)
+            replicate.after_commit(
+                s,
+                vaults.by_id(s, inst.vault_id),
+                point,
+                now,
+                ctx.settings.replication_delay_seconds,
+            )
             job = jobs.get(s, job_id)
             job.recovery_point_id = params["pointId"]
             job.bytes_done = manifest.bytesTransferred

@@ -27,6 +27,8 @@ class JobKind(ABC):
     """What the workers need of a job kind: run a claimed job, clean up after a lost one."""
 
     operation: ClassVar[str]
+    #: Phases in which a cancel is refused (a restore once its data transfer started).
+    uncancellable_phases: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def run(self, ctx: Context, job_id: str) -> None:

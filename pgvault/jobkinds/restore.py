@@ -24,7 +24,9 @@ from pgvault import (
     instances,
     jobs,
     recovery_points,
+    regions,
     rehydration,
+    replicas,
     restore_claims,
     servers,
     vault_access,
@@ -69,6 +71,9 @@ class RestoreRequest:
     target: DatabaseTarget | FilesTarget
     rehydration_priority: str | None = None
     rehydration_duration: str | None = None
+    #: Cross-region restore: the vault's paired region, whose replica is restored (only
+    #: to targets in that region); None for a restore in the vault's own region.
+    secondary_region: str | None = None
 
     @property
     def restore_type(self) -> str:
@@ -82,6 +87,7 @@ class RestoreRequest:
             "target": asdict(self.target),
             "rehydrationPriority": self.rehydration_priority,
             "rehydrationRetentionDuration": self.rehydration_duration,
+            "secondaryRegion": self.secondary_region,
         }
 
     @classmethod
@@ -98,6 +104,7 @@ class RestoreRequest:
             target,
             params.get("rehydrationPriority"),
             params.get("rehydrationRetentionDuration"),
+            params.get("secondaryRegion"),
         )
 
 
@@ -142,6 +149,8 @@ class Plan:
     container_name: str = ""
     #: The target container's identity for prefix claims (account id and container name).
     container_key: str = ""
+    #: Cross-region restore: read the replica in this region's datastore, never the primary.
+    secondary_region: str | None = None
 
 
 def _cross_subscription_blocked(vault: vaults.Vault, subscription: str) -> bool:
@@ -160,6 +169,7 @@ def _resolve_database(
     inst: instances.Instance,
     t: DatabaseTarget,
     errors: list[PgVaultError],
+    region: str,
 ) -> tuple[pgtools.Endpoint | None, str]:
     """The target server's metadata checks; returns the endpoint to probe and the server's
     name (no endpoint when the server or the secret cannot be used)."""
@@ -175,15 +185,9 @@ def _resolve_database(
             )
         )
         return None, ""
-    if server.location != vault.location:
-        errors.append(
-            UserError(
-                f"Target server {server.name!r} is in {server.location}; this vault restores only to "
-                f"servers in {vault.location}.",
-                code=Code.UserErrorTargetRegionMismatch,
-                recommended_action="Pick a server in the vault's region, or use cross-region restore.",
-            )
-        )
+    region_error = _target_region(vault, server.location, f"Target server {server.name!r}", region)
+    if region_error is not None:
+        errors.append(region_error)
     if server.id == inst.server_id and t.database == inst.database:
         errors.append(
             UserError(
@@ -214,8 +218,36 @@ def _resolve_database(
         return None, server.name
 
 
+def _target_region(
+    vault: vaults.Vault, target_region: str, what: str, region: str
+) -> UserError | None:
+    """A target must be in the region restored to: the vault's own, or (cross-region
+    restore) its paired secondary, never back in the primary."""
+    if target_region == region:
+        return None
+    if region != vault.location and target_region == vault.location:
+        return UserError(
+            f"{what} is in the primary region {vault.location}; a cross-region restore "
+            f"restores only to {region}.",
+            code=Code.UserErrorCrossRegionRestoreToPrimaryNotSupported,
+            recommended_action="Pick a target in the secondary region, or restore to the "
+            "primary region with an ordinary restore.",
+        )
+    return UserError(
+        f"{what} is in {target_region}; this restore writes only to targets in {region}.",
+        code=Code.UserErrorTargetRegionMismatch,
+        recommended_action=f"Pick a target in {region}"
+        + (", or use cross-region restore." if region == vault.location else "."),
+    )
+
+
 def _resolve_files(
-    ctx: Context, s: Session, vault: vaults.Vault, t: FilesTarget, errors: list[PgVaultError]
+    ctx: Context,
+    s: Session,
+    vault: vaults.Vault,
+    t: FilesTarget,
+    errors: list[PgVaultError],
+    region: str,
 ) -> tuple[Location | None, str, str]:
     """The target container's metadata checks; returns its location (not yet contacted),
     its name and its claim key (no location when the container cannot be used)."""
@@ -226,15 +258,11 @@ def _resolve_files(
         errors.append(exc)
         return None, "", ""
     key = f"{account.id}/{container.name.lower()}"
-    if account.location != vault.location:
-        errors.append(
-            UserError(
-                f"Storage account {account.name!r} is in {account.location}; this vault restores only "
-                f"to storage in {vault.location}.",
-                code=Code.UserErrorTargetRegionMismatch,
-                recommended_action="Pick a storage account in the vault's region.",
-            )
-        )
+    region_error = _target_region(
+        vault, account.location, f"Storage account {account.name!r}", region
+    )
+    if region_error is not None:
+        errors.append(region_error)
     if _cross_subscription_blocked(vault, account.subscription_id) and not t.arm_id:
         errors.append(
             UserError(
@@ -266,33 +294,84 @@ def resolve(
     secret. Failures are collected in the plan; `check` adds the probes' and raises."""
     point = recovery_points.get(s, inst.id, req.recovery_point_id)
     now = ctx.clock.now()
-    rehydration.check_source(
-        point, req.source_datastore, req.rehydration_priority, req.rehydration_duration, now
-    )
+    location, region = point.location, vault.location
+    if req.secondary_region is None:
+        rehydration.check_source(
+            point, req.source_datastore, req.rehydration_priority, req.rehydration_duration, now
+        )
+    else:
+        region = check_secondary(vault, req.secondary_region)
+        location = _replica_location(s, point.id, region)
     errors: list[PgVaultError] = []
     ep: pgtools.Endpoint | None = None
     container: Location | None = None
     server_name = container_name = container_key = ""
     if isinstance(req.target, DatabaseTarget):
-        ep, server_name = _resolve_database(ctx, s, vault, inst, req.target, errors)
+        ep, server_name = _resolve_database(ctx, s, vault, inst, req.target, errors, region)
     else:
-        container, container_name, container_key = _resolve_files(ctx, s, vault, req.target, errors)
+        container, container_name, container_key = _resolve_files(
+            ctx, s, vault, req.target, errors, region
+        )
     return Plan(
         request=req,
         vault_id=vault.id,
         instance_id=inst.id,
         point_id=point.id,
         point_time=point.created_at,
-        point_location=point.location,
+        point_location=location,
         source_major=int(point.manifest.get("serverVersionNum", 0)) // 10000,
-        needs_rehydration=rehydration.needed(point, req.source_datastore, now),
+        needs_rehydration=req.secondary_region is None
+        and rehydration.needed(point, req.source_datastore, now),
         errors=tuple(errors),
         endpoint=ep,
         server_name=server_name,
         container=container,
         container_name=container_name,
         container_key=container_key,
+        secondary_region=req.secondary_region and region,
     )
+
+
+def check_secondary(vault: vaults.Vault, region: str) -> str:
+    """The region a cross-region restore of `vault` may read from and write to: only its
+    paired secondary, and only with Cross Region Restore on. Returns it normalised."""
+    if not vaults.crr_enabled(vault.properties):
+        raise UserError(
+            f"Vault {vault.name!r} does not have Cross Region Restore enabled.",
+            code=Code.UserErrorCrossRegionRestoreNotEnabled,
+        )
+    name = regions.normalize(region)
+    secondary = regions.paired(vault.location)
+    if name == vault.location:
+        raise UserError(
+            f"{name} is vault {vault.name!r}'s primary region; cross-region restore goes only "
+            f"from the primary to the secondary region ({secondary}).",
+            code=Code.UserErrorCrossRegionRestoreToPrimaryNotSupported,
+        )
+    if name != secondary:
+        raise UserError(
+            f"{name} is not vault {vault.name!r}'s secondary region: {vault.location} is paired "
+            f"with {secondary}.",
+            code=Code.UserErrorCrossRegionRestoreRegionNotPaired,
+        )
+    return name
+
+
+def _replica_location(s: Session, point_id: str, region: str) -> str:
+    """Where the point's verified replica is in the secondary's vault tier."""
+    replica = replicas.get(s, point_id, region)
+    if replica is None:
+        raise UserError(
+            f"Recovery point {point_id!r} is not available in {region} yet.",
+            code=Code.UserErrorRecoveryPointNotReplicated,
+        )
+    if replica.tier != recovery_points.VAULT_STORE:
+        raise UserError(
+            f"Recovery point {point_id!r} is archived; its replica in {region} is in the "
+            "archive tier and cannot be restored across regions.",
+            code=Code.UserErrorCrossRegionRestoreArchivedPoint,
+        )
+    return replica.location
 
 
 def _probe_database(plan: Plan, ep: pgtools.Endpoint, errors: list[PgVaultError]) -> dict[str, Any]:
@@ -446,7 +525,8 @@ def run(ctx: Context, job_id: str) -> None:
         if plan.needs_rehydration:
             progress.phase("Rehydrating")
             rehydrate(ctx, plan.point_id, req.rehydration_duration)
-        source = ctx.datastore.child(plan.point_location)
+        store = ctx.site(plan.secondary_region)[0] if plan.secondary_region else ctx.datastore
+        source = store.child(plan.point_location)
         manifest = engine.load_manifest(source)
         progress.phase("Verifying recovery point", manifest.storedBytes)
         engine.verify(source, manifest, progress)
@@ -542,6 +622,8 @@ def _created_by(ctx: Context, job: jobs.Job) -> tuple[pgtools.Endpoint, str] | N
 
 class Restore(JobKind):
     operation: ClassVar[str] = jobs.RESTORE
+    #: As in Azure: no cancel once the data transfer starts (CREATE DATABASE included).
+    uncancellable_phases: ClassVar[tuple[str, ...]] = ("Creating database", "Transferring data")
 
     def run(self, ctx: Context, job_id: str) -> None:
         run(ctx, job_id)

@@ -8,6 +8,7 @@ stay in the domain modules; these models check shapes and what one body alone ca
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Annotated, TypeVar
 
 from pydantic import BeforeValidator, Field, JsonValue, field_validator, model_validator
@@ -351,3 +352,46 @@ class ValidateRestoreBody(AzureModel):
 def restore_request(data: object) -> RestoreRequest:
     """Azure's restore request body (parsed JSON) as the request the service takes."""
     return parse(RestoreRequestBody, data).to_request()
+
+
+# -- cross-region restore (locations/{region}/...) ------------------------------------------
+
+
+class CrossRegionRestoreDetails(AzureModel):
+    """Which backup instance, in which (primary) region, a secondary-region call is about."""
+
+    source_region: str
+    source_backup_instance_id: str
+
+
+class CrossRegionRestoreBody(AzureModel):
+    """crossRegionRestore and validateCrossRegionRestore (CrossRegionRestoreRequestObject)."""
+
+    restore_request_object: RestoreRequestBody
+    cross_region_restore_details: CrossRegionRestoreDetails
+
+    def to_request(self, secondary_region: str) -> RestoreRequest:
+        req = self.restore_request_object.to_request()
+        return replace(req, secondary_region=secondary_region)
+
+
+class SecondaryPointsBody(AzureModel):
+    """fetchSecondaryRecoveryPoints (FetchSecondaryRPsRequestParameters)."""
+
+    source_region: str
+    source_backup_instance_id: str
+
+
+class CrossRegionJobBody(AzureModel):
+    """fetchCrossRegionRestoreJob (CrossRegionRestoreJobRequest)."""
+
+    source_region: str
+    source_backup_vault_id: str
+    job_id: str
+
+
+class CrossRegionJobsBody(AzureModel):
+    """fetchCrossRegionRestoreJobs (CrossRegionRestoreJobsRequest)."""
+
+    source_region: str
+    source_backup_vault_id: str

@@ -7,6 +7,7 @@ Split by area (resources, protection, recovery, monitoring; access and start-up 
 from __future__ import annotations
 
 from pgvault.instances import InstanceSpec
+from pgvault.services.crossregion import CrossRegionService
 from pgvault.services.monitoring import MonitoringService
 from pgvault.services.protection import ProtectionService
 from pgvault.services.recovery import RecoveryService
@@ -15,5 +16,7 @@ from pgvault.services.resources import ResourceService
 __all__ = ["InstanceSpec", "Service"]
 
 
-class Service(ResourceService, ProtectionService, RecoveryService, MonitoringService):
+class Service(
+    ResourceService, ProtectionService, RecoveryService, CrossRegionService, MonitoringService
+):
     """Operations over resources, vaults, instances, recovery points, restores and jobs."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from pgvault import migrations, models
 from pgvault.db import make_engine
@@ -42,3 +42,27 @@ def test_upgrade_is_idempotent_and_reaches_head(tmp_path: Path) -> None:
 def test_single_head() -> None:
     heads = ScriptDirectory.from_config(migrations.config()).get_heads()
     assert len(heads) == 1, f"multiple alembic heads: {heads}"
+
+
+def test_0006_keeps_existing_jobs_and_adds_replicas(tmp_path: Path) -> None:
+    """Jobs written before cross-region restore keep their data, with no cancel asked."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'meta.db'}")
+    try:
+        migrations.upgrade(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(text("PRAGMA foreign_keys=OFF"))
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, vault_id, operation, category, status, phase, phases,"
+                    " bytes_done, created_at, params, result, is_user_triggered, priority)"
+                    " VALUES ('j1', 'v1', 'Backup', 'Backup', 'Completed', 'Done', '[]', 7,"
+                    " '2026-11-30 00:00:00.000000', '{}', '{}', 1, 0)"
+                )
+            )
+        migrations.upgrade(engine)
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT bytes_done, cancel_requested FROM jobs")).one()
+            assert tuple(row) == (7, 0)
+            assert "replicas" in set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()

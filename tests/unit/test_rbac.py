@@ -624,6 +624,7 @@ KV = f"{R}/providers/Microsoft.KeyVault/vaults/kv1"
 SA = f"{R}/providers/Microsoft.Storage/storageAccounts/sa1"
 CONT = f"{SA}/blobServices/default/containers"
 AZ = "providers/Microsoft.Authorization"
+LOC = f"{R}/providers/Microsoft.DataProtection/locations/westus"
 
 ROUTES: list[tuple[str, str, str, str]] = [
     # (method, path, action, scope)
@@ -699,6 +700,24 @@ ROUTES: list[tuple[str, str, str, str]] = [
         f"{V}/operationResults/o1",
         f"{DPV}/operationResults/read",
         f"{V}/operationResults/o1",
+    ),
+    ("POST", f"{V}/backupJobs/j1/cancel", f"{DPV}/backupJobs/cancel/action", f"{V}/backupJobs/j1"),
+    # the secondary region (cross-region restore): checked at the subscription
+    *(
+        ("POST", f"{LOC}/{name}", f"Microsoft.DataProtection/locations/{name}/action", S)
+        for name in (
+            "fetchSecondaryRecoveryPoints",
+            "validateCrossRegionRestore",
+            "crossRegionRestore",
+            "fetchCrossRegionRestoreJob",
+            "fetchCrossRegionRestoreJobs",
+        )
+    ),
+    (
+        "GET",
+        f"{LOC}/secondaryBackupInstances",
+        "Microsoft.DataProtection/locations/secondaryBackupInstances/read",
+        S,
     ),
     # servers
     ("PUT", PG, f"{SERVERS}/write", PG),
@@ -797,6 +816,7 @@ EXAMPLE_NAMES = {
     "{point}": "rp1",
     "{job_id}": "j1",
     "{op_id}": "o1",
+    "{region}": "westus",
     "{kv}": "kv1",
     "{account}": "sa1",
     "{role_id}": "d1",
