@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from pgvault import (  # noqa: F401  (imported for their tables)
+    access_epoch,
     audit,
     identity,
     instances,
