@@ -426,6 +426,7 @@ def main() -> int:
         env_extra.setdefault("PGVAULT_DATASTORE_URL", (root / "datastore").as_uri())
         database_url = None
         if args.metadata == "postgresql":
+            root.chmod(0o755)  # initdb runs as postgres when we are root; the home stays 0700
             cluster = Cluster(root=root / "pg", bindir=pg_bindir())
             stack.callback(cluster.stop)
             cluster.init()

@@ -52,6 +52,8 @@ class Settings:
     token_rate_window_seconds: int = 60
     #: Log lines: "plain" (default) or "json" (one object a line, with request and job ids).
     log_format: str = "plain"
+    #: A scheduled backup queued this late after its slot alerts its vault as a missed schedule.
+    missed_schedule_seconds: int = 600
     #: Threads serving API calls (sync routes); more only add GIL contention (api_load.py).
     api_threads: int = 8
 
@@ -138,6 +140,7 @@ _INT_LIMITS = {
     "token_rate_per_address": "PGVAULT_TOKEN_RATE_PER_ADDRESS",
     "token_rate_window_seconds": "PGVAULT_TOKEN_RATE_WINDOW_SECONDS",
     "api_threads": "PGVAULT_API_THREADS",
+    "missed_schedule_seconds": "PGVAULT_MISSED_SCHEDULE_SECONDS",
 }
 
 

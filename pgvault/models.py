@@ -11,6 +11,7 @@ from pgvault import (  # noqa: F401  (imported for their tables)
     instances,
     jobs,
     leases,
+    notifications,
     policies,
     rbac,
     recovery_points,

@@ -64,6 +64,7 @@ _CANONICAL = {
         "roleAssignments",
         "roleDefinitions",
         "Microsoft.Insights",
+        "notificationSettings",
     )
 }
 

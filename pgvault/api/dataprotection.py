@@ -16,6 +16,7 @@ from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.schemas.dataprotection import (
     AdhocBackupBody,
     InstanceBody,
+    NotificationBody,
     PolicyBody,
     RehydrateBody,
     RestoreRequestBody,
@@ -37,6 +38,18 @@ def _vault_id(sub: str, rg: str, vault: str) -> str:
 
 # -- vaults ---------------------------------------------------------------------------------
 
+NOTIFY = V + "/notificationSettings/default"
+
+
+def _notification_settings(vault_arm_id: str, summary: dict[str, object]) -> dict[str, object]:
+    """pgvault's extension resource: how many destinations, never the URLs themselves."""
+    return {
+        "id": f"{vault_arm_id}/notificationSettings/default",
+        "name": "default",
+        "type": "Microsoft.DataProtection/backupVaults/notificationSettings",
+        "properties": summary,
+    }
+
 
 @router.put(V)
 def put_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: VaultBody) -> JSONResponse:
@@ -56,6 +69,26 @@ def patch_vault(
         sub, rg, vault, current.location, body.settings(), limits.checked_tags(body.tag_map())
     )
     return json_response(shapes.vault(v))
+
+
+@router.put(NOTIFY)
+def put_notifications(
+    sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: NotificationBody
+) -> JSONResponse:
+    v, summary = svc.put_notifications(sub, rg, vault, list(body.properties.urls))
+    return json_response(_notification_settings(v.arm_id, summary))
+
+
+@router.get(NOTIFY)
+def get_notifications(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> JSONResponse:
+    v, summary = svc.get_notifications(sub, rg, vault)
+    return json_response(_notification_settings(v.arm_id, summary))
+
+
+@router.post(NOTIFY + "/test")
+def send_test_notification(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> JSONResponse:
+    """Send a test alert to the vault's destinations now; says whether all took it."""
+    return json_response(svc.test_notifications(sub, rg, vault))
 
 
 @router.get(V)

@@ -1,6 +1,7 @@
-"""access epoch
+"""access epoch and vault notifications
 
-`access_epoch` holds one row whose value moves whenever principals, revoked tokens, custom
+`vault_notifications` holds each vault's Apprise URLs, encrypted with the master key
+(pgvault/notifications.py). `access_epoch` holds one row whose value moves whenever principals, revoked tokens, custom
 roles or role assignments change; the API caches authentication and authorisation answers
 per epoch (pgvault/access_epoch.py).
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+import pgvault.orm
 
 revision = "0008"
 down_revision = "0005"
@@ -28,7 +31,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_access_epoch")),
     )
     op.bulk_insert(epoch, [{"id": 1, "value": 0}])
+    op.create_table(
+        "vault_notifications",
+        sa.Column("vault_id", sa.String(length=36), nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+        sa.Column("schemes", sa.String(length=500), nullable=False),
+        sa.Column("updated_at", pgvault.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["vault_id"],
+            ["backup_vaults.id"],
+            name=op.f("fk_vault_notifications_vault_id_backup_vaults"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("vault_id", name=op.f("pk_vault_notifications")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("vault_notifications")
     op.drop_table("access_epoch")
