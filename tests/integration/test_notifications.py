@@ -101,7 +101,8 @@ def test_a_failing_job_sends_one_webhook(vault: Vault, receiver: Receiver) -> No
     assert len(receiver.bodies) == 1, receiver.bodies
     alert = bodies[0]
     assert alert["type"] == "failure"
-    assert instance in alert["title"] and vault.name in alert["title"]
+    assert instance in alert["title"]
+    assert vault.name in alert["title"]
     assert job.id in alert["message"]
 
     result = svc.test_notifications(sub, RG, vault.name)
