@@ -81,8 +81,12 @@ def list_points(
     instance_id: str,
     start: datetime | None = None,
     end: datetime | None = None,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[RecoveryPoint]:
-    """Points of an instance, latest first, optionally within [start, end]."""
+    """Points of an instance, latest first, optionally within [start, end]; a page of
+    `limit` after `offset` when asked (the API pages long lists)."""
     q = select(RecoveryPoint).where(
         RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
     )
@@ -90,7 +94,8 @@ def list_points(
         q = q.where(RecoveryPoint.created_at >= start)
     if end:
         q = q.where(RecoveryPoint.created_at <= end)
-    return list(s.scalars(q.order_by(RecoveryPoint.created_at.desc())))
+    q = q.order_by(RecoveryPoint.created_at.desc(), RecoveryPoint.id).offset(offset)
+    return list(s.scalars(q if limit is None else q.limit(limit)))
 
 
 def has_unexpired(s: Session, instance_id: str, now: datetime) -> bool:

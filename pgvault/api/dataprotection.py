@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault import arm
 from pgvault.api import limits, lro, shapes
-from pgvault.api.deps import Auth, Svc, json_response
+from pgvault.api.deps import Auth, Svc, base_url, json_response
 from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.schemas.dataprotection import (
     AdhocBackupBody,
@@ -39,6 +40,8 @@ def _vault_id(sub: str, rg: str, vault: str) -> str:
 # -- vaults ---------------------------------------------------------------------------------
 
 NOTIFY = V + "/notificationSettings/default"
+#: Recovery points per page of a list (`$top` changes it, up to 1000).
+POINTS_PAGE = 200
 
 
 def _notification_settings(vault_arm_id: str, summary: dict[str, object]) -> dict[str, object]:
@@ -281,11 +284,22 @@ def list_points(
     bi: str,
     svc: Svc,
     _: Auth,
+    request: Request,
     filter_: str | None = Query(default=None, alias="$filter"),
+    skiptoken: int = Query(default=0, alias="$skiptoken", ge=0, le=2**31 - 1),
+    top: int = Query(default=POINTS_PAGE, alias="$top", ge=1, le=1000),
 ) -> JSONResponse:
+    """A page of points, latest first; `nextLink` (Azure's paging, which the SDK and the
+    CLI follow) while more remain. A whole list of 10,000 points cost 0.7 s of CPU per call."""
     start, end = filter_dates(filter_)
-    view, points = svc.list_points(sub, rg, vault, bi, start, end)
-    return json_response(shapes.page([shapes.recovery_point(view, p) for p in points]))
+    view, points = svc.list_points(sub, rg, vault, bi, start, end, limit=top + 1, offset=skiptoken)
+    next_link = None
+    if len(points) > top:
+        points = points[:top]
+        query = {k: v for k, v in request.query_params.items() if k != "$skiptoken"}
+        query["$skiptoken"] = str(skiptoken + top)
+        next_link = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
+    return json_response(shapes.page([shapes.recovery_point(view, p) for p in points], next_link))
 
 
 @router.get(BI + "/recoveryPoints/{point}")
