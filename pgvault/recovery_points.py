@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import armstore, retention
@@ -24,6 +24,8 @@ DELETING = "Deleting"
 
 class RecoveryPoint(Base):
     __tablename__ = "recovery_points"
+    #: An instance's points, latest first, a page at a time: one index range, no sort.
+    __table_args__ = (Index("ix_recovery_points_instance_created", "instance_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("backup_instances.id"), index=True)

@@ -94,7 +94,7 @@ def test_pgvault_config_names_the_file_and_its_home(
     assert st.workers == 0
 
     monkeypatch.setenv("PGVAULT_CONFIG", str(tmp_path / "missing.toml"))
-    with pytest.raises(ConfigError, match="PGVAULT_CONFIG names .*missing.toml"):
+    with pytest.raises(ConfigError, match=r"PGVAULT_CONFIG names .*missing\.toml"):
         Settings.from_env()
 
 

@@ -1,7 +1,8 @@
 """access epoch and vault notifications
 
 `vault_notifications` holds each vault's Apprise URLs, encrypted with the master key
-(pgvault/notifications.py). `access_epoch` holds one row whose value moves whenever principals, revoked tokens, custom
+(pgvault/notifications.py). An index on recovery_points (instance_id, created_at) serves
+the paged point lists. `access_epoch` holds one row whose value moves whenever principals, revoked tokens, custom
 roles or role assignments change; the API caches authentication and authorisation answers
 per epoch (pgvault/access_epoch.py).
 
@@ -31,6 +32,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_access_epoch")),
     )
     op.bulk_insert(epoch, [{"id": 1, "value": 0}])
+    with op.batch_alter_table("recovery_points", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_recovery_points_instance_created", ["instance_id", "created_at"], unique=False
+        )
     op.create_table(
         "vault_notifications",
         sa.Column("vault_id", sa.String(length=36), nullable=False),
@@ -49,4 +54,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("vault_notifications")
+    with op.batch_alter_table("recovery_points", schema=None) as batch_op:
+        batch_op.drop_index("ix_recovery_points_instance_created")
     op.drop_table("access_epoch")
