@@ -5,17 +5,42 @@ Jobs are queued here and run by the worker pool (`_notify` wakes it).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from pgvault import instances, jobs, recovery_points, vaults
+from pgvault import catalog, instances, jobs, recovery_points, vaults
+from pgvault.engine.manifest import MANIFEST
+from pgvault.errors import PgVaultError
 from pgvault.jobkinds import backup, rehydrate, restore
 from pgvault.services.base import ServiceBase
 from pgvault.services.protection import InstanceView, instance_view
 
 
 class RecoveryService(ServiceBase):
+    def rebuild_catalog(self) -> catalog.Report:
+        """Recovery points from the datastore's manifests (`pgvault.catalog`): the store is
+        listed and every manifest read with no transaction open, then one transaction adds
+        the points the metadata lacks."""
+        keys = set(self.ctx.datastore.list())
+        found = []
+        suffix = "/" + MANIFEST
+        for key in sorted(k for k in keys if k.endswith(suffix)):
+            location = key[: -len(suffix)]
+            try:
+                manifest = json.loads(self.ctx.datastore.child(location).get_bytes(MANIFEST))
+            except (ValueError, PgVaultError):
+                found.append(catalog.Found(location, {}, complete=False))
+                continue
+            objects = manifest.get("objects") or []
+            complete = bool(objects) and all(
+                f"{location}/{o.get('name')}" in keys for o in objects if isinstance(o, dict)
+            )
+            found.append(catalog.Found(location, manifest, complete))
+        with self.ctx.db.session() as s:
+            return catalog.rebuild(s, found)
+
     """Backups on demand, recovery points, rehydration and restores of one instance."""
 
     def _view(self, s: Session, inst: instances.Instance) -> InstanceView:
