@@ -113,7 +113,7 @@ class ProtectionService(ServiceBase):
             raise UserError(
                 f"Vault {vault_name!r} has no notification destinations.",
                 code=Code.BadParameter,
-                recommended_action="Add Apprise URLs with `pgvault vault notify set "
+                recommended_action="Add Apprise URLs with `pgvault vault notify-set "
                 f"--vault-name {vault_name}` (one URL a line on stdin).",
             )
         alert = alerts.Alert(
