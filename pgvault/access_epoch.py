@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, event, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.identity import Principal, RevokedToken
@@ -38,6 +39,11 @@ class AccessEpoch(Base):
 def current(s: Session) -> int:
     """The epoch now (0 if the row is missing, e.g. a database created without migrations)."""
     return s.scalar(select(AccessEpoch.value).where(AccessEpoch.id == ROW_ID)) or 0
+
+
+def read(conn: Connection) -> int:
+    """`current`, on a plain connection (the API reads it once per call)."""
+    return conn.execute(select(AccessEpoch.value).where(AccessEpoch.id == ROW_ID)).scalar() or 0
 
 
 def _changes_access(session: Session) -> bool:
