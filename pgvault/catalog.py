@@ -13,7 +13,8 @@ manifest to a live instance and inserts the points that are missing:
 2. an older manifest without it: the one live instance protecting database `dbName` on a
    server named `serverName` (several or none: left unmatched and reported).
 
-A point keeps its id, its objects' location and its creation time; its retention is planned
+Both tiers are read (a point moved to the archive keeps its location there). A point keeps its
+id, its objects' location and its creation time; its retention is planned
 again by the instance's policy (so a point the policy would already have expired is deleted
 by the next sweep, as it would have been). Rebuilding twice adds nothing the second time.
 """
@@ -33,11 +34,17 @@ from pgvault.recovery_points import RecoveryPoint
 
 @dataclass(frozen=True)
 class Found:
-    """A manifest found in the datastore: where its point's objects are, and the manifest."""
+    """A manifest found in the vault datastore and/or the archive tier (same location in
+    both): where the point's objects are, the manifest, and where every object is present."""
 
     location: str
     manifest: dict[str, Any]
-    complete: bool  # every object it lists is present
+    complete: bool  # every object it lists is present in the vault datastore
+    in_archive: bool = False  # ... and in the archive tier
+
+    @property
+    def restorable(self) -> bool:
+        return self.complete or self.in_archive
 
 
 @dataclass
@@ -99,7 +106,7 @@ def rebuild(s: Session, found: list[Found]) -> Report:
         if s.get(RecoveryPoint, point_id) is not None:
             report.present += 1
             continue
-        if not item.complete:
+        if not item.restorable:
             report.incomplete.append(item.location)
             continue
         inst = _match(s, m)
@@ -130,6 +137,9 @@ def rebuild(s: Session, found: list[Found]) -> Report:
                 policy_version=policy.version,
                 expires_at=None,
                 manifest=m,
+                in_vault=item.complete,
+                in_archive=item.in_archive,
+                archive_location=item.location if item.in_archive else None,
             ),
         )
         recovery_points.plan_point(point, policy.properties)

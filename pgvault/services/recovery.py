@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -16,28 +17,21 @@ from pgvault.errors import PgVaultError
 from pgvault.jobkinds import backup, rehydrate, restore
 from pgvault.services.base import ServiceBase
 from pgvault.services.protection import InstanceView, instance_view
+from pgvault.storage.backends import Location
 
 
 class RecoveryService(ServiceBase):
     def rebuild_catalog(self) -> catalog.Report:
-        """Recovery points from the datastore's manifests (`pgvault.catalog`): the store is
-        listed and every manifest read with no transaction open, then one transaction adds
-        the points the metadata lacks."""
-        keys = set(self.ctx.datastore.list())
+        """Recovery points from the manifests in the vault datastore and the archive tier
+        (`pgvault.catalog`): both are listed and every manifest read with no transaction
+        open, then one transaction adds the points the metadata lacks."""
+        vault = _manifests(self.ctx.datastore)
+        archive = _manifests(self.ctx.archive)
         found = []
-        suffix = "/" + MANIFEST
-        for key in sorted(k for k in keys if k.endswith(suffix)):
-            location = key[: -len(suffix)]
-            try:
-                manifest = json.loads(self.ctx.datastore.child(location).get_bytes(MANIFEST))
-            except (ValueError, PgVaultError):
-                found.append(catalog.Found(location, {}, complete=False))
-                continue
-            objects = manifest.get("objects") or []
-            complete = bool(objects) and all(
-                f"{location}/{o.get('name')}" in keys for o in objects if isinstance(o, dict)
-            )
-            found.append(catalog.Found(location, manifest, complete))
+        for location in sorted(set(vault) | set(archive)):
+            manifest, in_vault = vault.get(location, ({}, False))
+            archived, in_archive = archive.get(location, ({}, False))
+            found.append(catalog.Found(location, manifest or archived, in_vault, in_archive))
         with self.ctx.db.session() as s:
             return catalog.rebuild(s, found)
 
@@ -119,3 +113,24 @@ class RecoveryService(ServiceBase):
         job = restore.queue(self.ctx, plan)
         self._notify()
         return job
+
+
+def _manifests(store: Location) -> dict[str, tuple[dict[str, Any], bool]]:
+    """Each point location in `store`: its manifest, and whether every object it lists is
+    there ({} and False for an unreadable manifest)."""
+    keys = set(store.list())
+    suffix = "/" + MANIFEST
+    found: dict[str, tuple[dict[str, Any], bool]] = {}
+    for key in sorted(k for k in keys if k.endswith(suffix)):
+        location = key[: -len(suffix)]
+        try:
+            manifest = json.loads(store.child(location).get_bytes(MANIFEST))
+        except (ValueError, PgVaultError):
+            found[location] = ({}, False)
+            continue
+        objects = manifest.get("objects") or []
+        complete = bool(objects) and all(
+            isinstance(o, dict) and f"{location}/{o.get('name')}" in keys for o in objects
+        )
+        found[location] = (manifest, complete)
+    return found

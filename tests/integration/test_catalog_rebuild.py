@@ -4,7 +4,8 @@ give back the same recovery points, and one of them restores to a database equal
 What cannot come from a manifest (servers, connection strings in key-vault secrets, vaults,
 policies, instances) is re-created by the operator with the old names; `rebuild_catalog` then
 matches each manifest to its instance. One point's manifest is rewritten without its
-`catalog` section, as manifests were before it existed: it is matched by server and database.
+`catalog` section, as manifests were before it existed: it is matched by server and database;
+the other lives only in the archive tier, and comes back as an archived point.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 
 from pgvault import jobs
 from pgvault.config import Settings
+from pgvault.engine.load import load_manifest
 from pgvault.engine.manifest import MANIFEST
+from pgvault.jobkinds.tiering import copy_verified
 from pgvault.workers import WorkerPool
 from tests.integration.conftest import REGION, RG, Vault, start_vault
 from tests.support.pg import PgCluster
@@ -65,6 +68,11 @@ def test_rebuild_after_losing_the_metadata(
         manifest = json.loads(old_style.get_bytes(MANIFEST))
         del manifest["catalog"]
         old_style.put_bytes(MANIFEST, json.dumps(manifest).encode())
+        # the newest point lives only in the archive tier (as after an on-expiry move)
+        newest = vault.ctx.datastore.child(before[0].location)
+        archived = vault.ctx.archive.child(before[0].location)
+        copy_verified(newest, archived, load_manifest(newest))
+        newest.delete_all()
     finally:
         _close(vault, pool)
 
@@ -88,6 +96,9 @@ def test_rebuild_after_losing_the_metadata(
 
         _, after = vault.service.list_points(vault.sub, RG, vault.name, instance)
         assert [p.id for p in after] == [p.id for p in before]
+        assert (after[0].in_vault, after[0].in_archive) == (False, True)
+        assert after[0].archive_location == before[0].location
+        assert (after[1].in_vault, after[1].in_archive) == (True, False)
         for old, new in zip(before, after, strict=True):
             assert new.location == old.location
             assert new.stored_bytes == old.stored_bytes
