@@ -1,13 +1,19 @@
-"""Settings, read once from the environment and passed down explicitly (no global)."""
+"""Settings, read once from the config file and the environment and passed down explicitly
+(no global). Precedence: command-line options, `PGVAULT_*` variables, the TOML config file,
+the defaults."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import stat
+import tomllib
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 
 import platformdirs
+
+from pgvault.errors import ConfigError
 
 
 def _default_home() -> Path:
@@ -52,6 +58,10 @@ class Settings:
     token_rate_window_seconds: int = 60
     #: Log lines: "plain" (default) or "json" (one object a line, with request and job ids).
     log_format: str = "plain"
+    #: A scheduled backup queued this late after its slot alerts its vault as a missed schedule.
+    missed_schedule_seconds: int = 600
+    #: Threads serving API calls (sync routes); more only add GIL contention (api_load.py).
+    api_threads: int = 8
     #: The deployment's regions, pairs and per-region datastores (JSON; see regions.parse).
     regions_file: Path | None = None
     #: Seconds a new recovery point waits before it is replicated (0: at once), to batch traffic.
@@ -59,42 +69,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Build settings from `PGVAULT_*` variables; explicit overrides win."""
+        """Build settings: explicit overrides (command-line options) win over `PGVAULT_*`
+        variables, which win over the config file, which wins over the defaults.
+
+        The config file is `PGVAULT_CONFIG`, else `$PGVAULT_HOME/pgvault.toml` if it exists
+        (README, Configuration). A bad key or value raises `ConfigError` naming it."""
         env = os.environ
         values: dict[str, object] = {}
-        if "PGVAULT_HOME" in env:
-            values["home"] = Path(env["PGVAULT_HOME"])
-        for key in ("database_url", "datastore_url", "archive_url", "master_key", "public_url"):
-            name = f"PGVAULT_{key.upper()}"
-            if env.get(name):
-                values[key] = env[name]
-        if env.get("PGVAULT_SCHEDULER_SECONDS"):
-            values["scheduler_seconds"] = float(env["PGVAULT_SCHEDULER_SECONDS"])
-        if env.get("PGVAULT_WORKERS"):
-            values["workers"] = int(env["PGVAULT_WORKERS"])
-        for key in ("tls_cert", "tls_key"):
-            if env.get(f"PGVAULT_{key.upper()}"):
-                values[key] = Path(env[f"PGVAULT_{key.upper()}"])
-        if env.get("PGVAULT_LOCAL_STORAGE_ROOTS"):
-            roots = env["PGVAULT_LOCAL_STORAGE_ROOTS"].split(os.pathsep)
-            values["local_storage_roots"] = tuple(Path(r) for r in roots if r)
-        for key in ("storage_endpoint_allow", "storage_endpoint_deny"):
-            raw = env.get(f"PGVAULT_{key.upper()}", "")
-            if raw:
-                values[key] = tuple(v.strip() for v in raw.split(",") if v.strip())
-        values.update(_limits_from_env(env))
-        if env.get("PGVAULT_REGIONS_FILE"):
-            values["regions_file"] = Path(env["PGVAULT_REGIONS_FILE"])
-        if env.get("PGVAULT_REPLICATION_DELAY_SECONDS"):
-            delay = float(env["PGVAULT_REPLICATION_DELAY_SECONDS"])
-            if delay < 0:
-                raise ValueError("PGVAULT_REPLICATION_DELAY_SECONDS must be 0 or more.")
-            values["replication_delay_seconds"] = delay
-        if env.get("PGVAULT_LOG_FORMAT"):
-            fmt = env["PGVAULT_LOG_FORMAT"].strip().lower()
-            if fmt not in ("plain", "json"):
-                raise ValueError(f"PGVAULT_LOG_FORMAT must be plain or json, not {fmt!r}.")
-            values["log_format"] = fmt
+        home = overrides.get("home") or env.get("PGVAULT_HOME") or _default_home()
+        values.update(_from_file(config_path(env, Path(str(home)))))
+        values.update(_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -146,27 +130,191 @@ class Settings:
         return self.home / "credentials.json"
 
 
-_INT_LIMITS = {
-    "max_body_bytes": "PGVAULT_MAX_BODY_BYTES",
-    "audit_retention_days": "PGVAULT_AUDIT_RETENTION_DAYS",
-    "audit_coalesce_seconds": "PGVAULT_AUDIT_COALESCE_SECONDS",
-    "token_rate_per_name": "PGVAULT_TOKEN_RATE_PER_NAME",
-    "token_rate_per_address": "PGVAULT_TOKEN_RATE_PER_ADDRESS",
-    "token_rate_window_seconds": "PGVAULT_TOKEN_RATE_WINDOW_SECONDS",
+# -- the config file and the environment ------------------------------------------------------
+
+#: The config file's tables and keys, and the Settings field each sets. Every field can also be
+#: set by `PGVAULT_<FIELD>` (e.g. `PGVAULT_MAX_BODY_BYTES`), which wins over the file.
+FILE_KEYS: dict[str, dict[str, str]] = {
+    "service": {
+        "home": "home",
+        "database_url": "database_url",
+        "datastore_url": "datastore_url",
+        "archive_url": "archive_url",
+        "public_url": "public_url",
+        "master_key": "master_key",
+        "log_format": "log_format",
+        "api_threads": "api_threads",
+        "token_lifetime_seconds": "token_lifetime_seconds",
+    },
+    "tls": {"cert": "tls_cert", "key": "tls_key"},
+    "storage": {
+        "local_roots": "local_storage_roots",
+        "endpoint_allow": "storage_endpoint_allow",
+        "endpoint_deny": "storage_endpoint_deny",
+    },
+    "limits": {
+        "max_body_bytes": "max_body_bytes",
+        "trusted_proxies": "trusted_proxies",
+        "audit_retention_days": "audit_retention_days",
+        "audit_coalesce_seconds": "audit_coalesce_seconds",
+        "token_rate_per_name": "token_rate_per_name",
+        "token_rate_per_address": "token_rate_per_address",
+        "token_rate_window_seconds": "token_rate_window_seconds",
+    },
+    "jobs": {
+        "workers": "workers",
+        "heartbeat_seconds": "heartbeat_seconds",
+        "stale_after_seconds": "stale_after_seconds",
+        "scheduler_seconds": "scheduler_seconds",
+        "missed_schedule_seconds": "missed_schedule_seconds",
+    },
+    "regions": {"file": "regions_file", "replication_delay_seconds": "replication_delay_seconds"},
+    #: Reserved for the job executor (distributed workers, concurrency limits, spread
+    #: schedules): its keys go here, each with its Settings field and kind in `KINDS`.
+    "executor": {},
+}
+
+#: How a field's value is read (file values must already have the type; env values are text).
+#: path, paths (file: list; env: os.pathsep-separated), strs (file: list; env: comma-separated),
+#: int (>= 1), count (>= 0), seconds (> 0, float), delay (>= 0, float), log_format; else: str.
+KINDS: dict[str, str] = {
+    "home": "path",
+    "tls_cert": "path",
+    "tls_key": "path",
+    "local_storage_roots": "paths",
+    "storage_endpoint_allow": "strs",
+    "storage_endpoint_deny": "strs",
+    "trusted_proxies": "strs",
+    "workers": "count",
+    "api_threads": "int",
+    "token_lifetime_seconds": "int",
+    "max_body_bytes": "int",
+    "audit_retention_days": "int",
+    "audit_coalesce_seconds": "int",
+    "token_rate_per_name": "int",
+    "token_rate_per_address": "int",
+    "token_rate_window_seconds": "int",
+    "missed_schedule_seconds": "int",
+    "heartbeat_seconds": "seconds",
+    "stale_after_seconds": "seconds",
+    "scheduler_seconds": "seconds",
+    "log_format": "log_format",
+    "regions_file": "path",
+    "replication_delay_seconds": "delay",
 }
 
 
-def _limits_from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object]:
-    """The input limits: positive integers, and the trusted proxies (comma-separated
-    addresses or networks, e.g. `10.0.0.5,192.168.0.0/24`)."""
+def config_path(env: os._Environ[str] | dict[str, str], home: Path) -> Path | None:
+    """`PGVAULT_CONFIG` (which must exist), else `HOME/pgvault.toml` if present, else None."""
+    named = env.get("PGVAULT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"PGVAULT_CONFIG names {path}, which is not a readable file.")
+        return path
+    default = home / "pgvault.toml"
+    return default if default.is_file() else None
+
+
+def _from_file(path: Path | None) -> dict[str, object]:
+    """The settings a TOML config file sets; unknown tables or keys and bad values refuse."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the config file {path}: {exc}.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The config file {path} is not valid TOML: {exc}.") from None
     values: dict[str, object] = {}
-    for key, name in _INT_LIMITS.items():
-        if env.get(name):
-            number = int(env[name])
-            if number < 1:
-                raise ValueError(f"{name} must be a positive integer, not {env[name]!r}.")
-            values[key] = number
-    if env.get("PGVAULT_TRUSTED_PROXIES"):
-        proxies = tuple(p.strip() for p in env["PGVAULT_TRUSTED_PROXIES"].split(",") if p.strip())
-        values["trusted_proxies"] = proxies
+    for table, keys in data.items():
+        known = FILE_KEYS.get(table)
+        if known is None or not isinstance(keys, dict):
+            raise ConfigError(
+                f"{path}: unknown table [{table}]; the tables are "
+                + ", ".join(f"[{t}]" for t in FILE_KEYS)
+                + "."
+            )
+        for key, value in keys.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{path}: unknown key {key!r} in [{table}]; its keys are "
+                    + (", ".join(known) or "none yet")
+                    + "."
+                )
+            name = known[key]
+            values[name] = _typed(name, value, f"{path}: [{table}] {key}")
+    if "master_key" in values and stat.S_IMODE(path.stat().st_mode) & 0o077:
+        raise ConfigError(
+            f"The config file {path} holds master_key and is open to other users; make it "
+            f"readable by its owner only (chmod 600 {path}) or move the key to PGVAULT_MASTER_KEY."
+        )
     return values
+
+
+def _from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object]:
+    """The settings `PGVAULT_<FIELD>` variables set (empty ones are ignored, but PGVAULT_HOME)."""
+    values: dict[str, object] = {}
+    if "PGVAULT_HOME" in env:
+        values["home"] = Path(env["PGVAULT_HOME"])
+    for f in fields(Settings):
+        name = f"PGVAULT_{f.name.upper()}"
+        if f.name != "home" and env.get(name):
+            values[f.name] = _typed(f.name, _env_value(f.name, env[name]), name)
+    return values
+
+
+def _env_value(field_name: str, text: str) -> object:
+    """Text of a variable, split into a list for list kinds; numbers are parsed by `_typed`."""
+    kind = KINDS.get(field_name, "str")
+    if kind == "paths":
+        return [p for p in text.split(os.pathsep) if p]
+    if kind == "strs":
+        return [v.strip() for v in text.split(",") if v.strip()]
+    if kind in ("int", "count"):
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if kind in ("seconds", "delay"):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _typed(field_name: str, value: object, where: str) -> object:
+    """`value` as the field's kind, or ConfigError naming `where` and what is expected."""
+    kind = KINDS.get(field_name, "str")
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where} must be {expected}, not {value!r}.")
+
+    if kind in ("int", "count"):
+        low = 1 if kind == "int" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise bad("a positive integer" if low else "a whole number, 0 or more")
+        return value
+    if kind == "delay":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise bad("a number of seconds, 0 or more")
+        return float(value)
+    if kind == "seconds":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise bad("a positive number of seconds")
+        return float(value)
+    if kind in ("paths", "strs"):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise bad("a list of non-empty strings")
+        return tuple(Path(v) for v in value) if kind == "paths" else tuple(value)
+    if not isinstance(value, str) or not value:
+        raise bad("a non-empty string")
+    if kind == "path":
+        return Path(value)
+    if kind == "log_format":
+        fmt = value.strip().lower()
+        if fmt not in ("plain", "json"):
+            raise bad('"plain" or "json"')
+        return fmt
+    return value

@@ -586,6 +586,12 @@ class Code(StrEnum):
         500,
         "Make the TLS key file readable by its owner only (chmod 600 FILE), then start again.",
     )
+    ConfigInvalid = (
+        "ConfigInvalid",
+        500,
+        "Correct the named key in the config file (PGVAULT_CONFIG or $PGVAULT_HOME/pgvault.toml) "
+        "or the named PGVAULT_* variable; README, Configuration, lists every key.",
+    )
     HomeNotPrivate = (
         "HomeNotPrivate",
         500,
@@ -694,6 +700,13 @@ class StorageError(PgVaultError):
     """The object store refused or failed an operation."""
 
     default_code = Code.StorageError
+
+
+class ConfigError(PgVaultError, ValueError):
+    """A bad setting in the config file or a PGVAULT_* variable: start is refused, naming it.
+    (A ValueError too, as bad settings were before the config file existed.)"""
+
+    default_code = Code.ConfigInvalid
 
 
 class TooManyAttempts(PgVaultError):

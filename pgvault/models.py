@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from pgvault import (  # noqa: F401  (imported for their tables)
+    access_epoch,
     audit,
     identity,
     instances,
     jobs,
     leases,
+    notifications,
     policies,
     rbac,
     recovery_points,

@@ -73,6 +73,16 @@ class MetadataCollector(Collector):
             yield GaugeMetricFamily(
                 "pgvault_queue_depth", "Jobs queued, not yet claimed by a worker.", value=queued
             )
+            oldest_queued = s.scalar(
+                select(func.min(jobs.Job.created_at)).where(
+                    jobs.Job.status == jobs.IN_PROGRESS, jobs.Job.worker_id.is_(None)
+                )
+            )
+            yield GaugeMetricFamily(
+                "pgvault_queue_oldest_age_seconds",
+                "Seconds the oldest queued job has waited for a worker (0: none waits).",
+                value=_seconds(now, _aware(oldest_queued, now)) if oldest_queued else 0.0,
+            )
 
             moved = CounterMetricFamily(
                 "pgvault_job_transferred_bytes",
@@ -168,6 +178,7 @@ class MetadataCollector(Collector):
                 rp.instance_id,
                 func.count().label("n"),
                 func.max(rp.created_at).label("newest"),
+                func.min(rp.created_at).label("oldest"),
                 func.coalesce(func.sum(rp.stored_bytes), 0).label("stored"),
             )
             .where(rp.state == recovery_points.COMMITTED)
@@ -180,6 +191,7 @@ class MetadataCollector(Collector):
                 instances.Instance.name,
                 counted.c.n,
                 counted.c.newest,
+                counted.c.oldest,
                 counted.c.stored,
             )
             .join(vaults.Vault, vaults.Vault.id == instances.Instance.vault_id)
@@ -197,18 +209,26 @@ class MetadataCollector(Collector):
             "Seconds since the newest recovery point of each backup instance (none: absent).",
             labels=labels,
         )
+        oldest_age = GaugeMetricFamily(
+            "pgvault_recovery_point_oldest_age_seconds",
+            "Seconds since the oldest recovery point of each backup instance (none: absent).",
+            labels=labels,
+        )
         stored = GaugeMetricFamily(
             "pgvault_recovery_point_stored_bytes",
             "Bytes stored by the recovery points of each backup instance.",
             labels=labels,
         )
-        for vault, instance, n, newest, total in rows:
+        for vault, instance, n, newest, oldest, total in rows:
             count.add_metric([vault, instance], n or 0)
             stored.add_metric([vault, instance], float(total or 0))
             if newest is not None:
                 age.add_metric([vault, instance], _seconds(now, _aware(newest, now)))
+            if oldest is not None:
+                oldest_age.add_metric([vault, instance], _seconds(now, _aware(oldest, now)))
         yield count
         yield age
+        yield oldest_age
         yield stored
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import armstore, retention
@@ -24,6 +24,8 @@ DELETING = "Deleting"
 
 class RecoveryPoint(Base):
     __tablename__ = "recovery_points"
+    #: An instance's points, latest first, a page at a time: one index range, no sort.
+    __table_args__ = (Index("ix_recovery_points_instance_created", "instance_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("backup_instances.id"), index=True)
@@ -81,8 +83,12 @@ def list_points(
     instance_id: str,
     start: datetime | None = None,
     end: datetime | None = None,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[RecoveryPoint]:
-    """Points of an instance, latest first, optionally within [start, end]."""
+    """Points of an instance, latest first, optionally within [start, end]; a page of
+    `limit` after `offset` when asked (the API pages long lists)."""
     q = select(RecoveryPoint).where(
         RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
     )
@@ -90,7 +96,8 @@ def list_points(
         q = q.where(RecoveryPoint.created_at >= start)
     if end:
         q = q.where(RecoveryPoint.created_at <= end)
-    return list(s.scalars(q.order_by(RecoveryPoint.created_at.desc())))
+    q = q.order_by(RecoveryPoint.created_at.desc(), RecoveryPoint.id).offset(offset)
+    return list(s.scalars(q if limit is None else q.limit(limit)))
 
 
 def has_unexpired(s: Session, instance_id: str, now: datetime) -> bool:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from pgvault import (
+    alerts,
     housekeeping,
     instances,
     jobs,
@@ -46,6 +47,8 @@ class Scheduler:
         self._notify = notify
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: The last protection error alerted per instance: a lasting one alerts once.
+        self._reported: dict[str, str] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="pgvault-scheduler", daemon=True)
@@ -126,7 +129,22 @@ class Scheduler:
                     slot=slot,
                 )
                 log.info("queued scheduled backup of %s for slot %s", inst.name, slot)
-                return 1
+                late = (now - slot).total_seconds() > self.ctx.settings.missed_schedule_seconds
+                missed = (vault.id, inst.name, slot) if late else None
         except PgVaultError as exc:
             log.warning("could not schedule instance %s: %s", inst_id, exc.message)
+            self._protection_error(inst_id, exc.message)
             return 0
+        if missed is not None:  # committed: alert outside the transaction
+            alerts.missed_schedule(self.ctx, *missed, now)
+        return 1
+
+    def _protection_error(self, inst_id: str, message: str) -> None:
+        if self._reported.get(inst_id) == message:
+            return
+        self._reported[inst_id] = message
+        with self.ctx.db.session() as s:
+            inst = s.get(instances.Instance, inst_id)
+            where = (inst.vault_id, inst.name) if inst else None
+        if where is not None:
+            alerts.protection_error(self.ctx, *where, message)

@@ -15,7 +15,7 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
-from pgvault import jobs, logs
+from pgvault import alerts, jobs, logs
 from pgvault.context import Context
 from pgvault.errors import Code, PgVaultError
 from pgvault.jobkinds import kind_for
@@ -71,15 +71,17 @@ def sweep_abandoned(ctx: Context) -> int:
             kind_for(job.operation).abandoned(ctx, job)
         except Exception:
             log.exception("cleaning up after job %s failed", job.id)
-        _fail_abandoned(ctx, job, now)
+        if _fail_abandoned(ctx, job, now):
+            alerts.job_finished(ctx, job.id)  # committed: the vault hears of it once
     return len(stale)
 
 
-def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> None:
+def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> bool:
+    """Fail the job unless another sweep did; True if this call failed it."""
     with ctx.db.session() as s:
         job = s.get(jobs.Job, abandoned.id)
         if job is None or job.status != jobs.IN_PROGRESS:
-            return  # another sweep failed it meanwhile
+            return False  # another sweep failed it meanwhile
         seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
         error = PgVaultError(
             f"The worker running this job stopped (last heartbeat {seen}). Nothing partial "
@@ -90,6 +92,7 @@ def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> None:
         )
         jobs.finish(job, now, error=error)
         log.warning("job %s failed: worker %s lost", job.id, job.worker_id)
+    return True
 
 
 class WorkerPool:
@@ -155,6 +158,7 @@ class WorkerPool:
             finally:
                 logs.job_id.reset(token)
             self._ensure_finished(job_id)
+            alerts.job_finished(self.ctx, job_id)  # after the job's last transaction
 
     def _ensure_finished(self, job_id: str) -> None:
         """A handler must end its job; if one did not, fail it rather than leave it running."""

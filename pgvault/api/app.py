@@ -7,17 +7,24 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgvault import __version__, logs, observability
-from pgvault.api import access, actions, crossregion, dataprotection, limits, resources
+from pgvault.api import (
+    access,
+    actions,
+    audittrail,
+    crossregion,
+    dataprotection,
+    limits,
+    resources,
+)
 from pgvault.api.deps import Auth, error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, PgVaultError
@@ -65,6 +72,7 @@ _CANONICAL = {
         "roleAssignments",
         "roleDefinitions",
         "Microsoft.Insights",
+        "notificationSettings",
     )
 }
 
@@ -150,6 +158,10 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in AnyIO's thread pool (40 threads by default). Under load they all
+        # contend for the GIL (each SQLite call releases it): fewer threads, less convoy.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = ctx.settings.api_threads
         note = service.bootstrap()
         if note:
             log.warning(note)
@@ -242,27 +254,12 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         """Prometheus metrics, read from the metadata database now (Reader at `/`)."""
         return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def _audit(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        """Record every write and every denied call, after the fact."""
-        response = await call_next(request)
-        status = response.status_code
-        if request.method not in ("GET", "HEAD") or status in (401, 403):
-            path = request.url.path
-            if not path.startswith("/oauth2/") or status in (401, 429):
-                wanted = actions.requested(request.method, path)
-                who = getattr(request.state, "caller", None)
-                await run_in_threadpool(
-                    service.access.record,
-                    who,
-                    wanted.action,
-                    wanted.scope,
-                    request.method,
-                    status,
-                    None,
-                )
-        return response
+    def write_audit(entries: list[audittrail.Entry]) -> None:
+        service.access.record_many(
+            [(e.caller, e.action, e.scope, e.method, e.status, None) for e in entries]
+        )
 
+    app.add_middleware(audittrail.AuditTrail, commit=audittrail.GroupCommit(write_audit))
     app.add_middleware(CanonicalPath)
     app.add_middleware(RequestId)
     settings = ctx.settings

@@ -5,17 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault import arm
 from pgvault.api import limits, lro, shapes
-from pgvault.api.deps import Auth, Svc, json_response
+from pgvault.api.deps import Auth, Svc, base_url, json_response
 from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.schemas.dataprotection import (
     AdhocBackupBody,
     InstanceBody,
+    NotificationBody,
     PolicyBody,
     RehydrateBody,
     RestoreRequestBody,
@@ -37,6 +39,20 @@ def _vault_id(sub: str, rg: str, vault: str) -> str:
 
 # -- vaults ---------------------------------------------------------------------------------
 
+NOTIFY = V + "/notificationSettings/default"
+#: Recovery points per page of a list (`$top` changes it, up to 1000).
+POINTS_PAGE = 200
+
+
+def _notification_settings(vault_arm_id: str, summary: dict[str, object]) -> dict[str, object]:
+    """pgvault's extension resource: how many destinations, never the URLs themselves."""
+    return {
+        "id": f"{vault_arm_id}/notificationSettings/default",
+        "name": "default",
+        "type": "Microsoft.DataProtection/backupVaults/notificationSettings",
+        "properties": summary,
+    }
+
 
 @router.put(V)
 def put_vault(sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: VaultBody) -> JSONResponse:
@@ -56,6 +72,26 @@ def patch_vault(
         sub, rg, vault, current.location, body.settings(), limits.checked_tags(body.tag_map())
     )
     return json_response(shapes.vault(v))
+
+
+@router.put(NOTIFY)
+def put_notifications(
+    sub: str, rg: str, vault: str, svc: Svc, _: Auth, body: NotificationBody
+) -> JSONResponse:
+    v, summary = svc.put_notifications(sub, rg, vault, list(body.properties.urls))
+    return json_response(_notification_settings(v.arm_id, summary))
+
+
+@router.get(NOTIFY)
+def get_notifications(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> JSONResponse:
+    v, summary = svc.get_notifications(sub, rg, vault)
+    return json_response(_notification_settings(v.arm_id, summary))
+
+
+@router.post(NOTIFY + "/test")
+def send_test_notification(sub: str, rg: str, vault: str, svc: Svc, _: Auth) -> JSONResponse:
+    """Send a test alert to the vault's destinations now; says whether all took it."""
+    return json_response(svc.test_notifications(sub, rg, vault))
 
 
 @router.get(V)
@@ -248,11 +284,22 @@ def list_points(
     bi: str,
     svc: Svc,
     _: Auth,
+    request: Request,
     filter_: str | None = Query(default=None, alias="$filter"),
+    skiptoken: int = Query(default=0, alias="$skiptoken", ge=0, le=2**31 - 1),
+    top: int = Query(default=POINTS_PAGE, alias="$top", ge=1, le=1000),
 ) -> JSONResponse:
+    """A page of points, latest first; `nextLink` (Azure's paging, which the SDK and the
+    CLI follow) while more remain. A whole list of 10,000 points cost 0.7 s of CPU per call."""
     start, end = filter_dates(filter_)
-    view, points = svc.list_points(sub, rg, vault, bi, start, end)
-    return json_response(shapes.page([shapes.recovery_point(view, p) for p in points]))
+    view, points = svc.list_points(sub, rg, vault, bi, start, end, limit=top + 1, offset=skiptoken)
+    next_link = None
+    if len(points) > top:
+        points = points[:top]
+        query = {k: v for k, v in request.query_params.items() if k != "$skiptoken"}
+        query["$skiptoken"] = str(skiptoken + top)
+        next_link = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
+    return json_response(shapes.page([shapes.recovery_point(view, p) for p in points], next_link))
 
 
 @router.get(BI + "/recoveryPoints/{point}")

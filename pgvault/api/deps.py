@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault.api import actions, limits
-from pgvault.errors import Code, PgVaultError, TooManyAttempts, Unauthorized
+from pgvault.errors import Code, Forbidden, PgVaultError, TooManyAttempts, Unauthorized
 from pgvault.identity import Caller
 from pgvault.services import Service
 
@@ -35,11 +35,17 @@ def bearer(request: Request) -> str:
 
 def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Caller:
     """Every API call needs a valid bearer token and a role that allows its action here."""
-    who = svc.access.authenticate(bearer(request))
-    request.state.caller = who
     wanted = actions.requested(request.method, request.url.path)
-    if not wanted.open:
-        svc.access.authorize(who, wanted.action, wanted.scope)
+    token = bearer(request)
+    if wanted.open:
+        who = svc.access.authenticate(token)
+    else:
+        try:
+            who = svc.access.check(token, wanted.action, wanted.scope)
+        except Forbidden:  # the audit middleware names who was refused
+            request.state.caller = svc.access.authenticate(token)
+            raise
+    request.state.caller = who
     return who
 
 

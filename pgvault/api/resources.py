@@ -186,3 +186,10 @@ def list_containers(
     acct, rows = svc.list_containers(sub, rg, account)
     url = public_url(request, svc)
     return json_response(shapes.page([shapes.container(acct, r, url) for r in rows]))
+
+
+@router.post("/pgvault/catalog/rebuild")
+def rebuild_catalog(svc: Svc, _: Auth) -> JSONResponse:
+    """Recovery points rebuilt from the datastore's manifests (action pgvault/catalog/action
+    at `/`: Owner). Adds only what the metadata lacks; answers what it found and did."""
+    return json_response(svc.rebuild_catalog().to_dict())

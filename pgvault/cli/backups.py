@@ -12,6 +12,7 @@ from pgvault.cli.common import (
     JOB_COLUMNS,
     Call,
     InstOpt,
+    Scope,
     UsageError,
     VaultOpt,
     WaitOpt,
@@ -398,3 +399,24 @@ def job_watch(call: Call, job_id: JobIdArg, vault_name: VaultOpt) -> None:
     call.show(job, JOB_COLUMNS)
     if job["properties"]["status"] != "Completed":
         raise typer.Exit(1)
+
+
+catalog_app = typer.Typer(no_args_is_help=True, help="The catalog of recovery points.")
+
+
+@command(
+    catalog_app,
+    "rebuild",
+    scope=Scope.none,
+    columns=(
+        ("Manifests", "manifestsFound"),
+        ("Added", "pointsAdded"),
+        ("AlreadyPresent", "pointsAlreadyPresent"),
+        ("Unmatched", "unmatched"),
+        ("Incomplete", "incomplete"),
+    ),
+)
+def catalog_rebuild(call: Call) -> Any:
+    """Rebuild recovery points from the datastore's manifests (after losing the metadata:
+    re-create servers, secrets, vaults, policies and instances with their old names first)."""
+    return call.client.post("/pgvault/catalog/rebuild")

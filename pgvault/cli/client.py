@@ -252,7 +252,18 @@ class Client:
         return resp.json()
 
     def get(self, path: str, **params: Any) -> Any:
-        return self._send("GET", path, params=params)
+        """GET; a paged list (`nextLink`) is followed to its end, like the Azure SDK does."""
+        data = self._send("GET", path, params=params)
+        while (
+            isinstance(data, dict) and data.get("nextLink") and isinstance(data.get("value"), list)
+        ):
+            link = httpx.URL(str(data["nextLink"]))  # on this client's own base URL
+            more = self._send("GET", link.path, params=dict(link.params))
+            data = {
+                "value": [*data["value"], *more.get("value", [])],
+                "nextLink": more.get("nextLink"),
+            }
+        return data
 
     def put(self, path: str, body: dict[str, Any]) -> Any:
         return self._send("PUT", path, json=body)

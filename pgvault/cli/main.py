@@ -22,7 +22,7 @@ from pgvault.cli.access import (
     role_asg_app,
     role_def_app,
 )
-from pgvault.cli.backups import backup_app, job_app, restore_app, rp_app
+from pgvault.cli.backups import backup_app, catalog_app, job_app, restore_app, rp_app
 from pgvault.cli.common import Call, Scope, command, read_secret
 from pgvault.cli.instances import instance_app
 from pgvault.cli.output import err, out
@@ -47,6 +47,7 @@ for sub_app, name in [
     (principal_app, "principal"),
     (role_app, "role"),
     (audit_app, "audit"),
+    (catalog_app, "catalog"),
 ]:
     app.add_typer(sub_app, name=name)
 kv_app.add_typer(secret_app, name="secret")

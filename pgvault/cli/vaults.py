@@ -8,7 +8,7 @@ import typer
 
 from pgvault import retention
 from pgvault.cli.client import ApiError
-from pgvault.cli.common import Call, NameOpt, VaultOpt, command
+from pgvault.cli.common import Call, NameOpt, VaultOpt, command, read_secret
 from pgvault.cli.output import Columns, out
 from pgvault.errors import PgVaultError
 
@@ -93,6 +93,48 @@ def vault_delete(call: Call, name: NameOpt) -> None:
     """Delete an empty backup vault."""
     call.client.delete(call.vault(name))
     out.print(f"Deleted vault {name}.")
+
+
+NOTIFY_COLUMNS: Columns = (
+    ("Destinations", "properties.destinations"),
+    ("Schemes", "properties.schemes"),
+    ("Updated", "properties.updatedOn"),
+)
+
+
+@command(vault_app, "notify-set", columns=NOTIFY_COLUMNS)
+def vault_notify_set(
+    call: Call,
+    vault_name: VaultOpt,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every destination.")] = False,
+) -> Any:
+    """Set where the vault's alerts go: Apprise URLs, one a line on stdin (they are secrets:
+    never on the command line, stored encrypted, never shown back)."""
+    urls: list[str] = []
+    if not clear:
+        urls = [u.strip() for u in read_secret("Apprise URLs").splitlines() if u.strip()]
+    body = {"properties": {"urls": urls}}
+    return call.client.put(f"{call.vault(vault_name)}/notificationSettings/default", body)
+
+
+@command(vault_app, "notify-show", columns=NOTIFY_COLUMNS)
+def vault_notify_show(call: Call, vault_name: VaultOpt) -> Any:
+    """How many alert destinations the vault has, and their kinds (never the URLs)."""
+    return call.client.get(f"{call.vault(vault_name)}/notificationSettings/default")
+
+
+@command(
+    vault_app,
+    "notify-test",
+    columns=(
+        ("Destinations", "destinations"),
+        ("Delivered", "delivered"),
+        ("JobFailureAlerts", "alertsForAllJobFailures"),
+    ),
+)
+def vault_notify_test(call: Call, vault_name: VaultOpt) -> Any:
+    """Send a test alert to every destination of the vault now."""
+    return call.client.post(f"{call.vault(vault_name)}/notificationSettings/default/test")
 
 
 POLICY_COLUMNS: Columns = (("Name", "name"), ("Summary", "properties.summary"))

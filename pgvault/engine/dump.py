@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import zstandard
@@ -177,8 +178,10 @@ def run(
     point_id: str,
     progress: ProgressFn,
     info: SourceInfo | None = None,
+    catalog: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Dump `dbname` into `location`; returns the manifest (already stored, last)."""
+    """Dump `dbname` into `location`; returns the manifest (already stored, last), which
+    carries `catalog` as given."""
     info = info or inspect_source(ep, dbname)
     check_tool_version(info.server_version_num)
     args = dump_args(ep, dbname, info.serializable_ok)
@@ -220,6 +223,7 @@ def run(
         storedBytes=counters["stored"],
         objects=[StoredObject(DUMP, counters["stored"], digest.hexdigest())],
         compression={"algorithm": "zstd", "level": ZSTD_LEVEL, "contentChecksum": True},
+        catalog=dict(catalog or {}),
     )
     location.put_bytes(MANIFEST, manifest.to_json())
     return manifest

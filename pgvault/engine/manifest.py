@@ -50,6 +50,10 @@ class Manifest:
     version: str = FORMAT_VERSION
     backupType: str = "Full"
     backupDumpFormat: str = "CUSTOM"
+    #: What the caller says the point belongs to (pgvault: vault, instance, server, policy,
+    #: retention tag), so the datastore alone can rebuild the catalog. Opaque to the engine;
+    #: absent ({}) in manifests written before it existed.
+    catalog: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2, sort_keys=True).encode()

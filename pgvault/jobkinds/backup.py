@@ -193,8 +193,18 @@ def run(ctx: Context, job_id: str) -> None:
         ep, info = check(source)
         progress.phase("Transferring data")
         progress.write(0, info.database_size)
+        catalog = {
+            "vaultName": vault.name,
+            "vaultId": vault.arm_id,
+            "instanceName": inst.name,
+            "instanceId": inst.id,
+            "serverId": server.arm_id,
+            "database": inst.database,
+            "policyName": policy.name,
+            "retentionTag": _tag(policy, ctx.clock.now(), params),
+        }
         manifest = engine.run(
-            ep, inst.database, server.name, location, params["pointId"], progress, info
+            ep, inst.database, server.name, location, params["pointId"], progress, info, catalog
         )
         progress.phase("Committing recovery point")
         with ctx.db.session() as s:

@@ -91,6 +91,18 @@ class VaultBody(VaultPatch):
 # -- policies -------------------------------------------------------------------------------
 
 
+class NotificationProperties(AzureModel):
+    """A vault's alert destinations (pgvault extension): Apprise URLs, secrets."""
+
+    urls: list[str] = Field(default_factory=list, max_length=20)
+
+
+class NotificationBody(AzureModel):
+    """PUT of a vault's notificationSettings/default: the whole URL list (empty: none)."""
+
+    properties: NotificationProperties = Field(default_factory=NotificationProperties)
+
+
 class PolicyBody(AzureModel):
     """PUT of a policy (BaseBackupPolicyResource).
 

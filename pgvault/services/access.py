@@ -10,12 +10,29 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from pgvault import audit, identity, rbac, vaults
+from pgvault import access_epoch, audit, identity, rbac, vaults
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, Forbidden, Unauthorized
 from pgvault.identity import Caller, Principal
 
 ROOT = "/"
+#: Cached answers kept per epoch (the cache is emptied when it is full or the epoch moves).
+CACHE_LIMIT = 10_000
+
+
+class _EpochCache:
+    """Answers read at one access epoch (see `pgvault.access_epoch`); they hold until it moves.
+
+    A request writes its answers only into the cache of the epoch it read, so an answer read
+    before a change can never be served after it."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.callers: dict[str, Caller] = {}
+        self.allowed: dict[tuple[str, str, str], bool] = {}
+
+    def full(self) -> bool:
+        return len(self.callers) + len(self.allowed) > CACHE_LIMIT
 
 
 class AccessService:
@@ -23,6 +40,7 @@ class AccessService:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._cache = _EpochCache(-1)
 
     # -- sign-in and tokens -----------------------------------------------------------------
 
@@ -57,9 +75,38 @@ class AccessService:
         return token, lifetime
 
     def authenticate(self, token: str) -> Caller:
+        return self.check(token, None, ROOT)
+
+    def check(self, token: str, action: str | None, scope: str) -> Caller:
+        """Who `token` names, and (unless `action` is None) that they may do `action` at
+        `scope`: one metadata query (the access epoch) when the answers are cached."""
         claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
-        with self.ctx.db.session() as s:
-            return identity.caller_for(s, claims)
+        key = token  # the whole signed token: its claims are what was verified
+        with self.ctx.db.engine.connect() as conn:  # no ORM session for the one cheap read
+            cache = self._cache_at(access_epoch.read(conn))
+        caller = cache.callers.get(key)
+        wanted = (caller.principal_id, action, scope) if caller and action else None
+        allowed = cache.allowed.get(wanted) if wanted else None
+        if caller is None or (action is not None and allowed is None):
+            # Read now, at the epoch read above or a later one: never staler than its tag.
+            with self.ctx.db.session() as s:
+                if caller is None:
+                    caller = identity.caller_for(s, claims)
+                    cache.callers[key] = caller
+                if action is not None:
+                    allowed = rbac.is_allowed(s, caller.principal_id, action, scope)
+                    cache.allowed[(caller.principal_id, action, scope)] = allowed
+        if action is None:
+            return caller
+        if not allowed:
+            raise self._denied(caller, action, scope)
+        return caller
+
+    def _cache_at(self, epoch: int) -> _EpochCache:
+        cache = self._cache
+        if cache.epoch != epoch or cache.full():
+            cache = self._cache = _EpochCache(epoch)
+        return cache
 
     def revoke(self, token: str) -> None:
         claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
@@ -73,7 +120,11 @@ class AccessService:
         with self.ctx.db.session() as s:
             if rbac.is_allowed(s, caller.principal_id, action, scope):
                 return
-        raise Forbidden(
+        raise self._denied(caller, action, scope)
+
+    @staticmethod
+    def _denied(caller: Caller, action: str, scope: str) -> Forbidden:
+        return Forbidden(
             f"The client '{caller.name}' with object id '{caller.principal_id}' does not have "
             f"authorization to perform action '{action}' over scope '{scope}'.",
             code=Code.AuthorizationFailed,
@@ -188,19 +239,28 @@ class AccessService:
         status: int,
         error_code: str | None,
     ) -> None:
+        self.record_many([(caller, action, scope, method, status, error_code)])
+
+    def record_many(
+        self, entries: list[tuple[Caller | None, str, str, str, int, str | None]]
+    ) -> None:
+        """Audit rows (caller, action, scope, method, status, error code) in one transaction:
+        the API's group commit writes the calls that arrived together at once."""
+        coalesce = timedelta(seconds=self.ctx.settings.audit_coalesce_seconds)
         with self.ctx.db.session() as s:
-            audit.record(
-                s,
-                at=self.ctx.clock.now(),
-                principal_id=caller.principal_id if caller else None,
-                principal_name=caller.name if caller else None,
-                action=action,
-                scope=scope,
-                method=method,
-                status=status,
-                error_code=error_code,
-                coalesce=timedelta(seconds=self.ctx.settings.audit_coalesce_seconds),
-            )
+            for caller, action, scope, method, status, error_code in entries:
+                audit.record(
+                    s,
+                    at=self.ctx.clock.now(),
+                    principal_id=caller.principal_id if caller else None,
+                    principal_name=caller.name if caller else None,
+                    action=action,
+                    scope=scope,
+                    method=method,
+                    status=status,
+                    error_code=error_code,
+                    coalesce=coalesce,
+                )
 
     def audit_events(
         self,

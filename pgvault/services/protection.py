@@ -14,16 +14,19 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pgvault import (
+    alerts,
     housekeeping,
     identity,
     instances,
     jobs,
+    notifications,
     policies,
     rbac,
     recovery_points,
     servers,
     vaults,
 )
+from pgvault.errors import Code, UserError
 from pgvault.instances import InstanceSpec
 from pgvault.jobkinds import backup
 from pgvault.services.base import ServiceBase
@@ -77,8 +80,54 @@ class ProtectionService(ServiceBase):
             vault = vaults.get(s, sub, rg, name)
             vaults.delete(s, vault, instances.count_in_vault(s, vault.id))
             policies.delete_for_vault(s, vault.id)
+            notifications.delete_for_vault(s, vault.id)
             rbac.remove_assignments_of(s, vault.principal_id)
             identity.delete_principal(s, vault.principal_id)
+
+    # -- notifications (pgvault extension) --------------------------------------------------
+
+    def put_notifications(
+        self, sub: str, rg: str, vault_name: str, urls: list[str]
+    ) -> tuple[vaults.Vault, dict[str, Any]]:
+        """Replace the vault's alert destinations; the answer never holds a URL."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            notifications.put(s, self.ctx.cipher, vault.id, urls, self.ctx.clock.now())
+            s.flush()
+            return vault, notifications.summary(s, self.ctx.cipher, vault.id)
+
+    def get_notifications(
+        self, sub: str, rg: str, vault_name: str
+    ) -> tuple[vaults.Vault, dict[str, Any]]:
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            return vault, notifications.summary(s, self.ctx.cipher, vault.id)
+
+    def test_notifications(self, sub: str, rg: str, vault_name: str) -> dict[str, Any]:
+        """Send a test alert to every destination now (no transaction open while sending)."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            urls = notifications.urls(s, self.ctx.cipher, vault.id)
+            enabled = notifications.alerts_for_job_failures(vault.properties)
+        if not urls:
+            raise UserError(
+                f"Vault {vault_name!r} has no notification destinations.",
+                code=Code.BadParameter,
+                recommended_action="Add Apprise URLs with `pgvault vault notify-set "
+                f"--vault-name {vault_name}` (one URL a line on stdin).",
+            )
+        alert = alerts.Alert(
+            alerts.TEST,
+            f"pgvault: test alert from vault {vault_name}",
+            f"This is a test. Job-failure alerts of vault {vault_name} are "
+            f"{'enabled' if enabled else 'disabled (alertsForAllJobFailures)'}.",
+        )
+        delivered = alerts.deliver(urls, alert)
+        return {
+            "destinations": len(urls),
+            "delivered": delivered,
+            "alertsForAllJobFailures": "Enabled" if enabled else "Disabled",
+        }
 
     def put_policy(
         self, sub: str, rg: str, vault_name: str, name: str, properties: dict[str, Any]

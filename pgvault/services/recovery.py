@@ -5,17 +5,36 @@ Jobs are queued here and run by the worker pool (`_notify` wakes it).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pgvault import instances, jobs, recovery_points, vaults
+from pgvault import catalog, instances, jobs, recovery_points, vaults
+from pgvault.engine.manifest import MANIFEST
+from pgvault.errors import PgVaultError
 from pgvault.jobkinds import backup, rehydrate, restore
 from pgvault.services.base import ServiceBase
 from pgvault.services.protection import InstanceView, instance_view
+from pgvault.storage.backends import Location
 
 
 class RecoveryService(ServiceBase):
+    def rebuild_catalog(self) -> catalog.Report:
+        """Recovery points from the manifests in the vault datastore and the archive tier
+        (`pgvault.catalog`): both are listed and every manifest read with no transaction
+        open, then one transaction adds the points the metadata lacks."""
+        vault = _manifests(self.ctx.datastore)
+        archive = _manifests(self.ctx.archive)
+        found = []
+        for location in sorted(set(vault) | set(archive)):
+            manifest, in_vault = vault.get(location, ({}, False))
+            archived, in_archive = archive.get(location, ({}, False))
+            found.append(catalog.Found(location, manifest or archived, in_vault, in_archive))
+        with self.ctx.db.session() as s:
+            return catalog.rebuild(s, found)
+
     """Backups on demand, recovery points, rehydration and restores of one instance."""
 
     def _view(self, s: Session, inst: instances.Instance) -> InstanceView:
@@ -40,11 +59,15 @@ class RecoveryService(ServiceBase):
         name: str,
         start: datetime | None = None,
         end: datetime | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> tuple[InstanceView, list[recovery_points.RecoveryPoint]]:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            return self._view(s, inst), recovery_points.list_points(s, inst.id, start, end)
+            points = recovery_points.list_points(s, inst.id, start, end, limit=limit, offset=offset)
+            return self._view(s, inst), points
 
     def get_point(
         self, sub: str, rg: str, vault_name: str, name: str, point_id: str
@@ -90,3 +113,24 @@ class RecoveryService(ServiceBase):
         job = restore.queue(self.ctx, plan)
         self._notify()
         return job
+
+
+def _manifests(store: Location) -> dict[str, tuple[dict[str, Any], bool]]:
+    """Each point location in `store`: its manifest, and whether every object it lists is
+    there ({} and False for an unreadable manifest)."""
+    keys = set(store.list())
+    suffix = "/" + MANIFEST
+    found: dict[str, tuple[dict[str, Any], bool]] = {}
+    for key in sorted(k for k in keys if k.endswith(suffix)):
+        location = key[: -len(suffix)]
+        try:
+            manifest = json.loads(store.child(location).get_bytes(MANIFEST))
+        except (ValueError, PgVaultError):
+            found[location] = ({}, False)
+            continue
+        objects = manifest.get("objects") or []
+        complete = bool(objects) and all(
+            isinstance(o, dict) and f"{location}/{o.get('name')}" in keys for o in objects
+        )
+        found[location] = (manifest, complete)
+    return found

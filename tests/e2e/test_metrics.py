@@ -99,12 +99,15 @@ def test_metrics_after_a_real_backup(json_server: PgvaultServer, source_pg: PgCl
 
     assert val("pgvault_jobs", operation="Backup", status="Completed") == 1
     assert val("pgvault_queue_depth") == 0
+    assert val("pgvault_queue_oldest_age_seconds") == 0
     assert val("pgvault_job_duration_seconds_count", operation="Backup") == 1
     assert val("pgvault_job_duration_seconds_sum", operation="Backup") > 0
     assert val("pgvault_job_transferred_bytes_total", operation="Backup") > 0
     assert val("pgvault_recovery_points", vault=VAULT, instance=INSTANCE) == 1
     age = val("pgvault_recovery_point_newest_age_seconds", vault=VAULT, instance=INSTANCE)
     assert 0 <= age < 3600
+    oldest = val("pgvault_recovery_point_oldest_age_seconds", vault=VAULT, instance=INSTANCE)
+    assert oldest == age  # one point: the oldest is the newest
     assert val("pgvault_recovery_point_stored_bytes", vault=VAULT, instance=INSTANCE) > 0
     beats = [k for k in got if k[0] == "pgvault_worker_heartbeat_age_seconds"]
     assert beats, r.text

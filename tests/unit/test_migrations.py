@@ -66,3 +66,36 @@ def test_0006_keeps_existing_jobs_and_adds_replicas(tmp_path: Path) -> None:
             assert "replicas" in set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_0008_upgrade_keeps_data_and_starts_the_access_epoch(tmp_path: Path) -> None:
+    """From 0005 with an assignment in place: the row survives, the epoch starts at 0 and
+    moves when an assignment is deleted (in the deleting transaction)."""
+    from sqlalchemy.orm import Session
+
+    from pgvault import access_epoch, rbac
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'meta.db'}")
+    try:
+        migrations.upgrade(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO role_assignments (id, scope, scope_key, role_id, principal_id, "
+                    "principal_type, created_by, created_at) VALUES ('a1', '/', '/', 'r1', 'p1', "
+                    "'User', NULL, '2026-11-30 00:00:00.000000')"
+                )
+            )
+        migrations.upgrade(engine)
+        with Session(engine) as s:
+            assert access_epoch.current(s) == 0
+            row = s.get(rbac.Assignment, "a1")
+            assert row is not None
+            s.delete(row)
+            s.commit()
+            assert access_epoch.current(s) == 1
+        with engine.connect() as conn:
+            indexes = {i["name"] for i in inspect(conn).get_indexes("recovery_points")}
+        assert "ix_recovery_points_instance_created" in indexes
+    finally:
+        engine.dispose()

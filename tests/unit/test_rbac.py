@@ -638,6 +638,25 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("GET", V, f"{DPV}/read", V),
     ("HEAD", V, f"{DPV}/read", V),
     ("DELETE", V, f"{DPV}/delete", V),
+    # vault notifications (pgvault extension)
+    (
+        "PUT",
+        f"{V}/notificationSettings/default",
+        f"{DPV}/notificationSettings/write",
+        f"{V}/notificationSettings/default",
+    ),
+    (
+        "GET",
+        f"{V}/notificationSettings/default",
+        f"{DPV}/notificationSettings/read",
+        f"{V}/notificationSettings/default",
+    ),
+    (
+        "POST",
+        f"{V}/notificationSettings/default/test",
+        f"{DPV}/notificationSettings/test/action",
+        f"{V}/notificationSettings/default",
+    ),
     (
         "GET",
         f"{R}/providers/Microsoft.DataProtection/backupVaults",
@@ -779,6 +798,7 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("GET", "/pgvault/principals/p1", "pgvault/principals/read", "/"),
     ("GET", "/pgvault/principals", "pgvault/principals/read", "/"),
     ("DELETE", "/pgvault/principals/p1", "pgvault/principals/delete", "/"),
+    ("POST", "/pgvault/catalog/rebuild", "pgvault/catalog/action", "/"),
     # service metrics (Prometheus): a reader of the whole service
     ("GET", "/metrics", "Microsoft.Insights/metrics/read", "/"),
     # audit log
