@@ -52,6 +52,23 @@ class Settings:
     token_rate_window_seconds: int = 60
     #: Log lines: "plain" (default) or "json" (one object a line, with request and job ids).
     log_format: str = "plain"
+    # -- Job execution (issue 13, scale-out) ------------------------------------------------
+    #: "embedded" (default: threads inside `pgvault serve`) or "procrastinate" (PostgreSQL
+    #: metadata only: `pgvault worker` processes, any number, run the jobs).
+    executor: str = "embedded"
+    #: Concurrent jobs per server a backup reads (source) and a restore writes (target).
+    source_server_concurrency: int = 1
+    target_server_concurrency: int = 1
+    #: Concurrent jobs over all workers (0: no limit beyond the workers' own concurrency).
+    global_concurrency: int = 0
+    #: Jobs one `pgvault worker` runs at once.
+    worker_concurrency: int = 2
+    #: New attempts after a worker is lost mid-job (backups only; 0: none).
+    lost_job_retries: int = 2
+    #: Scheduled backups due in one slot start spread over this many seconds (a fixed
+    #: offset per instance), not all at the same second. 0: all at the slot (the default;
+    #: production with many instances: e.g. 900). Keep it under the shortest schedule interval.
+    schedule_spread_seconds: int = 0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -84,6 +101,7 @@ class Settings:
             if fmt not in ("plain", "json"):
                 raise ValueError(f"PGVAULT_LOG_FORMAT must be plain or json, not {fmt!r}.")
             values["log_format"] = fmt
+        values.update(_execution_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -151,4 +169,46 @@ def _limits_from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object
     if env.get("PGVAULT_TRUSTED_PROXIES"):
         proxies = tuple(p.strip() for p in env["PGVAULT_TRUSTED_PROXIES"].split(",") if p.strip())
         values["trusted_proxies"] = proxies
+    return values
+
+
+# -- Job execution (issue 13, scale-out): PGVAULT_EXECUTOR and the concurrency limits -----
+
+EXECUTORS = ("embedded", "procrastinate")
+_EXECUTION_INTS = {
+    "source_server_concurrency": ("PGVAULT_SOURCE_SERVER_CONCURRENCY", 1),
+    "target_server_concurrency": ("PGVAULT_TARGET_SERVER_CONCURRENCY", 1),
+    "global_concurrency": ("PGVAULT_GLOBAL_CONCURRENCY", 0),
+    "worker_concurrency": ("PGVAULT_WORKER_CONCURRENCY", 1),
+    "lost_job_retries": ("PGVAULT_LOST_JOB_RETRIES", 0),
+    "schedule_spread_seconds": ("PGVAULT_SCHEDULE_SPREAD_SECONDS", 0),
+}
+_EXECUTION_FLOATS = {
+    "heartbeat_seconds": "PGVAULT_HEARTBEAT_SECONDS",
+    "stale_after_seconds": "PGVAULT_STALE_AFTER_SECONDS",
+}
+
+
+def _execution_from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object]:
+    """The executor, its limits (integers with a floor) and the heartbeat timings."""
+    values: dict[str, object] = {}
+    if env.get("PGVAULT_EXECUTOR"):
+        executor = env["PGVAULT_EXECUTOR"].strip().lower()
+        if executor not in EXECUTORS:
+            raise ValueError(
+                f"PGVAULT_EXECUTOR must be embedded or procrastinate, not {executor!r}."
+            )
+        values["executor"] = executor
+    for key, (name, floor) in _EXECUTION_INTS.items():
+        if env.get(name):
+            number = int(env[name])
+            if number < floor:
+                raise ValueError(f"{name} must be an integer >= {floor}, not {env[name]!r}.")
+            values[key] = number
+    for key, name in _EXECUTION_FLOATS.items():
+        if env.get(name):
+            seconds = float(env[name])
+            if seconds <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {env[name]!r}.")
+            values[key] = seconds
     return values

@@ -164,6 +164,23 @@ def claim_next(s: Session, worker_id: str, now: datetime) -> Job | None:
     return None
 
 
+def claim(s: Session, job_id: str, worker_id: str, now: datetime) -> Job | None:
+    """Take the queued job `job_id` (an executor handed it over); None if it is already
+    taken or over. The conditional UPDATE makes a job run once even when its queue entry
+    is delivered twice (e.g. re-queued after its worker was lost before claiming it)."""
+    res = s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id.is_(None), Job.status == IN_PROGRESS)
+        .values(worker_id=worker_id, heartbeat_at=now, started_at=now, phase="Starting")
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    job = s.get(Job, job_id)
+    if job is not None:
+        s.refresh(job)
+    return job
+
+
 @dataclass
 class Progress:
     phase: str | None = None

@@ -90,6 +90,37 @@ def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> None:
         )
         jobs.finish(job, now, error=error)
         log.warning("job %s failed: worker %s lost", job.id, job.worker_id)
+        attempt = int((job.params or {}).get("attempt") or 1)
+        if attempt <= ctx.settings.lost_job_retries:
+            again = kind_for(job.operation).retry(s, job, now)
+            if again is not None:
+                log.info("job %s: attempt %d is job %s", job.id, attempt + 1, again.id)
+
+
+def run_claimed(ctx: Context, job_id: str, operation: str, worker_id: str) -> None:
+    """Run a job this worker claimed, whatever the executor; it always ends terminal."""
+    token = logs.job_id.set(job_id)  # every record logged during the job names it
+    try:
+        log.info("worker %s runs %s job %s", worker_id, operation, job_id)
+        kind_for(operation).run(ctx, job_id)
+    except Exception:
+        log.exception("job %s crashed", job_id)
+    except BaseException as exc:  # e.g. a Rust panic surfacing from a binding
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        log.exception("job %s crashed", job_id)
+    finally:
+        logs.job_id.reset(token)
+    _ensure_finished(ctx, job_id)
+
+
+def _ensure_finished(ctx: Context, job_id: str) -> None:
+    """A handler must end its job; if one did not, fail it rather than leave it running."""
+    with ctx.db.session() as s:
+        job = jobs.get(s, job_id)
+        if job.status == jobs.IN_PROGRESS:
+            error = PgVaultError("The job ended without a result; see the service log.")
+            jobs.finish(job, ctx.clock.now(), error=error)
 
 
 class WorkerPool:
@@ -142,27 +173,7 @@ class WorkerPool:
                 self._wake.clear()
                 continue
             job_id, operation = claimed
-            token = logs.job_id.set(job_id)  # every record logged during the job names it
-            try:
-                log.info("worker %s runs %s job %s", wid, operation, job_id)
-                kind_for(operation).run(self.ctx, job_id)
-            except Exception:
-                log.exception("job %s crashed", job_id)
-            except BaseException as exc:  # e.g. a Rust panic surfacing from a binding
-                if isinstance(exc, KeyboardInterrupt | SystemExit):
-                    raise
-                log.exception("job %s crashed", job_id)
-            finally:
-                logs.job_id.reset(token)
-            self._ensure_finished(job_id)
-
-    def _ensure_finished(self, job_id: str) -> None:
-        """A handler must end its job; if one did not, fail it rather than leave it running."""
-        with self.ctx.db.session() as s:
-            job = jobs.get(s, job_id)
-            if job.status == jobs.IN_PROGRESS:
-                error = PgVaultError("The job ended without a result; see the service log.")
-                jobs.finish(job, self.ctx.clock.now(), error=error)
+            run_claimed(self.ctx, job_id, operation, wid)
 
     def _heartbeat(self) -> None:
         interval = self.ctx.settings.heartbeat_seconds
