@@ -35,8 +35,15 @@ log = logging.getLogger("pgvault.procworker")
 GLOBAL_SLOTS = 0x70677661  # "pgva"
 
 
+#: How often a job waiting for a global slot tries again.
+SLOT_POLL_SECONDS = 0.5
+#: How often an idle worker looks for a job whose lock was freed (a new job wakes it at once
+#: through NOTIFY; a freed lock sends none).
+FETCH_POLL_SECONDS = 1.0
+
+
 class AllSlotsBusy(Exception):
-    """The global concurrency limit is reached: Procrastinate re-queues the job shortly."""
+    """The worker stopped while the job waited for a global slot: Procrastinate re-queues it."""
 
 
 #: Queue entries still `doing` whose Procrastinate worker stopped heartbeating (or was
@@ -84,7 +91,9 @@ class ProcrastinateWorker:
         """Hold one of the `global_concurrency` slots while the job runs (none if 0).
 
         A session-level advisory lock on a connection held for the job: a worker that dies
-        loses its connection, and PostgreSQL frees the slot with it.
+        loses its connection, and PostgreSQL frees the slot with it. A job finding every
+        slot taken waits here, keeping its place (and its Procrastinate lock), rather than
+        going back to the queue: a re-queued job would hold up every later job of its lock.
         """
         limit = self.ctx.settings.global_concurrency
         if limit <= 0:
@@ -93,8 +102,10 @@ class ProcrastinateWorker:
         conn = self.ctx.db.engine.connect()
         try:
             slot = _take_slot(conn, limit)
-            if slot is None:
-                raise AllSlotsBusy(f"all {limit} global job slots are busy")
+            while slot is None:
+                if self._stop.wait(SLOT_POLL_SECONDS):
+                    raise AllSlotsBusy("the worker is stopping")
+                slot = _take_slot(conn, limit)
             try:
                 yield
             finally:
@@ -119,6 +130,7 @@ class ProcrastinateWorker:
                 update_heartbeat_interval=st.heartbeat_seconds,
                 stalled_worker_timeout=st.stale_after_seconds,
                 delete_jobs="successful",
+                fetch_job_polling_interval=FETCH_POLL_SECONDS,
             )
         finally:
             self._stop.set()
