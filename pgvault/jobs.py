@@ -10,11 +10,22 @@ InProgress forever.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault.errors import Code, Conflict, NotFound, PgVaultError
@@ -141,14 +152,16 @@ def list_jobs(s: Session, vault_ids: list[str], limit: int = 200, offset: int = 
     return list(s.scalars(q))
 
 
-def claim_next(s: Session, worker_id: str, now: datetime) -> Job | None:
-    """Take the most urgent unclaimed job; the conditional UPDATE makes it race-free."""
-    candidates = s.scalars(
-        select(Job.id)
-        .where(Job.status == IN_PROGRESS, Job.worker_id.is_(None))
-        .order_by(Job.priority.desc(), Job.created_at)
-        .limit(5)
-    ).all()
+def claim_next(
+    s: Session, worker_id: str, now: datetime, held_back: Collection[str] = ()
+) -> Job | None:
+    """Take the most urgent unclaimed job; the conditional UPDATE makes it race-free.
+
+    Backups of the instances in `held_back` wait (their server is at its limit)."""
+    query = select(Job.id).where(Job.status == IN_PROGRESS, Job.worker_id.is_(None))
+    if held_back:
+        query = query.where(or_(Job.operation != BACKUP, Job.instance_id.not_in(held_back)))
+    candidates = s.scalars(query.order_by(Job.priority.desc(), Job.created_at).limit(5)).all()
     for job_id in candidates:
         res = s.execute(
             update(Job)

@@ -15,7 +15,10 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
-from pgvault import jobs, logs
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pgvault import instances, jobs, logs
 from pgvault.context import Context
 from pgvault.errors import Code, PgVaultError
 from pgvault.jobkinds import kind_for
@@ -97,6 +100,28 @@ def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> None:
                 log.info("job %s: attempt %d is job %s", job.id, attempt + 1, again.id)
 
 
+def held_back(s: Session, per_server: int) -> list[str]:
+    """Instances whose backups must wait: their source server runs `per_server` already.
+
+    The embedded pool's cheap version of the per-server limit (best effort across
+    processes; the procrastinate executor enforces it exactly with its locks).
+    """
+    busy = (
+        select(instances.Instance.server_id)
+        .join(jobs.Job, jobs.Job.instance_id == instances.Instance.id)
+        .where(
+            jobs.Job.operation == jobs.BACKUP,
+            jobs.Job.status == jobs.IN_PROGRESS,
+            jobs.Job.worker_id.is_not(None),
+        )
+        .group_by(instances.Instance.server_id)
+        .having(func.count() >= per_server)
+    )
+    return list(
+        s.scalars(select(instances.Instance.id).where(instances.Instance.server_id.in_(busy)))
+    )
+
+
 def run_claimed(ctx: Context, job_id: str, operation: str, worker_id: str) -> None:
     """Run a job this worker claimed, whatever the executor; it always ends terminal."""
     token = logs.job_id.set(job_id)  # every record logged during the job names it
@@ -131,6 +156,7 @@ class WorkerPool:
         self.size = max(1, size)
         self.ident = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
+        self._claiming = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -162,8 +188,10 @@ class WorkerPool:
         wid = self.worker_id(n)
         while not self._stop.is_set():
             try:
-                with self.ctx.db.session() as s:
-                    job = jobs.claim_next(s, wid, self.ctx.clock.now())
+                # One claim at a time in this process, so the limit's count is exact here.
+                with self._claiming, self.ctx.db.session() as s:
+                    held = held_back(s, self.ctx.settings.source_server_concurrency)
+                    job = jobs.claim_next(s, wid, self.ctx.clock.now(), held)
                     claimed = (job.id, job.operation) if job else None
             except Exception:
                 log.exception("claiming a job failed")

@@ -235,7 +235,9 @@ def test_three_workers_drain_a_backlog_within_the_limits(fleet: Fleet) -> None:
 
     spans: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for j in done:
-        assert j.started_at is not None and j.ended_at is not None and j.worker_id
+        assert j.started_at is not None
+        assert j.ended_at is not None
+        assert j.worker_id
         span = (j.started_at, j.ended_at)
         spans[f"server {server_of[j.instance_id or '']}"].append(span)
         spans[f"worker {j.worker_id}"].append(span)
