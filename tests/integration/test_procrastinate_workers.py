@@ -14,35 +14,24 @@ defers jobs, like `pgvault serve --no-worker`) and three real `pgvault worker` p
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import select
 
 from pgvault import instances, jobs, recovery_points, vaults
-from pgvault.config import Settings
-from pgvault.context import Context
-from pgvault.executors import RemoteExecutor
 from pgvault.jobkinds import backup
-from pgvault.services import InstanceSpec, Service
-from tests.integration.clocked import fresh_pg_database, new_master_key
-from tests.integration.conftest import RG, Vault
+from tests.integration.conftest import RG
+from tests.support.fleet import Fleet
+from tests.support.fleet import fleet as make_fleet
 from tests.support.pg import PgCluster
 
-T0 = 0.0
-PGVAULT_BIN = str(Path(sys.executable).parent / "pgvault")
 SERVERS = 3
 DATABASES_PER_SERVER = 20
 WORKERS = 3
@@ -51,150 +40,25 @@ GLOBAL_CONCURRENCY = 2
 BIG_ROWS = 1_500  # x 1 MiB of text: pg_dump streams ~1.5 GB, seconds to back up
 
 
-@dataclass
-class Fleet:
-    vault: Vault
-    settings: Settings
-    env: dict[str, str]
-    sources: list[PgCluster]
-    procs: list[subprocess.Popen[bytes]]
-    logs: list[Path]
-    instances: list[str]  # names of the 60 small instances
-
-    def start_workers(self) -> None:
-        for n in range(WORKERS):
-            with self.logs[n].open("ab") as log:  # the child keeps its own descriptor
-                self.procs.append(
-                    subprocess.Popen(
-                        [PGVAULT_BIN, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-                    )
-                )
-
-    def jobs(self) -> list[jobs.Job]:
-        with self.vault.ctx.db.session() as s:
-            return list(s.scalars(select(jobs.Job)))
-
-    def wait_all(self, ids: set[str], timeout: float) -> list[jobs.Job]:
-        deadline = time.monotonic() + timeout
-        while True:
-            done = [j for j in self.jobs() if j.id in ids and j.status != jobs.IN_PROGRESS]
-            if len(done) == len(ids):
-                return done
-            dead = [p.pid for p in self.procs if p.poll() is not None]
-            assert time.monotonic() < deadline, (
-                f"{len(done)}/{len(ids)} jobs finished; exited workers {dead}\n{self.log_tail()}"
-            )
-            time.sleep(0.25)
-
-    def log_tail(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.logs if p.exists())
-
-
-def _small_databases(cluster: PgCluster, n: int) -> list[str]:
-    names = [f"db{i:02d}" for i in range(n)]
-    cluster.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)", dbname="template1")
-    cluster.execute("INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 20) g", dbname="template1")  # fmt: skip
-    for name in names:
-        cluster.execute(f'CREATE DATABASE "{name}"')
-    return names
-
-
-def _protect_all(vault: Vault, cluster: PgCluster, server: str) -> list[str]:
-    """Protect every small database of `cluster`: one server, one secret, no per-database
-    validation round trip (the backups connect anyway)."""
-    vault.register(cluster, server)
-    uri = vault.admin_secret(cluster, f"{server}-admin")
-    policy_id = f"{vault.vault_id}/backupPolicies/weekly"
-    server_row = vault.service.get_server(vault.sub, RG, server)
-    names = []
-    for db in _small_databases(cluster, DATABASES_PER_SERVER):
-        spec = InstanceSpec(
-            database_id=server_row.database_id(db), policy_id=policy_id, secret_uri=uri
-        )
-        name = f"{server}-{db}"
-        vault.service.put_instance(vault.sub, RG, vault.name, name, spec)
-        names.append(name)
-    return names
+@pytest.fixture(scope="module")
+def fleet(pg_metadata: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    limits = {
+        "PGVAULT_WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+        "PGVAULT_GLOBAL_CONCURRENCY": str(GLOBAL_CONCURRENCY),
+    }
+    base = tmp_path_factory.mktemp("workers")
+    with make_fleet(pg_metadata, base, SERVERS, DATABASES_PER_SERVER, **limits) as made:
+        yield made
 
 
 def _big_database(cluster: PgCluster) -> None:
     cluster.execute('CREATE DATABASE "big" TEMPLATE template0')
     cluster.execute(
         "CREATE TABLE filler (id int PRIMARY KEY, payload text COMPRESSION pglz);"
-        " ALTER TABLE filler ALTER payload SET STORAGE EXTENDED;"
         " INSERT INTO filler SELECT g, repeat(md5(g::text), 32768)"
         f" FROM generate_series(1, {BIG_ROWS}) g",
         dbname="big",
     )
-
-
-@pytest.fixture(scope="module")
-def fleet(pg_metadata: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    global T0
-    T0 = time.monotonic()
-    base = tmp_path_factory.mktemp("workers")
-    with ThreadPoolExecutor(SERVERS) as threads:  # clusters start and stop side by side
-        sources = list(threads.map(PgCluster.start, [f"src{n}" for n in range(SERVERS)]))
-    print("CLUSTERS", time.monotonic() - T0)
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        with fresh_pg_database(pg_metadata) as url:
-            key = new_master_key()
-            settings = Settings(
-                home=base / "home",
-                database_url=url,
-                master_key=key,
-                public_url="http://127.0.0.1:8080",
-                executor="procrastinate",
-                local_storage_roots=(base,),
-                storage_endpoint_allow=("127.0.0.0/8", "::1"),
-            )
-            ctx = Context.create(settings)
-            service = Service(ctx, RemoteExecutor(ctx))
-            service.bootstrap()  # migrations: Procrastinate's schema too
-            sub = service.list_subscriptions()[0].id
-            service.put_keyvault(sub, RG, "kv1", "eastus")
-            service.put_vault(sub, RG, "vault1", "eastus", {}, {})
-            service.put_policy(sub, RG, "vault1", "weekly", {})
-            vault = Vault(service, ctx, sub)
-            vault.grant_identity()
-            names = []
-            for n, cluster in enumerate(sources):
-                names += _protect_all(vault, cluster, f"src{n}")
-            print("PROTECTED", time.monotonic() - T0)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PGVAULT_")}
-            env.update(
-                PGVAULT_HOME=str(settings.home),
-                PGVAULT_DATABASE_URL=url,
-                PGVAULT_MASTER_KEY=key,
-                PGVAULT_PUBLIC_URL="http://127.0.0.1:8080",
-                PGVAULT_EXECUTOR="procrastinate",
-                PGVAULT_LOCAL_STORAGE_ROOTS=str(base),
-                PGVAULT_STORAGE_ENDPOINT_ALLOW="127.0.0.0/8,::1",
-                PGVAULT_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
-                PGVAULT_GLOBAL_CONCURRENCY=str(GLOBAL_CONCURRENCY),
-                PGVAULT_HEARTBEAT_SECONDS="0.5",
-                PGVAULT_STALE_AFTER_SECONDS="3",
-            )
-            logs = [base / f"worker{n}.log" for n in range(WORKERS)]
-            yield Fleet(vault, settings, env, sources, procs, logs, names)
-            print("TEARDOWN", time.monotonic() - T0)
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in procs:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.wait(20)
-            ctx.db.dispose()
-            print("WORKERS STOPPED", time.monotonic() - T0)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        with ThreadPoolExecutor(SERVERS) as threads:
-            list(threads.map(PgCluster.stop, sources))
-        print("CLUSTERS STOPPED", time.monotonic() - T0)
 
 
 def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
@@ -209,10 +73,7 @@ def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
 
 def test_three_workers_drain_a_backlog_within_the_limits(fleet: Fleet) -> None:
     v = fleet.vault
-    print("SETUP", time.monotonic() - T0)
-    queued = {
-        v.service.adhoc_backup(v.sub, RG, v.name, name, None, None).id for name in fleet.instances
-    }
+    queued = fleet.queue_backups()
     assert len(queued) == SERVERS * DATABASES_PER_SERVER
     with psycopg.connect(fleet.env["PGVAULT_DATABASE_URL"]) as conn:
         deferred = conn.execute(
@@ -220,10 +81,8 @@ def test_three_workers_drain_a_backlog_within_the_limits(fleet: Fleet) -> None:
         ).fetchall()
     assert {job_id: n for job_id, n in deferred} == dict.fromkeys(queued, 1)
 
-    t0 = time.monotonic()
-    fleet.start_workers()
+    fleet.start_workers(WORKERS)
     done = fleet.wait_all(queued, timeout=240)
-    print("DRAIN", time.monotonic() - t0)
 
     failed = {j.id: (j.error_code, j.error_message) for j in done if j.status != jobs.COMPLETED}
     assert not failed, failed
