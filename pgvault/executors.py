@@ -18,11 +18,12 @@ Like Airflow's local and distributed executors: the job kinds never know which o
 from __future__ import annotations
 
 import logging
+import weakref
 import zlib
 from typing import Any, Protocol
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from pgvault import instances, jobs
 from pgvault.config import Settings
@@ -34,6 +35,8 @@ log = logging.getLogger("pgvault.executors")
 TASK = "pgvault.run_job"
 QUEUE = "pgvault"
 _NEW_JOBS = "pgvault.new_jobs"
+#: Session factories whose commits already defer (install_deferral is idempotent).
+_HOOKED: weakref.WeakSet[sessionmaker[Session]] = weakref.WeakSet()
 
 
 class Executor(Protocol):
@@ -141,6 +144,9 @@ def install_deferral(ctx: Context) -> None:
     """
     from pgvault import procapp  # the Procrastinate app (no worker started here)
 
+    if ctx.db.sessions in _HOOKED:
+        return  # once per metadata database: a second hook would defer every job twice
+    _HOOKED.add(ctx.db.sessions)
     app = procapp.app(ctx.settings)
     settings = ctx.settings
 

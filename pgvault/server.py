@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from pgvault import logs
+from pgvault import executors, logs
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
@@ -98,6 +98,7 @@ def serve(
     """
     settings = Settings.from_env(workers=workers, tls_cert=tls_cert, tls_key=tls_key)
     check_tls(settings.tls_cert, settings.tls_key)
+    _check_executor(settings)
     scheme = "https" if settings.tls else "http"
     if settings.public_url is None:
         settings = dataclasses.replace(settings, public_url=f"{scheme}://{host}:{port}")
@@ -128,6 +129,15 @@ def serve(
     )
 
 
+def _check_executor(settings: Settings) -> bool:
+    """Whether the procrastinate executor is chosen; refused (before any state is touched)
+    on SQLite metadata."""
+    try:
+        return executors.uses_procrastinate(settings)
+    except ValueError as exc:
+        raise PgVaultError(str(exc), code=Code.WorkerSettingsInvalid) from None
+
+
 def worker(concurrency: int | None, say: Callable[[str], None]) -> None:
     """`pgvault worker`: run jobs from the Procrastinate queue until SIGINT/SIGTERM.
 
@@ -135,14 +145,10 @@ def worker(concurrency: int | None, say: Callable[[str], None]) -> None:
     (PGVAULT_MASTER_KEY or PGVAULT_HOME/keys) and datastores as `pgvault serve`. The schema
     is brought up to date first (idempotent; Alembic serialises concurrent upgrades).
     """
-    from pgvault import executors, procworker
+    from pgvault import procworker
 
     settings = Settings.from_env()
-    try:
-        procrastinate = executors.uses_procrastinate(settings)
-    except ValueError as exc:
-        raise PgVaultError(str(exc), code=Code.WorkerSettingsInvalid) from None
-    if not procrastinate:
+    if not _check_executor(settings):
         raise PgVaultError(
             "`pgvault worker` runs jobs of the procrastinate executor; PGVAULT_EXECUTOR is "
             f"{settings.executor!r}.",

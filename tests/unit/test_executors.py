@@ -88,3 +88,28 @@ def test_spread_is_fixed_per_instance_and_inside_the_window() -> None:
     assert len(set(offsets)) > 150, "instances sharing a slot start apart"
     assert max(offsets) - min(offsets) > 500, "spread over the window"
     assert spread_offset("instance-1", 0).total_seconds() == 0  # off: all at the slot
+
+
+def test_serve_refuses_procrastinate_on_sqlite(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PGVAULT_HOME", str(tmp_path))
+    monkeypatch.setenv("PGVAULT_EXECUTOR", "procrastinate")
+    monkeypatch.delenv("PGVAULT_DATABASE_URL", raising=False)
+    with pytest.raises(PgVaultError) as caught:
+        server.serve("127.0.0.1", 0, None, print)
+    assert caught.value.code == Code.WorkerSettingsInvalid
+    assert not (tmp_path / "keys").exists(), "a refused start touches nothing"
+
+
+def test_serve_no_worker_runs_no_jobs(tmp_path: Path) -> None:
+    from pgvault.api.app import create_app
+    from pgvault.context import Context
+
+    ctx = Context.create(Settings(home=tmp_path / "home", datastore_url="memory://"))
+    try:
+        app = create_app(ctx, run_jobs=False)
+        assert isinstance(app.state.service.pool, executors.NoExecutor)
+        assert type(create_app(ctx).state.service.pool).__name__ == "WorkerPool"
+    finally:
+        ctx.db.dispose()
