@@ -20,10 +20,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
-from procrastinate import RetryStrategy
 from sqlalchemy import Connection, text
 
 from pgvault import executors, jobs, procapp, workers
@@ -40,10 +40,6 @@ SLOT_POLL_SECONDS = 0.5
 #: How often an idle worker looks for a job whose lock was freed (a new job wakes it at once
 #: through NOTIFY; a freed lock sends none).
 FETCH_POLL_SECONDS = 1.0
-
-
-class AllSlotsBusy(Exception):
-    """The worker stopped while the job waited for a global slot: Procrastinate re-queues it."""
 
 
 #: Queue entries still `doing` whose Procrastinate worker stopped heartbeating (or was
@@ -71,8 +67,7 @@ class ProcrastinateWorker:
         self.ident = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:p"
         self.app = procapp.app(ctx.settings)
         executors.install_deferral(ctx)  # a retry the sweep queues is deferred too
-        retry = RetryStrategy(retry_exceptions={AllSlotsBusy}, max_attempts=1_000_000, wait=2)
-        self.app.task(name=executors.TASK, queue=executors.QUEUE, retry=retry)(self.run_job)
+        self.app.task(name=executors.TASK, queue=executors.QUEUE)(self.run_job)
         self._stop = threading.Event()
 
     def run_job(self, job_id: str) -> None:
@@ -103,8 +98,7 @@ class ProcrastinateWorker:
         try:
             slot = _take_slot(conn, limit)
             while slot is None:
-                if self._stop.wait(SLOT_POLL_SECONDS):
-                    raise AllSlotsBusy("the worker is stopping")
+                time.sleep(SLOT_POLL_SECONDS)
                 slot = _take_slot(conn, limit)
             try:
                 yield
