@@ -6,7 +6,8 @@ defers jobs, like `pgvault serve --no-worker`) and three real `pgvault worker` p
 
 - A backlog of 60 backups, queued before any worker starts, drains: every backup runs
   exactly once, each worker runs some, and the job timestamps never show more than one
-  backup per source server, two jobs per worker or two jobs in all (the limits set here).
+  backup per source server, two jobs per worker or two jobs in all (the limits set here);
+  neither do the sources' own pg_stat_activity samples (databases in backup per server).
 - `kill -9` of the worker in the middle of a scheduled backup: the job ends Failed with
   WorkerLost and a reason, its new attempt completes, and the instance holds exactly one
   recovery point, nothing of the lost attempt's.
@@ -14,8 +15,10 @@ defers jobs, like `pgvault serve --no-worker`) and three real `pgvault worker` p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -61,6 +64,38 @@ def _big_database(cluster: PgCluster) -> None:
     )
 
 
+#: Databases a pgvault session (probe or pg_dump, application_name "pgvault") is busy in; a
+#: closed session whose backend has not exited yet is "idle" and not counted.
+BUSY_DATABASES = (
+    "SELECT count(DISTINCT datname) FROM pg_stat_activity WHERE application_name = 'pgvault'"
+    " AND state IN ('active', 'idle in transaction')"
+)
+
+
+@contextlib.contextmanager
+def _dumps_sampled(sources: list[PgCluster]) -> Iterator[list[int]]:
+    """Sample each source's pg_stat_activity every 50 ms while the block runs; yields, per
+    source, the most databases seen backed up at once (filled in when the block ends)."""
+    most = [0] * len(sources)
+    stop = threading.Event()
+
+    def sample(n: int, cluster: PgCluster) -> None:
+        with psycopg.connect(cluster.admin_dsn(), autocommit=True) as conn:
+            while not stop.wait(0.05):
+                row = conn.execute(BUSY_DATABASES).fetchone()
+                most[n] = max(most[n], row[0] if row else 0)
+
+    threads = [threading.Thread(target=sample, args=(n, c)) for n, c in enumerate(sources)]
+    for t in threads:
+        t.start()
+    try:
+        yield most
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
 def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
     """Most intervals open at one instant (an end at t comes before a start at t)."""
     events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
@@ -81,8 +116,11 @@ def test_three_workers_drain_a_backlog_within_the_limits(fleet: Fleet) -> None:
         ).fetchall()
     assert {job_id: n for job_id, n in deferred} == dict.fromkeys(queued, 1)
 
-    fleet.start_workers(WORKERS)
-    done = fleet.wait_all(queued, timeout=240)
+    with _dumps_sampled(fleet.sources) as most_dumps:
+        fleet.start_workers(WORKERS)
+        done = fleet.wait_all(queued, timeout=240)
+    assert max(most_dumps) >= 1, "the sampler saw the backups"
+    assert max(most_dumps) <= 1, f"a source server served {max(most_dumps)} backups at once"
 
     failed = {j.id: (j.error_code, j.error_message) for j in done if j.status != jobs.COMPLETED}
     assert not failed, failed
