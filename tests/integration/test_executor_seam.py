@@ -143,3 +143,23 @@ def test_embedded_pool_runs_one_backup_per_source_server(
         assert end is not None
         assert start is not None
         assert end <= start, "two backups of one server overlapped"
+
+
+def test_postgresql_schema_matches_models_beside_the_queue(pg_metadata: PgCluster) -> None:
+    """Procrastinate's tables are not drift: autogenerate leaves them out (env.py)."""
+    from alembic.autogenerate import compare_metadata
+
+    from pgvault import models
+    from pgvault.migrations import env_filter
+
+    with fresh_pg_database(pg_metadata) as url:
+        engine = make_engine(url)
+        try:
+            migrations.upgrade(engine)
+            with engine.connect() as conn:
+                opts = {"compare_type": True, "include_object": env_filter}
+                ctx = MigrationContext.configure(conn, opts=opts)
+                diff = compare_metadata(ctx, models.metadata())
+            assert diff == [], f"models and migrations differ on PostgreSQL: {diff}"
+        finally:
+            engine.dispose()
