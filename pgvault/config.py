@@ -66,6 +66,23 @@ class Settings:
     regions_file: Path | None = None
     #: Seconds a new recovery point waits before it is replicated (0: at once), to batch traffic.
     replication_delay_seconds: float = 0.0
+    # -- Job execution (issue 13, scale-out) ------------------------------------------------
+    #: "embedded" (default: threads inside `pgvault serve`) or "procrastinate" (PostgreSQL
+    #: metadata only: `pgvault worker` processes, any number, run the jobs).
+    executor: str = "embedded"
+    #: Concurrent jobs per server a backup reads (source) and a restore writes (target).
+    source_server_concurrency: int = 1
+    target_server_concurrency: int = 1
+    #: Concurrent jobs over all workers (0: no limit beyond the workers' own concurrency).
+    global_concurrency: int = 0
+    #: Jobs one `pgvault worker` runs at once.
+    worker_concurrency: int = 2
+    #: New attempts after a worker is lost mid-job (backups only; 0: none).
+    lost_job_retries: int = 2
+    #: Scheduled backups due in one slot start spread over this many seconds (a fixed
+    #: offset per instance), not all at the same second. 0: all at the slot (the default;
+    #: production with many instances: e.g. 900). Keep it under the shortest schedule interval.
+    schedule_spread_seconds: int = 0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -169,9 +186,16 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "missed_schedule_seconds": "missed_schedule_seconds",
     },
     "regions": {"file": "regions_file", "replication_delay_seconds": "replication_delay_seconds"},
-    #: Reserved for the job executor (distributed workers, concurrency limits, spread
-    #: schedules): its keys go here, each with its Settings field and kind in `KINDS`.
-    "executor": {},
+    #: The job executor (README, "Workers on several machines").
+    "executor": {
+        "executor": "executor",
+        "worker_concurrency": "worker_concurrency",
+        "source_server_concurrency": "source_server_concurrency",
+        "target_server_concurrency": "target_server_concurrency",
+        "global_concurrency": "global_concurrency",
+        "lost_job_retries": "lost_job_retries",
+        "schedule_spread_seconds": "schedule_spread_seconds",
+    },
 }
 
 #: How a field's value is read (file values must already have the type; env values are text).
@@ -201,6 +225,13 @@ KINDS: dict[str, str] = {
     "log_format": "log_format",
     "regions_file": "path",
     "replication_delay_seconds": "delay",
+    "executor": "executor",
+    "worker_concurrency": "int",
+    "source_server_concurrency": "int",
+    "target_server_concurrency": "int",
+    "global_concurrency": "count",
+    "lost_job_retries": "count",
+    "schedule_spread_seconds": "count",
 }
 
 
@@ -317,4 +348,12 @@ def _typed(field_name: str, value: object, where: str) -> object:
         if fmt not in ("plain", "json"):
             raise bad('"plain" or "json"')
         return fmt
+    if kind == "executor":
+        executor = value.strip().lower()
+        if executor not in EXECUTORS:
+            raise bad('"embedded" or "procrastinate"')
+        return executor
     return value
+
+
+EXECUTORS = ("embedded", "procrastinate")

@@ -77,6 +77,11 @@ class Database:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory, for session events (the job deferral hooks into commit)."""
+        return self._sessions
+
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on error."""

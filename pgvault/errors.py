@@ -581,6 +581,12 @@ class Code(StrEnum):
         "Give both --tls-cert and --tls-key (or PGVAULT_TLS_CERT and PGVAULT_TLS_KEY): "
         "readable PEM files, the key matching the certificate.",
     )
+    WorkerSettingsInvalid = (
+        "WorkerSettingsInvalid",
+        500,
+        "Set PGVAULT_EXECUTOR=procrastinate and PGVAULT_DATABASE_URL=postgresql://... for "
+        "`pgvault serve` and every `pgvault worker`.",
+    )
     TlsKeyFileTooOpen = (
         "TlsKeyFileTooOpen",
         500,

@@ -10,6 +10,7 @@ InProgress forever.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    or_,
     select,
     update,
 )
@@ -153,14 +155,16 @@ def list_jobs(s: Session, vault_ids: list[str], limit: int = 200, offset: int = 
     return list(s.scalars(q))
 
 
-def claim_next(s: Session, worker_id: str, now: datetime) -> Job | None:
-    """Take the most urgent unclaimed job; the conditional UPDATE makes it race-free."""
-    candidates = s.scalars(
-        select(Job.id)
-        .where(Job.status == IN_PROGRESS, Job.worker_id.is_(None))
-        .order_by(Job.priority.desc(), Job.created_at)
-        .limit(5)
-    ).all()
+def claim_next(
+    s: Session, worker_id: str, now: datetime, held_back: Collection[str] = ()
+) -> Job | None:
+    """Take the most urgent unclaimed job; the conditional UPDATE makes it race-free.
+
+    Backups of the instances in `held_back` wait (their server is at its limit)."""
+    query = select(Job.id).where(Job.status == IN_PROGRESS, Job.worker_id.is_(None))
+    if held_back:
+        query = query.where(or_(Job.operation != BACKUP, Job.instance_id.not_in(held_back)))
+    candidates = s.scalars(query.order_by(Job.priority.desc(), Job.created_at).limit(5)).all()
     for job_id in candidates:
         res = s.execute(
             update(Job)
@@ -174,6 +178,23 @@ def claim_next(s: Session, worker_id: str, now: datetime) -> Job | None:
                 s.refresh(job)
             return job
     return None
+
+
+def claim(s: Session, job_id: str, worker_id: str, now: datetime) -> Job | None:
+    """Take the queued job `job_id` (an executor handed it over); None if it is already
+    taken or over. The conditional UPDATE makes a job run once even when its queue entry
+    is delivered twice (e.g. re-queued after its worker was lost before claiming it)."""
+    res = s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id.is_(None), Job.status == IN_PROGRESS)
+        .values(worker_id=worker_id, heartbeat_at=now, started_at=now, phase="Starting")
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    job = s.get(Job, job_id)
+    if job is not None:
+        s.refresh(job)
+    return job
 
 
 @dataclass

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import uuid
+import zlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -35,6 +36,15 @@ from pgvault.jobkinds import backup
 
 log = logging.getLogger("pgvault.scheduler")
 LEASE = "scheduler"
+
+
+def spread_offset(instance_id: str, window_seconds: int) -> timedelta:
+    """Where in a slot's start window this instance starts: fixed per instance (crc32 of
+    its id, the same in every process and after restarts), uniform over the window, so
+    instances sharing a slot start spread out rather than all at the same second."""
+    if window_seconds <= 0:
+        return timedelta(0)
+    return timedelta(seconds=zlib.crc32(instance_id.encode()) % window_seconds)
 
 
 class Scheduler:
@@ -103,6 +113,8 @@ class Scheduler:
                 )
                 if slot is None or jobs.running_backup(s, inst.id):
                     return 0  # a running backup: the slot stays due for the next tick
+                if now < slot + spread_offset(inst.id, self.ctx.settings.schedule_spread_seconds):
+                    return 0  # this instance's turn in the slot's window comes later
                 claimed = s.execute(
                     update(instances.Instance)
                     .where(

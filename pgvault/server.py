@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from pgvault import logs
+from pgvault import executors, logs
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
@@ -86,8 +86,10 @@ def serve(
     say: Callable[[str], None],
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    run_jobs: bool = True,
 ) -> None:
-    """Run the REST API and the in-process workers until interrupted.
+    """Run the REST API and the in-process workers until interrupted (`run_jobs=False`,
+    `--no-worker`: API, portal and scheduler only; `pgvault worker`s run the jobs).
 
     TLS comes from the arguments (`--tls-cert`/`--tls-key`), else PGVAULT_TLS_CERT and
     PGVAULT_TLS_KEY; with it the service speaks https only, sends HSTS, and its public URL
@@ -96,6 +98,7 @@ def serve(
     """
     settings = Settings.from_env(workers=workers, tls_cert=tls_cert, tls_key=tls_key)
     check_tls(settings.tls_cert, settings.tls_key)
+    _check_executor(settings)
     scheme = "https" if settings.tls else "http"
     if settings.public_url is None:
         settings = dataclasses.replace(settings, public_url=f"{scheme}://{host}:{port}")
@@ -112,7 +115,7 @@ def serve(
         )
     say("Get a bearer token with: pgvault auth token")
     uvicorn.run(
-        create_app(ctx),
+        create_app(ctx, run_jobs=run_jobs),
         host=host,
         port=port,
         log_level="info",
@@ -124,3 +127,37 @@ def serve(
         # JSON logs: uvicorn's own loggers propagate to the root handler logs.configure set
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
+
+
+def _check_executor(settings: Settings) -> bool:
+    """Whether the procrastinate executor is chosen; refused (before any state is touched)
+    on SQLite metadata."""
+    try:
+        return executors.uses_procrastinate(settings)
+    except ValueError as exc:
+        raise PgVaultError(str(exc), code=Code.WorkerSettingsInvalid) from None
+
+
+def worker(concurrency: int | None, say: Callable[[str], None]) -> None:
+    """`pgvault worker`: run jobs from the Procrastinate queue until SIGINT/SIGTERM.
+
+    Needs PostgreSQL metadata and PGVAULT_EXECUTOR=procrastinate, and the same master key
+    (PGVAULT_MASTER_KEY or PGVAULT_HOME/keys) and datastores as `pgvault serve`. The schema
+    is brought up to date first (idempotent; Alembic serialises concurrent upgrades).
+    """
+    from pgvault import procworker
+
+    settings = Settings.from_env()
+    if not _check_executor(settings):
+        raise PgVaultError(
+            "`pgvault worker` runs jobs of the procrastinate executor; PGVAULT_EXECUTOR is "
+            f"{settings.executor!r}.",
+            code=Code.WorkerSettingsInvalid,
+        )
+    _limit_malloc_arenas()
+    logs.configure(settings.log_format)
+    ctx = Context.create(settings)
+    ctx.migrate()
+    runner = procworker.ProcrastinateWorker(ctx, concurrency)
+    say(f"pgvault worker {runner.ident}: {runner.concurrency} concurrent jobs")
+    runner.run()

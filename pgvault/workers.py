@@ -15,7 +15,10 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
-from pgvault import alerts, jobs, logs
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pgvault import alerts, instances, jobs, logs
 from pgvault.context import Context
 from pgvault.errors import Code, PgVaultError
 from pgvault.jobkinds import kind_for
@@ -92,7 +95,61 @@ def _fail_abandoned(ctx: Context, abandoned: jobs.Job, now: datetime) -> bool:
         )
         jobs.finish(job, now, error=error)
         log.warning("job %s failed: worker %s lost", job.id, job.worker_id)
+        attempt = int((job.params or {}).get("attempt") or 1)
+        if attempt <= ctx.settings.lost_job_retries:
+            again = kind_for(job.operation).retry(s, job, now)
+            if again is not None:
+                log.info("job %s: attempt %d is job %s", job.id, attempt + 1, again.id)
     return True
+
+
+def held_back(s: Session, per_server: int) -> list[str]:
+    """Instances whose backups must wait: their source server runs `per_server` already.
+
+    The embedded pool's cheap version of the per-server limit (best effort across
+    processes; the procrastinate executor enforces it exactly with its locks).
+    """
+    busy = (
+        select(instances.Instance.server_id)
+        .join(jobs.Job, jobs.Job.instance_id == instances.Instance.id)
+        .where(
+            jobs.Job.operation == jobs.BACKUP,
+            jobs.Job.status == jobs.IN_PROGRESS,
+            jobs.Job.worker_id.is_not(None),
+        )
+        .group_by(instances.Instance.server_id)
+        .having(func.count() >= per_server)
+    )
+    return list(
+        s.scalars(select(instances.Instance.id).where(instances.Instance.server_id.in_(busy)))
+    )
+
+
+def run_claimed(ctx: Context, job_id: str, operation: str, worker_id: str) -> None:
+    """Run a job this worker claimed, whatever the executor; it always ends terminal."""
+    token = logs.job_id.set(job_id)  # every record logged during the job names it
+    try:
+        log.info("worker %s runs %s job %s", worker_id, operation, job_id)
+        kind_for(operation).run(ctx, job_id)
+    except Exception:
+        log.exception("job %s crashed", job_id)
+    except BaseException as exc:  # e.g. a Rust panic surfacing from a binding
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        log.exception("job %s crashed", job_id)
+    finally:
+        logs.job_id.reset(token)
+    _ensure_finished(ctx, job_id)
+    alerts.job_finished(ctx, job_id)  # after the job's last transaction, whatever the executor
+
+
+def _ensure_finished(ctx: Context, job_id: str) -> None:
+    """A handler must end its job; if one did not, fail it rather than leave it running."""
+    with ctx.db.session() as s:
+        job = jobs.get(s, job_id)
+        if job.status == jobs.IN_PROGRESS:
+            error = PgVaultError("The job ended without a result; see the service log.")
+            jobs.finish(job, ctx.clock.now(), error=error)
 
 
 class WorkerPool:
@@ -103,6 +160,7 @@ class WorkerPool:
         self.size = max(1, size)
         self.ident = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
+        self._claiming = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -134,8 +192,10 @@ class WorkerPool:
         wid = self.worker_id(n)
         while not self._stop.is_set():
             try:
-                with self.ctx.db.session() as s:
-                    job = jobs.claim_next(s, wid, self.ctx.clock.now())
+                # One claim at a time in this process, so the limit's count is exact here.
+                with self._claiming, self.ctx.db.session() as s:
+                    held = held_back(s, self.ctx.settings.source_server_concurrency)
+                    job = jobs.claim_next(s, wid, self.ctx.clock.now(), held)
                     claimed = (job.id, job.operation) if job else None
             except Exception:
                 log.exception("claiming a job failed")
@@ -145,28 +205,7 @@ class WorkerPool:
                 self._wake.clear()
                 continue
             job_id, operation = claimed
-            token = logs.job_id.set(job_id)  # every record logged during the job names it
-            try:
-                log.info("worker %s runs %s job %s", wid, operation, job_id)
-                kind_for(operation).run(self.ctx, job_id)
-            except Exception:
-                log.exception("job %s crashed", job_id)
-            except BaseException as exc:  # e.g. a Rust panic surfacing from a binding
-                if isinstance(exc, KeyboardInterrupt | SystemExit):
-                    raise
-                log.exception("job %s crashed", job_id)
-            finally:
-                logs.job_id.reset(token)
-            self._ensure_finished(job_id)
-            alerts.job_finished(self.ctx, job_id)  # after the job's last transaction
-
-    def _ensure_finished(self, job_id: str) -> None:
-        """A handler must end its job; if one did not, fail it rather than leave it running."""
-        with self.ctx.db.session() as s:
-            job = jobs.get(s, job_id)
-            if job.status == jobs.IN_PROGRESS:
-                error = PgVaultError("The job ended without a result; see the service log.")
-                jobs.finish(job, self.ctx.clock.now(), error=error)
+            run_claimed(self.ctx, job_id, operation, wid)
 
     def _heartbeat(self) -> None:
         interval = self.ctx.settings.heartbeat_seconds

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgvault import __version__, logs, observability
+from pgvault import __version__, executors, logs, observability
 from pgvault.api import (
     access,
     actions,
@@ -150,9 +150,22 @@ class RequestId:
             logs.request_id.reset(token)
 
 
-def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
-    """The API over one service; the worker pool starts and stops with the app."""
-    pool = WorkerPool(ctx, ctx.settings.workers) if start_workers else None
+def _executor(ctx: Context, run_jobs: bool) -> executors.Executor:
+    """The embedded pool, or the procrastinate seam (jobs run by `pgvault worker`)."""
+    if executors.uses_procrastinate(ctx.settings):
+        return executors.RemoteExecutor(ctx)
+    if not run_jobs:
+        return executors.NoExecutor()
+    return WorkerPool(ctx, ctx.settings.workers)
+
+
+def create_app(ctx: Context, *, start_workers: bool = True, run_jobs: bool = True) -> FastAPI:
+    """The API over one service; its executor and scheduler start and stop with the app.
+
+    `start_workers=False`: no background thread at all (tests). `run_jobs=False`
+    (`serve --no-worker`): the scheduler queues, other processes run the jobs.
+    """
+    pool = _executor(ctx, run_jobs) if start_workers else None
     service = Service(ctx, pool)
     scheduler = Scheduler(ctx, ctx.settings.scheduler_seconds, notify=pool.notify) if pool else None
 

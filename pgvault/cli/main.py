@@ -72,6 +72,9 @@ def serve(
         Path | None,
         typer.Option(help="PEM private key of --tls-cert, mode 0600. Default: PGVAULT_TLS_KEY."),
     ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; `pgvault worker`s run jobs.")
+    ] = False,
 ) -> None:
     """Start the service: REST API, in-process workers, embedded defaults under PGVAULT_HOME."""
     # Deferred: the server stack is expensive to import and only `serve` needs it (the other
@@ -79,11 +82,40 @@ def serve(
     from pgvault import server
 
     try:
-        server.serve(host, port, workers, out.print, tls_cert=tls_cert, tls_key=tls_key)
+        server.serve(
+            host,
+            port,
+            workers,
+            out.print,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            run_jobs=not no_worker,
+        )
     except PgVaultError as exc:  # a refused start: what is wrong and the fix, no traceback
-        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
-        err.print(f"[yellow]fix:[/yellow] {escape(exc.recommended_action)}")
-        raise typer.Exit(1) from None
+        _refused(exc)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Jobs run at once. Default: PGVAULT_WORKER_CONCURRENCY (2)."),
+    ] = None,
+) -> None:
+    """Run jobs from the shared queue (PGVAULT_EXECUTOR=procrastinate, PostgreSQL metadata)."""
+    from pgvault import server  # deferred, like serve
+
+    try:
+        server.worker(concurrency, out.print)
+    except PgVaultError as exc:
+        _refused(exc)
+
+
+def _refused(exc: PgVaultError) -> None:
+    """A refused start: what is wrong and the fix, no traceback."""
+    err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
+    err.print(f"[yellow]fix:[/yellow] {escape(exc.recommended_action)}")
+    raise typer.Exit(1) from None
 
 
 @command(auth_app, "token", scope=Scope.none, output=False)

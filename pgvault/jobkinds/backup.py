@@ -270,3 +270,37 @@ class Backup(JobKind):
         """Delete the objects of the point the lost worker was writing."""
         if job.params.get("location"):
             cleanup(ctx, job.params["location"])
+
+    def retry(self, s: Session, lost: jobs.Job, now: datetime) -> jobs.Job | None:
+        """The policy's rule: a *scheduled* backup whose worker died runs again as a new
+        attempt (a new job writing a new point); an on-demand one is left to its user."""
+        return retry_scheduled(s, lost, now)
+
+
+def retry_scheduled(s: Session, lost: jobs.Job, now: datetime) -> jobs.Job | None:
+    """A new attempt of a lost scheduled backup, if its instance is still protected."""
+    params = dict(lost.params or {})
+    if not params.get("scheduled") or not lost.instance_id:
+        return None
+    inst = s.get(instances.Instance, lost.instance_id)
+    if inst is None or inst.protection_state not in instances.ADHOC_ALLOWED:
+        return None
+    point_id = uuid.uuid4().hex
+    location = str(params.get("location") or "")
+    params.update(
+        pointId=point_id,
+        location=f"{location.rsplit('/', 1)[0]}/{point_id}",
+        attempt=int(params.get("attempt") or 1) + 1,
+        retryOf=lost.id,
+    )
+    job = jobs.create(
+        s,
+        vault_id=lost.vault_id,
+        instance_id=lost.instance_id,
+        operation=jobs.BACKUP,
+        params=params,
+        now=now,
+        priority=lost.priority,
+    )
+    job.is_user_triggered = False
+    return job

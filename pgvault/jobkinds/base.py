@@ -42,6 +42,11 @@ class JobKind(ABC):
         """
         return None
 
+    def retry(self, s: Session, lost: jobs.Job, now: datetime) -> jobs.Job | None:
+        """Queue a new attempt of `lost` (failed: its worker died), in the sweep's
+        transaction, if this kind's rule retries it; None if not. Default: no retry."""
+        return None
+
 
 class RecordedKind(JobKind):
     """A kind whose jobs the housekeeping sweep writes already finished, in the transaction

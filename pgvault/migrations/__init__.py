@@ -21,3 +21,11 @@ def config(engine: Engine | None = None) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(config(engine), revision)
+
+
+def env_filter(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Autogenerate compares pgvault's tables only: Procrastinate's queue (migration 0007)
+    lives in the same database but is not in pgvault's models."""
+    return not (type_ == "table" and reflected and (name or "").startswith("procrastinate_"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from pgvault import models
+from pgvault import migrations, models
 from pgvault.config import Settings
 from pgvault.db import make_engine
 
@@ -21,6 +21,7 @@ def run() -> None:
             target_metadata=target_metadata,
             render_as_batch=conn.dialect.name == "sqlite",
             compare_type=True,
+            include_object=migrations.env_filter,
         )
         context.run_migrations()
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pgvault.context import Context
+from pgvault.executors import Executor
 from pgvault.services import startup
 from pgvault.services.access import AccessService
-from pgvault.workers import WorkerPool
 
 
 class ServiceBase:
@@ -16,7 +16,7 @@ class ServiceBase:
     views of them. Shaping JSON is the API's job.
     """
 
-    def __init__(self, ctx: Context, pool: WorkerPool | None = None) -> None:
+    def __init__(self, ctx: Context, pool: Executor | None = None) -> None:
         self.ctx = ctx
         self.pool = pool
         self.access = AccessService(ctx)
@@ -26,6 +26,6 @@ class ServiceBase:
         return startup.bootstrap(self.ctx)
 
     def _notify(self) -> None:
-        """Wake this process's worker pool after queueing a job, so it starts at once."""
+        """Wake this process's executor after queueing a job, so it starts at once."""
         if self.pool is not None:
             self.pool.notify()

@@ -19,7 +19,7 @@ from alembic import op
 import pgvault.orm
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
