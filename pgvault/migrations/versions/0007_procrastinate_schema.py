@@ -7,7 +7,7 @@ metadata (the embedded executor) gets nothing. Idempotent: a schema already appl
 by `procrastinate schema --apply`) is left as it is. No pgvault table changes.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01 02:00:00.000000
 """
 

@@ -7,7 +7,7 @@ roles or role assignments change; the API caches authentication and authorisatio
 per epoch (pgvault/access_epoch.py).
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-01 02:00:00.000000
 """
 
