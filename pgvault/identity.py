@@ -31,6 +31,13 @@ USER = "User"
 SERVICE_PRINCIPAL = "ServicePrincipal"
 MANAGED_IDENTITY = "ManagedIdentity"
 
+
+def azure_principal_type(type_: str) -> str:
+    """The principalType Azure shows for a principal: a managed identity is a service
+    principal in Entra ID (Azure has no `ManagedIdentity` principal type)."""
+    return SERVICE_PRINCIPAL if type_ == MANAGED_IDENTITY else type_
+
+
 _hasher = PasswordHasher()
 # A fixed hash so an unknown client id costs as much as a wrong secret.
 _DUMMY_HASH = _hasher.hash("pgvault-dummy-secret")

@@ -129,8 +129,8 @@ def validate_for_backup(
 def put_instance(
     sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth, body: InstanceBody
 ) -> JSONResponse:
-    view = svc.put_instance(sub, rg, vault, bi, body.to_spec())
-    return json_response(shapes.instance(view), 201)
+    view, created = svc.put_instance(sub, rg, vault, bi, body.to_spec())
+    return json_response(shapes.instance(view), 201 if created else 200)
 
 
 @router.get(BI)

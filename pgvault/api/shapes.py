@@ -11,6 +11,7 @@ from typing import Any
 
 from pgvault import (
     arm,
+    instances,
     jobs,
     policies,
     recovery_points,
@@ -173,7 +174,7 @@ def instance(view: InstanceView) -> dict[str, Any]:
         "type": "Microsoft.DataProtection/backupVaults/backupInstances",
         "properties": {
             "objectType": "BackupInstance",
-            "friendlyName": f"{sv.name}\\{inst.database}",
+            "friendlyName": instances.display_name(inst, sv.name),
             "dataSourceInfo": {
                 "objectType": "Datasource",
                 "resourceID": sv.database_id(inst.database),
@@ -308,7 +309,7 @@ def job(view: JobView) -> dict[str, Any]:
         point_time = result["recoveryPointTime"]
     props: dict[str, Any] = {
         "activityID": j.id,
-        "backupInstanceFriendlyName": f"{sv.name}\\{inst.database}" if sv and inst else "",
+        "backupInstanceFriendlyName": instances.display_name(inst, sv.name) if sv and inst else "",
         "backupInstanceId": f"{v.arm_id}/backupInstances/{inst.name}" if inst else None,
         "dataSourceId": sv.database_id(inst.database) if sv and inst else "",
         "dataSourceLocation": sv.location if sv else v.location,

@@ -169,6 +169,11 @@ class AccessService:
         with self.ctx.db.session() as s:
             return rbac.list_assignments(s, scope, principal_id, at_scope_only)
 
+    def assignment_exists(self, assignment_id: str) -> bool:
+        """Whether a PUT of this id updates (200) rather than creates (201), as ARM answers."""
+        with self.ctx.db.session() as s:
+            return s.get(rbac.Assignment, assignment_id) is not None
+
     def get_assignment(self, assignment_id: str) -> rbac.Assignment:
         with self.ctx.db.session() as s:
             return rbac.get_assignment(s, assignment_id)

@@ -24,6 +24,7 @@ from pgvault import (
     servers,
     vaults,
 )
+from pgvault.clock import iso
 from pgvault.instances import InstanceSpec
 from pgvault.jobkinds import backup
 from pgvault.services.base import ServiceBase
@@ -75,7 +76,9 @@ class ProtectionService(ServiceBase):
         """Delete an empty vault with its policies and its managed identity (and its roles)."""
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, name)
-            vaults.delete(s, vault, instances.count_in_vault(s, vault.id))
+            held = instances.contents(s, vault.id)
+            purge_at = iso(held.last_purge_at) if held.last_purge_at else None
+            vaults.delete(s, vault, held.live, held.soft_deleted, purge_at)
             policies.delete_for_vault(s, vault.id)
             rbac.remove_assignments_of(s, vault.principal_id)
             identity.delete_principal(s, vault.principal_id)
@@ -133,12 +136,13 @@ class ProtectionService(ServiceBase):
 
     def put_instance(
         self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec
-    ) -> InstanceView:
-        """Protect a database (PUT); on an existing instance, change its policy or secret."""
+    ) -> tuple[InstanceView, bool]:
+        """Protect a database (PUT); on an existing instance, change its policy, secret or
+        friendly name. Returns the view and whether the instance was created."""
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             server, database, policy = self._resolve_spec(s, vault, spec)
-            inst, policy_changed = instances.protect(
+            inst, policy_changed, created = instances.protect(
                 s,
                 vault.id,
                 name,
@@ -147,11 +151,12 @@ class ProtectionService(ServiceBase):
                 policy.id,
                 spec.secret_uri,
                 self.ctx.clock.now(),
+                spec.friendly_name,
             )
             view = instance_view(s, inst)
         if policy_changed:  # a new policy re-applies retention to the existing points
             housekeeping.reapply_policy(self.ctx, view.instance.id)
-        return view
+        return view, created
 
     def get_instance(self, sub: str, rg: str, vault_name: str, name: str) -> InstanceView:
         with self.ctx.db.session() as s:
