@@ -8,6 +8,7 @@ PUT    {scope}/providers/Microsoft.Authorization/roleAssignments/x -> roleAssign
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
@@ -16,12 +17,22 @@ VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELET
 # the role catalogue).
 OPEN_ACTIONS = {
     "Microsoft.Resources/subscriptions/read",
+    "Microsoft.Resources/tenants/read",
     "Microsoft.Authorization/roleDefinitions/read",
 }
 
 #: `GET /metrics` (Prometheus): the service's metrics, readable by Reader or Backup Reader at `/`.
 METRICS_PATH = "/metrics"
 METRICS_READ = "Microsoft.Insights/metrics/read"
+
+
+_SIGN_IN = re.compile(r"^/(oauth2/|[^/]+/oauth2/(v2\.0/)?token$)", re.IGNORECASE)
+
+
+def is_sign_in(path: str) -> bool:
+    """A token endpoint (pgvault's /oauth2/..., or a tenant's, as az and MSAL call): the audit
+    log records only its refusals, not every sign-in."""
+    return bool(_SIGN_IN.match(path))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgvault import __version__, logs, observability
-from pgvault.api import access, actions, dataprotection, limits, resources
+from pgvault.api import access, actions, dataprotection, limits, resources, signin
 from pgvault.api.deps import Auth, error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, PgVaultError
@@ -171,6 +171,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     app.state.ready = False
     app.state.metrics = observability.registry(ctx)
     app.include_router(access.router)
+    app.include_router(signin.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
 
@@ -248,7 +249,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         status = response.status_code
         if request.method not in ("GET", "HEAD") or status in (401, 403):
             path = request.url.path
-            if not path.startswith("/oauth2/") or status in (401, 429):
+            if not actions.is_sign_in(path) or status in (401, 429):
                 wanted = actions.requested(request.method, path)
                 who = getattr(request.state, "caller", None)
                 await run_in_threadpool(

@@ -23,7 +23,14 @@ P = RG + "/providers"
 
 @router.get("/subscriptions")
 def list_subscriptions(svc: Svc, _: Auth) -> JSONResponse:
-    return json_response(shapes.page([shapes.subscription(s) for s in svc.list_subscriptions()]))
+    tenant = svc.access.tenant_id()
+    subs = [shapes.subscription(s, tenant) for s in svc.list_subscriptions()]
+    return json_response(shapes.page(subs))
+
+
+@router.get("/subscriptions/{sub}")
+def get_subscription(sub: str, svc: Svc, _: Auth) -> JSONResponse:
+    return json_response(shapes.subscription(svc.get_subscription(sub), svc.access.tenant_id()))
 
 
 @router.put(RG)

@@ -30,10 +30,11 @@ from pgvault.storage import accounts
 DS_TYPE = policies.DATASOURCE_TYPE
 
 
-def subscription(sub: tenancy.Subscription) -> dict[str, Any]:
+def subscription(sub: tenancy.Subscription, tenant_id: str) -> dict[str, Any]:
     return {
         "id": f"/subscriptions/{sub.id}",
         "subscriptionId": sub.id,
+        "tenantId": tenant_id,
         "displayName": sub.display_name,
         "state": "Enabled",
         "isDefault": sub.is_default,

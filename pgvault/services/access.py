@@ -7,15 +7,28 @@ here knows about HTTP.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from pgvault import audit, identity, rbac, vaults
+from pgvault import audit, identity, rbac, tenancy, vaults
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, Forbidden, Unauthorized
 from pgvault.identity import Caller, Principal
 
 ROOT = "/"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A sign-in's tokens and who they name, for the OpenID Connect token endpoints."""
+
+    principal: Principal
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    tenant_id: str
 
 
 class AccessService:
@@ -36,7 +49,55 @@ class AccessService:
             "user", username, lambda s: identity.authenticate_user(s, username, password)
         )
 
+    def sign_in_oidc(self, grant: str, name: str, secret: str) -> SignIn:
+        """An OAuth sign-in as az/MSAL makes it (grant client_credentials or password): the
+        same checks and lockout as `token_for_*`, plus a refresh token and who signed in."""
+        check: Any
+        if grant == "client_credentials":
+            kind = "client"
+            check = partial(identity.authenticate_client, client_id=name, client_secret=secret)
+        else:
+            kind = "user"
+            check = partial(identity.authenticate_user, username=name, password=secret)
+        access, lifetime, principal = self._check_and_issue(kind, name, check)
+        return self._with_refresh(principal, access, lifetime)
+
+    def refresh(self, token: str) -> SignIn:
+        """New tokens for a refresh token (which is then revoked: each is used once), while
+        its principal exists, is enabled, and the token is not revoked."""
+        now = self.ctx.clock.now()
+        claims = identity.verify_token(self.ctx.token_key, token, now)
+        if claims.get("use") != identity.REFRESH:
+            raise Unauthorized(
+                "Not a refresh token. Sign in again.", code=Code.InvalidAuthenticationToken
+            )
+        with self.ctx.db.session() as s:
+            caller = identity.caller_for(s, claims)
+            principal = identity.get_principal(s, caller.principal_id)
+            identity.revoke(s, claims)
+        lifetime = self.ctx.settings.token_lifetime_seconds
+        access = identity.issue_token(self.ctx.token_key, principal, now, lifetime)
+        return self._with_refresh(principal, access, lifetime)
+
+    def _with_refresh(self, principal: Principal, access: str, lifetime: int) -> SignIn:
+        refresh = identity.issue_token(
+            self.ctx.token_key,
+            principal,
+            self.ctx.clock.now(),
+            identity.REFRESH_LIFETIME,
+            use=identity.REFRESH,
+        )
+        return SignIn(principal, access, lifetime, refresh, self.tenant_id())
+
+    def tenant_id(self) -> str:
+        with self.ctx.db.session() as s:
+            return tenancy.tenant_id(s)
+
     def _sign_in(self, kind: str, name: str, check: Any) -> tuple[str, int]:
+        token, lifetime, _ = self._check_and_issue(kind, name, check)
+        return token, lifetime
+
+    def _check_and_issue(self, kind: str, name: str, check: Any) -> tuple[str, int, Principal]:
         """Check credentials with lockout: the attempt is counted (atomically, in its own
         transaction) before the password is checked, and settled after."""
         now, key = self.ctx.clock.now(), identity.lock_key(kind, name)
@@ -54,10 +115,10 @@ class AccessService:
             raise error
         lifetime = self.ctx.settings.token_lifetime_seconds
         token = identity.issue_token(self.ctx.token_key, principal, now, lifetime)
-        return token, lifetime
+        return token, lifetime, principal
 
     def authenticate(self, token: str) -> Caller:
-        claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
+        claims = identity.verify_access_token(self.ctx.token_key, token, self.ctx.clock.now())
         with self.ctx.db.session() as s:
             return identity.caller_for(s, claims)
 

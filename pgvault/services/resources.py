@@ -20,6 +20,10 @@ class ResourceService(ServiceBase):
         with self.ctx.db.session() as s:
             return tenancy.list_subscriptions(s)
 
+    def get_subscription(self, sub: str) -> tenancy.Subscription:
+        with self.ctx.db.session() as s:
+            return tenancy.get_subscription(s, sub)
+
     def put_group(self, sub: str, rg: str, location: str) -> tenancy.ResourceGroup:
         with self.ctx.db.session() as s:
             return tenancy.create_group(s, sub, rg, location, self.ctx.clock.now())

@@ -629,6 +629,8 @@ ROUTES: list[tuple[str, str, str, str]] = [
     # (method, path, action, scope)
     # tenancy
     ("GET", "/subscriptions", "Microsoft.Resources/subscriptions/read", "/"),
+    ("GET", S, "Microsoft.Resources/subscriptions/read", S),
+    ("GET", "/tenants", "Microsoft.Resources/tenants/read", "/"),
     ("PUT", R, "Microsoft.Resources/subscriptions/resourceGroups/write", R),
     ("GET", R, "Microsoft.Resources/subscriptions/resourceGroups/read", R),
     # vaults
@@ -818,6 +820,16 @@ NOT_AUTHORIZED = {
     ("POST", "/oauth2/revoke"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    # sign-in as az and MSAL make it (api/signin.py): public discovery and token endpoints
+    ("GET", "/metadata/endpoints"),
+    ("GET", "/adfs/.well-known/openid-configuration"),
+    ("GET", "/adfs/{tenant}/v2.0/.well-known/openid-configuration"),
+    ("GET", "/{tenant}/.well-known/openid-configuration"),
+    ("GET", "/{tenant}/v2.0/.well-known/openid-configuration"),
+    ("GET", "/{tenant}/discovery/keys"),
+    ("POST", "/adfs/oauth2/token"),
+    ("POST", "/{tenant}/oauth2/v2.0/token"),
+    ("POST", "/{tenant}/oauth2/token"),
 }
 
 
