@@ -78,6 +78,12 @@ class Code(StrEnum):
         "Choose a name that follows the rules the message gives.",
     )
     InvalidFilter = "InvalidFilter", 400, "Correct the $filter expression."
+    InvalidQuery = (
+        "InvalidQuery",
+        400,
+        "Send one of the Resource Graph queries `az dataprotection … list-from-resourcegraph` "
+        "builds.",
+    )
     InvalidHeaderValue = (
         "InvalidHeaderValue",
         400,

@@ -18,8 +18,14 @@ VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELET
 OPEN_ACTIONS = {
     "Microsoft.Resources/subscriptions/read",
     "Microsoft.Resources/tenants/read",
+    "Microsoft.ResourceGraph/resources/read",
     "Microsoft.Authorization/roleDefinitions/read",
 }
+
+#: `POST /providers/Microsoft.ResourceGraph/resources`: a query, which Azure authorises as this
+#: read; every row it returns is checked against the caller's roles (api/resourcegraph.py).
+RESOURCE_GRAPH_PATH = "/providers/Microsoft.ResourceGraph/resources"
+RESOURCE_GRAPH_READ = "Microsoft.ResourceGraph/resources/read"
 
 #: `GET /metrics` (Prometheus): the service's metrics, readable by Reader or Backup Reader at `/`.
 METRICS_PATH = "/metrics"
@@ -51,6 +57,8 @@ def requested(method: str, path: str) -> Requested:
         return Requested(
             METRICS_READ if method in ("GET", "HEAD") else "Microsoft.Insights/metrics/write", "/"
         )
+    if path.rstrip("/").lower() == RESOURCE_GRAPH_PATH.lower() and method == "POST":
+        return Requested(RESOURCE_GRAPH_READ, "/")
     segs = [s for s in path.split("/") if s]
     lowered = [s.lower() for s in segs]
     if segs and lowered[0] == "pgvault":

@@ -17,7 +17,15 @@ from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgvault import __version__, logs, observability
-from pgvault.api import access, actions, dataprotection, limits, resources, signin
+from pgvault.api import (
+    access,
+    actions,
+    dataprotection,
+    limits,
+    resourcegraph,
+    resources,
+    signin,
+)
 from pgvault.api.deps import Auth, error_response
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, PgVaultError
@@ -65,6 +73,7 @@ _CANONICAL = {
         "roleAssignments",
         "roleDefinitions",
         "Microsoft.Insights",
+        "Microsoft.ResourceGraph",
     )
 }
 
@@ -172,6 +181,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     app.state.metrics = observability.registry(ctx)
     app.include_router(access.router)
     app.include_router(signin.router)
+    app.include_router(resourcegraph.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
 

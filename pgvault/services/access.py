@@ -129,6 +129,11 @@ class AccessService:
 
     # -- authorization ----------------------------------------------------------------------
 
+    def allowed(self, caller: Caller, action: str, scope: str) -> bool:
+        """Whether a role assigned at or above `scope` grants `action` (no error, no audit)."""
+        with self.ctx.db.session() as s:
+            return rbac.is_allowed(s, caller.principal_id, action, scope)
+
     def authorize(self, caller: Caller, action: str, scope: str) -> None:
         """403 naming the missing action unless a role assigned at or above `scope` grants it."""
         with self.ctx.db.session() as s:
