@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +53,11 @@ class Settings:
     token_rate_window_seconds: int = 60
     #: Log lines: "plain" (default) or "json" (one object a line, with request and job ids).
     log_format: str = "plain"
+    #: Key Vault data plane by host, as Azure's `https://KV.vault.azure.net/`: with a suffix
+    #: such as `vault.pgvault.example` (wildcard DNS and certificate pointing here), a key
+    #: vault's vaultUri is `https://KV.SUFFIX[:PORT]/`, which the Key Vault SDKs and az need.
+    #: None: vaultUri is `PUBLIC_URL/keyvaults/KV/` (pgvault's own clients only).
+    keyvault_dns_suffix: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -79,6 +85,8 @@ class Settings:
             if raw:
                 values[key] = tuple(v.strip() for v in raw.split(",") if v.strip())
         values.update(_limits_from_env(env))
+        if env.get("PGVAULT_KEYVAULT_DNS_SUFFIX"):
+            values["keyvault_dns_suffix"] = keyvault_suffix(env["PGVAULT_KEYVAULT_DNS_SUFFIX"])
         if env.get("PGVAULT_LOG_FORMAT"):
             fmt = env["PGVAULT_LOG_FORMAT"].strip().lower()
             if fmt not in ("plain", "json"):
@@ -126,6 +134,21 @@ class Settings:
     def credentials_file(self) -> Path:
         """The admin principal's client credentials, readable by the owner only."""
         return self.home / "credentials.json"
+
+
+_SUFFIX = re.compile(r"^vault(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+
+def keyvault_suffix(text: str) -> str:
+    """A DNS suffix for key vault hosts: lower-case labels, the first one `vault` (as in
+    `vault.azure.net`), so `https://KV.SUFFIX/secrets/NAME` reads as a key-vault secret URI."""
+    suffix = text.strip().strip(".").lower()
+    if not _SUFFIX.match(suffix):
+        raise ValueError(
+            f"PGVAULT_KEYVAULT_DNS_SUFFIX must be a DNS name starting with 'vault.', "
+            f"e.g. vault.pgvault.example, not {text!r}."
+        )
+    return suffix
 
 
 _INT_LIMITS = {

@@ -21,6 +21,7 @@ from pgvault.api import (
     access,
     actions,
     dataprotection,
+    keyvault,
     limits,
     resourcegraph,
     resources,
@@ -182,12 +183,17 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     app.include_router(access.router)
     app.include_router(signin.router)
     app.include_router(resourcegraph.router)
+    app.include_router(keyvault.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
 
     @app.exception_handler(PgVaultError)
     async def _pgvault_error(_: Request, exc: PgVaultError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(keyvault.Challenge)
+    async def _keyvault_challenge(request: Request, exc: keyvault.Challenge) -> JSONResponse:
+        return keyvault.challenge_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -274,6 +280,8 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
         return response
 
     app.add_middleware(CanonicalPath)
+    if ctx.settings.keyvault_dns_suffix:  # before CanonicalPath: a key vault's host → its path
+        app.add_middleware(keyvault.KeyVaultHost, suffix=ctx.settings.keyvault_dns_suffix)
     app.add_middleware(RequestId)
     settings = ctx.settings
     app.add_middleware(limits.InputLimits, max_body_bytes=lambda: settings.max_body_bytes)

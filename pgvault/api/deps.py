@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -58,6 +58,18 @@ def base_url(request: Request) -> str:
 
 def public_url(request: Request, svc: Service) -> str:
     return base_url(request)
+
+
+def keyvault_base(request: Request, name: str) -> str:
+    """A key vault's vaultUri without the trailing slash: `https://NAME.SUFFIX[:PORT]` with
+    PGVAULT_KEYVAULT_DNS_SUFFIX (the port of the public URL), else `PUBLIC_URL/keyvaults/NAME`."""
+    suffix = service(request).ctx.settings.keyvault_dns_suffix
+    base = base_url(request)
+    if not suffix:
+        return f"{base}/keyvaults/{name}"
+    parts = urlsplit(base)
+    port = f":{parts.port}" if parts.port and parts.port != 443 else ""
+    return f"https://{name.lower()}.{suffix}{port}"
 
 
 def accepted(request: Request, scope_id: str, op_id: str) -> Response:

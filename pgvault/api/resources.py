@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault.api import shapes
-from pgvault.api.deps import Auth, Svc, json_response, public_url
+from pgvault.api.deps import Auth, Svc, json_response, keyvault_base, public_url
 from pgvault.schemas.resources import (
     ContainerBody,
     GroupBody,
@@ -85,19 +85,20 @@ def put_keyvault(
     request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth, body: KeyVaultBody
 ) -> JSONResponse:
     kv = svc.put_keyvault(sub, rg, name, body.location)
-    return json_response(shapes.keyvault(kv, public_url(request, svc)))
+    return json_response(shapes.keyvault(kv, keyvault_base(request, kv.name)))
 
 
 @router.get(KV + "/{name}")
 def get_keyvault(request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth) -> JSONResponse:
-    return json_response(shapes.keyvault(svc.get_keyvault(sub, rg, name), public_url(request, svc)))
+    kv = svc.get_keyvault(sub, rg, name)
+    return json_response(shapes.keyvault(kv, keyvault_base(request, kv.name)))
 
 
 @router.get(KV)
 def list_keyvaults(request: Request, sub: str, rg: str, svc: Svc, _: Auth) -> JSONResponse:
-    url = public_url(request, svc)
+    kvs = svc.list_keyvaults(sub, rg)
     return json_response(
-        shapes.page([shapes.keyvault(k, url) for k in svc.list_keyvaults(sub, rg)])
+        shapes.page([shapes.keyvault(k, keyvault_base(request, k.name)) for k in kvs])
     )
 
 
@@ -113,7 +114,7 @@ def put_secret(
 ) -> JSONResponse:
     props = body.properties
     vault, row = svc.put_secret(sub, rg, kv, name, props.value, props.content_type)
-    return json_response(shapes.secret(vault, row, public_url(request, svc)))
+    return json_response(shapes.secret(vault, row, keyvault_base(request, vault.name)))
 
 
 @router.get(KV + "/{kv}/secrets/{name}")
@@ -121,14 +122,14 @@ def get_secret(
     request: Request, sub: str, rg: str, kv: str, name: str, svc: Svc, _: Auth
 ) -> JSONResponse:
     vault, row = svc.get_secret(sub, rg, kv, name)
-    return json_response(shapes.secret(vault, row, public_url(request, svc)))
+    return json_response(shapes.secret(vault, row, keyvault_base(request, vault.name)))
 
 
 @router.get(KV + "/{kv}/secrets")
 def list_secrets(request: Request, sub: str, rg: str, kv: str, svc: Svc, _: Auth) -> JSONResponse:
     vault, rows = svc.list_secrets(sub, rg, kv)
-    url = public_url(request, svc)
-    return json_response(shapes.page([shapes.secret(vault, r, url) for r in rows]))
+    base = keyvault_base(request, vault.name)
+    return json_response(shapes.page([shapes.secret(vault, r, base) for r in rows]))
 
 
 # -- storage accounts and containers --------------------------------------------------------

@@ -69,29 +69,29 @@ def server(sv: servers.Server) -> dict[str, Any]:
     }
 
 
-def keyvault(kv: secrets.KeyVault, base_url: str) -> dict[str, Any]:
+def keyvault(kv: secrets.KeyVault, vault_base: str) -> dict[str, Any]:
     return {
         "id": kv.arm_id,
         "name": kv.name,
         "type": "Microsoft.KeyVault/vaults",
         "location": kv.location,
         "properties": {
-            "vaultUri": f"{base_url}/keyvaults/{kv.name}/",
+            "vaultUri": f"{vault_base}/",
             "provisioningState": "Succeeded",
             "enableRbacAuthorization": True,
         },
     }
 
 
-def secret(kv: secrets.KeyVault, row: secrets.SecretVersion, base_url: str) -> dict[str, Any]:
+def secret(kv: secrets.KeyVault, row: secrets.SecretVersion, vault_base: str) -> dict[str, Any]:
     return {
         "id": f"{kv.arm_id}/secrets/{row.name}",
         "name": row.name,
         "type": "Microsoft.KeyVault/vaults/secrets",
         "location": kv.location,
         "properties": {
-            "secretUri": secrets.secret_uri(base_url, kv.name, row.name),
-            "secretUriWithVersion": secrets.secret_uri(base_url, kv.name, row.name, row.version),
+            "secretUri": secrets.secret_uri_at(vault_base, row.name),
+            "secretUriWithVersion": secrets.secret_uri_at(vault_base, row.name, row.version),
             "contentType": row.content_type,
             "attributes": {
                 "enabled": True,

@@ -134,6 +134,11 @@ class AccessService:
         with self.ctx.db.session() as s:
             return rbac.is_allowed(s, caller.principal_id, action, scope)
 
+    def allowed_data(self, caller: Caller, action: str, scope: str) -> bool:
+        """Whether a role at or above `scope` grants the data action (e.g. getSecret)."""
+        with self.ctx.db.session() as s:
+            return rbac.is_allowed(s, caller.principal_id, action, scope, data=True)
+
     def authorize(self, caller: Caller, action: str, scope: str) -> None:
         """403 naming the missing action unless a role assigned at or above `scope` grants it."""
         with self.ctx.db.session() as s:

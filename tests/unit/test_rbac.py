@@ -836,6 +836,11 @@ NOT_AUTHORIZED = {
     ("POST", "/adfs/oauth2/token"),
     ("POST", "/{tenant}/oauth2/v2.0/token"),
     ("POST", "/{tenant}/oauth2/token"),
+    # the key-vault data plane (api/keyvault.py): signed in, then Key Vault's data actions
+    # (readMetadata / getSecret) checked in the route at the key vault or secret
+    ("GET", "/keyvaults/{kv}/secrets"),
+    ("GET", "/keyvaults/{kv}/secrets/{name}"),
+    ("GET", "/keyvaults/{kv}/secrets/{name}/{version}"),
 }
 
 
