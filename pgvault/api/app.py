@@ -21,6 +21,7 @@ from pgvault.api import (
     access,
     actions,
     dataprotection,
+    graph,
     keyvault,
     limits,
     resourcegraph,
@@ -184,6 +185,7 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     app.include_router(signin.router)
     app.include_router(resourcegraph.router)
     app.include_router(keyvault.router)
+    app.include_router(graph.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
 

@@ -43,8 +43,17 @@ def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Calle
     return who
 
 
+def signed_in(request: Request, svc: Annotated[Service, Depends(service)]) -> Caller:
+    """A valid bearer token, no role needed: directory reads (Microsoft Graph) that any
+    signed-in principal of a tenant may make; what they return is decided by the route."""
+    who = svc.access.authenticate(bearer(request))
+    request.state.caller = who
+    return who
+
+
 Svc = Annotated[Service, Depends(service)]
 Auth = Annotated[Caller, Depends(caller)]
+SignedIn = Annotated[Caller, Depends(signed_in)]
 
 
 def base_url(request: Request) -> str:

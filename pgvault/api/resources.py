@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from pgvault.api import shapes
 from pgvault.api.deps import Auth, Svc, json_response, keyvault_base, public_url
+from pgvault.errors import Code, NotFound
 from pgvault.schemas.resources import (
     ContainerBody,
     GroupBody,
@@ -73,6 +74,39 @@ def list_servers(sub: str, rg: str, svc: Svc, _: Auth) -> JSONResponse:
 def delete_server(sub: str, rg: str, name: str, svc: Svc, _: Auth) -> Response:
     svc.delete_server(sub, rg, name)
     return Response(status_code=200)
+
+
+#: pgvault reaches a registered server from where it runs; it keeps no address filter of
+#: its own, so a server shows the one rule Azure's "Allow access to Azure services" is.
+AZURE_SERVICES_RULE = "AllowAllWindowsAzureIps"
+
+
+def _firewall_rule(server_id: str) -> dict[str, object]:
+    return {
+        "id": f"{server_id}/firewallRules/{AZURE_SERVICES_RULE}",
+        "name": AZURE_SERVICES_RULE,
+        "type": "Microsoft.DBforPostgreSQL/servers/firewallRules",
+        "properties": {"startIpAddress": "0.0.0.0", "endIpAddress": "0.0.0.0"},
+    }
+
+
+@router.get(SERVERS + "/{server}/firewallRules")
+def list_firewall_rules(sub: str, rg: str, server: str, svc: Svc, _: Auth) -> JSONResponse:
+    """The line of sight backups need (what `update-msi-permissions` checks for)."""
+    registered = svc.get_server(sub, rg, server)
+    return json_response(shapes.page([_firewall_rule(registered.arm_id)]))
+
+
+@router.get(SERVERS + "/{server}/firewallRules/{rule}")
+def get_firewall_rule(sub: str, rg: str, server: str, rule: str, svc: Svc, _: Auth) -> JSONResponse:
+    registered = svc.get_server(sub, rg, server)
+    if rule.lower() != AZURE_SERVICES_RULE.lower():
+        raise NotFound(
+            f"Firewall rule {rule!r} not found: pgvault keeps no address filter; the server "
+            f"shows only {AZURE_SERVICES_RULE!r}.",
+            code=Code.ResourceNotFound,
+        )
+    return json_response(_firewall_rule(registered.arm_id))
 
 
 # -- key vaults and secrets -----------------------------------------------------------------

@@ -71,6 +71,7 @@ def cloud_metadata(request: Request, svc: Svc) -> JSONResponse:
             "name": "pgvault",
             "resourceManager": f"{base}/",
             "portal": f"{base}/",
+            "microsoftGraphResourceId": f"{base}/",
             "authentication": {
                 "loginEndpoint": f"{base}/adfs",
                 "audiences": [f"{base}/"],

@@ -712,6 +712,13 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("PUT", PG, f"{SERVERS}/write", PG),
     ("GET", PG, f"{SERVERS}/read", PG),
     ("DELETE", PG, f"{SERVERS}/delete", PG),
+    ("GET", f"{PG}/firewallRules", f"{SERVERS}/firewallRules/read", PG),
+    (
+        "GET",
+        f"{PG}/firewallRules/AllowAllWindowsAzureIps",
+        f"{SERVERS}/firewallRules/read",
+        f"{PG}/firewallRules/AllowAllWindowsAzureIps",
+    ),
     (
         "GET",
         f"{R}/providers/Microsoft.DBforPostgreSQL/servers",
@@ -809,6 +816,8 @@ EXAMPLE_NAMES = {
     "{account}": "sa1",
     "{role_id}": "d1",
     "/{scope}": R,
+    "{rule}": "AllowAllWindowsAzureIps",
+    "{server}": "pg1",
 }
 # `{name}` is named after the collection it is in
 NAME_BY_COLLECTION = {
@@ -836,6 +845,11 @@ NOT_AUTHORIZED = {
     ("POST", "/adfs/oauth2/token"),
     ("POST", "/{tenant}/oauth2/v2.0/token"),
     ("POST", "/{tenant}/oauth2/token"),
+    # Microsoft Graph directory reads (api/graph.py): any signed-in principal, as in Entra ID
+    ("GET", "/v1.0/servicePrincipals"),
+    ("GET", "/v1.0/users"),
+    ("GET", "/v1.0/me"),
+    ("POST", "/v1.0/directoryObjects/getByIds"),
     # the key-vault data plane (api/keyvault.py): signed in, then Key Vault's data actions
     # (readMetadata / getSecret) checked in the route at the key vault or secret
     ("GET", "/keyvaults/{kv}/secrets"),
