@@ -305,12 +305,7 @@ def protect(
     datasource = server.database_id(database)
     existing = find(s, vault_id, name)
     if existing is not None:
-        if existing.datasource_key != datasource.lower():
-            raise Conflict(
-                f"Backup instance {name!r} protects another database; a backup "
-                "instance's data source cannot change.",
-                code=Code.UserErrorDatasourceCannotChange,
-            )
+        check_same_datasource(existing, datasource)
         policy_changed = existing.policy_id != policy_id
         existing.policy_id, existing.secret_uri = policy_id, secret_uri
         if friendly_name is not None:
@@ -320,6 +315,16 @@ def protect(
     inst = create(s, vault_id, name, server.id, database, datasource, policy_id, secret_uri, now)
     inst.friendly_name = friendly_name
     return inst, False, True
+
+
+def check_same_datasource(inst: Instance, datasource_id: str) -> None:
+    """An instance's database never changes (UserErrorDatasourceCannotChange)."""
+    if inst.datasource_key != datasource_id.lower():
+        raise Conflict(
+            f"Backup instance {inst.name!r} protects another database; a backup "
+            "instance's data source cannot change.",
+            code=Code.UserErrorDatasourceCannotChange,
+        )
 
 
 def check_friendly_name(name: str | None) -> str | None:

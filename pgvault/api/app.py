@@ -59,6 +59,7 @@ _CANONICAL = {
         "blobServices",
         "validateForBackup",
         "validateRestore",
+        "validateForModifyBackup",
         "deletedBackupInstances",
         "rehydrate",
         "stopProtection",

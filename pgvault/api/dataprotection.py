@@ -125,6 +125,26 @@ def validate_for_backup(
     return lro.start(request, svc, _vault_id(sub, rg, vault), action, failures_in_operation=True)
 
 
+@router.post(BI + "/validateForModifyBackup")
+def validate_for_update(
+    request: Request,
+    sub: str,
+    rg: str,
+    vault: str,
+    bi: str,
+    svc: Svc,
+    _: Auth,
+    body: ValidateForBackupBody,
+) -> Response:
+    """What `az dataprotection backup-instance validate-for-update` asks before an update."""
+    spec = body.to_spec()
+
+    def action() -> None:
+        svc.validate_for_update(sub, rg, vault, bi, spec)
+
+    return lro.start(request, svc, _vault_id(sub, rg, vault), action, failures_in_operation=True)
+
+
 @router.put(BI)
 def put_instance(
     sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth, body: InstanceBody

@@ -134,6 +134,19 @@ class ProtectionService(ServiceBase):
             source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)
         backup.check(source)
 
+    def validate_for_update(
+        self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec
+    ) -> None:
+        """validateForModifyBackup: the checks of validateForBackup for an existing instance
+        (its own database is of course protected; another database is refused)."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            server, database, _ = self._resolve_spec(s, vault, spec)
+            instances.check_same_datasource(inst, server.database_id(database))
+            source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)
+        backup.check(source)
+
     def put_instance(
         self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec
     ) -> tuple[InstanceView, bool]:

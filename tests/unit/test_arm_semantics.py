@@ -144,3 +144,19 @@ def test_vault_holding_only_soft_deleted_instances(api: Api, world: dict[str, st
     assert api.ok("GET", f"{vault}/deletedBackupInstances")["value"] == []
     assert api.call("DELETE", vault).status_code == 200
     assert api.call("GET", vault).status_code == 404
+
+
+def test_validate_for_modify_backup(api: Api, world: dict[str, str]) -> None:
+    """az's validate-for-update: the backup checks for the instance itself (here the vault's
+    identity has no roles, so the operation fails with a user error); another database is
+    refused at once."""
+    path = f"{world['rg']}/{DP}/v/backupInstances/modify"
+    api.ok("PUT", path, _instance(world, "modify"), 201)
+    own = {"backupInstance": _instance(world, "modify")["properties"]}
+    status = _done(api, api.call("POST", f"{path}/validateForModifyBackup", own))
+    assert status["status"] == "Failed"
+    assert status["error"]["code"].startswith("UserError")
+    other = {"backupInstance": _instance(world, "another")["properties"]}
+    r = api.call("POST", f"{path}/validateForModifyBackup", other)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "UserErrorDatasourceCannotChange"

@@ -670,6 +670,7 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("DELETE", INST, f"{BI}/delete", INST),
     ("POST", f"{INST}/backup", f"{BI}/backup/action", INST),
     ("POST", f"{INST}/validateRestore", f"{BI}/validateRestore/action", INST),
+    ("POST", f"{INST}/validateForModifyBackup", f"{BI}/validateForModifyBackup/action", INST),
     ("POST", f"{INST}/restore", f"{BI}/restore/action", INST),
     ("POST", f"{INST}/stopProtection", f"{BI}/stopProtection/action", INST),
     ("POST", f"{INST}/rehydrate", f"{BI}/rehydrate/action", INST),
