@@ -20,6 +20,7 @@ from pgvault.schemas.dataprotection import (
     RehydrateBody,
     RestoreRequestBody,
     ValidateForBackupBody,
+    ValidateForModifyBody,
     ValidateRestoreBody,
     VaultBody,
     VaultPatch,
@@ -134,7 +135,7 @@ def validate_for_update(
     bi: str,
     svc: Svc,
     _: Auth,
-    body: ValidateForBackupBody,
+    body: ValidateForModifyBody,
 ) -> Response:
     """What `az dataprotection backup-instance validate-for-update` asks before an update."""
     spec = body.to_spec()

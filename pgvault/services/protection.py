@@ -8,7 +8,7 @@ policy change or a resume needs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -142,6 +142,7 @@ class ProtectionService(ServiceBase):
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
+            spec = replace(spec, secret_uri=spec.secret_uri or inst.secret_uri)
             server, database, _ = self._resolve_spec(s, vault, spec)
             instances.check_same_datasource(inst, server.database_id(database))
             source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)

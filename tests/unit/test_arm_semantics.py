@@ -156,6 +156,10 @@ def test_validate_for_modify_backup(api: Api, world: dict[str, str]) -> None:
     status = _done(api, api.call("POST", f"{path}/validateForModifyBackup", own))
     assert status["status"] == "Failed"
     assert status["error"]["code"].startswith("UserError")
+    # az sends the credentials empty: the instance's own secret is checked
+    no_secret = {"backupInstance": {**own["backupInstance"], "datasourceAuthCredentials": {}}}
+    status = _done(api, api.call("POST", f"{path}/validateForModifyBackup", no_secret))
+    assert status["status"] == "Failed"
     other = {"backupInstance": _instance(world, "another")["properties"]}
     r = api.call("POST", f"{path}/validateForModifyBackup", other)
     assert r.status_code == 409
