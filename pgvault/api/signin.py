@@ -12,9 +12,9 @@ id_token, client_info and refresh token MSAL keeps in its cache.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse
 
 from pgvault import identity
@@ -29,6 +29,8 @@ router = APIRouter()
 #: Tenant names an authority may use besides the tenant id and domain.
 _ANY_TENANT = {"adfs", "organizations", "common"}
 _GRANTS = ("client_credentials", "password", "refresh_token")
+#: The Azure CLI's public client id: the audience of a password grant's id_token without one.
+AZ_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
 
 def _known(tenant: str, svc: Svc) -> bool:
@@ -144,7 +146,9 @@ def signing_keys(tenant: str, svc: Svc) -> JSONResponse:
 # -- token endpoints ------------------------------------------------------------------------
 
 
-def _token_body(request: Request, tenant: str, svc: Svc, signed: SignIn, client: str) -> Any:
+def _token_body(
+    request: Request, tenant: str, svc: Svc, signed: SignIn, client: str
+) -> dict[str, Any]:
     now = int(time.time())
     p = signed.principal
     claims: dict[str, object] = {
@@ -173,106 +177,89 @@ def _token_body(request: Request, tenant: str, svc: Svc, signed: SignIn, client:
     }
 
 
-def _token(
-    request: Request,
-    svc: Svc,
-    tenant: str,
-    grant_type: str | None,
-    client_id: str | None,
-    client_secret: str | None,
-    username: str | None,
-    password: str | None,
-    refresh_token: str | None,
-) -> JSONResponse:
+class TokenForm:
+    """The form of an OAuth token request (RFC 6749), the fields the three grants use."""
+
+    def __init__(
+        self,
+        grant_type: str | None = Form(default=None),
+        client_id: str | None = Form(default=None),
+        client_secret: str | None = Form(default=None),
+        username: str | None = Form(default=None),
+        password: str | None = Form(default=None),
+        refresh_token: str | None = Form(default=None),
+        scope: str | None = Form(default=None),
+    ) -> None:
+        self.grant_type, self.client_id, self.client_secret = grant_type, client_id, client_secret
+        self.username, self.password, self.refresh_token = username, password, refresh_token
+        self.scope = scope
+
+
+Token = Annotated[TokenForm, Depends()]
+
+
+def _sign(svc: Svc, form: TokenForm) -> SignIn | JSONResponse:
+    """The grant's sign-in, or the OAuth error for a malformed request."""
+    grant = form.grant_type
+    if grant == "client_credentials" and form.client_id and form.client_secret is not None:
+        return svc.access.sign_in_oidc(grant, form.client_id, form.client_secret)
+    if grant == "password" and form.username and form.password is not None:
+        return svc.access.sign_in_oidc(grant, form.username, form.password)
+    if grant == "refresh_token" and form.refresh_token:
+        return svc.access.refresh(form.refresh_token)
+    if grant not in _GRANTS:
+        return _oauth_error(
+            400, "unsupported_grant_type", "Use client_credentials, password or refresh_token."
+        )
+    return _oauth_error(
+        400,
+        "invalid_request",
+        "client_credentials needs client_id and client_secret; password needs username and "
+        "password; refresh_token needs refresh_token.",
+    )
+
+
+def _token(request: Request, svc: Svc, tenant: str, form: TokenForm) -> JSONResponse:
     if not _known(tenant, svc):
         return _unknown_tenant(tenant)
-    name = username if grant_type == "password" else client_id
+    name = form.username if form.grant_type == "password" else form.client_id
     address = limits.client_address(request.scope, svc.ctx.settings.trusted_proxies)
     try:
         request.app.state.token_rate_by_address.hit(address, f"address {address}")
         if name:
             request.app.state.token_rate_by_name.hit(name[:200], repr(name[:200]))
-        if grant_type == "client_credentials" and client_id and client_secret is not None:
-            signed = svc.access.sign_in_oidc(grant_type, client_id, client_secret)
-        elif grant_type == "password" and username and password is not None:
-            signed = svc.access.sign_in_oidc(grant_type, username, password)
-        elif grant_type == "refresh_token" and refresh_token:
-            signed = svc.access.refresh(refresh_token)
-        elif grant_type not in _GRANTS:
-            return _oauth_error(
-                400, "unsupported_grant_type", "Use client_credentials, password or refresh_token."
-            )
-        else:
-            return _oauth_error(
-                400,
-                "invalid_request",
-                "client_credentials needs client_id and client_secret; password needs "
-                "username and password; refresh_token needs refresh_token.",
-            )
+        signed = _sign(svc, form)
     except PgVaultError as exc:
-        error = "invalid_client" if grant_type == "client_credentials" else "invalid_grant"
         if exc.status == 429:
             response = _oauth_error(429, "temporarily_unavailable", exc.message)
             retry = getattr(exc, "retry_after", None)
             if retry is not None:
                 response.headers["Retry-After"] = str(retry)
             return response
+        error = "invalid_client" if form.grant_type == "client_credentials" else "invalid_grant"
         return _oauth_error(401 if exc.status == 401 else 400, error, exc.message)
-    audience = client_id or "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # az's public client id
-    return json_response(_token_body(request, tenant, svc, signed, audience))
+    if isinstance(signed, JSONResponse):
+        return signed
+    audience = form.client_id or AZ_CLIENT_ID
+    body = _token_body(request, tenant, svc, signed, audience)
+    if form.scope:  # echoed: MSAL caches the token under the scope the response names
+        body["scope"] = form.scope[:1000]
+    return json_response(body)
 
 
 @router.post("/adfs/oauth2/token")
-def adfs_token(
-    request: Request,
-    svc: Svc,
-    grant_type: str | None = Form(default=None),
-    client_id: str | None = Form(default=None),
-    client_secret: str | None = Form(default=None),
-    username: str | None = Form(default=None),
-    password: str | None = Form(default=None),
-    refresh_token: str | None = Form(default=None),
-) -> JSONResponse:
-    return _token(
-        request, svc, "adfs", grant_type, client_id, client_secret, username, password,
-        refresh_token,
-    )  # fmt: skip
+def adfs_token(request: Request, svc: Svc, form: Token) -> JSONResponse:
+    return _token(request, svc, "adfs", form)
 
 
 @router.post("/{tenant}/oauth2/v2.0/token")
-def tenant_token_v2(
-    tenant: str,
-    request: Request,
-    svc: Svc,
-    grant_type: str | None = Form(default=None),
-    client_id: str | None = Form(default=None),
-    client_secret: str | None = Form(default=None),
-    username: str | None = Form(default=None),
-    password: str | None = Form(default=None),
-    refresh_token: str | None = Form(default=None),
-) -> JSONResponse:
-    return _token(
-        request, svc, tenant, grant_type, client_id, client_secret, username, password,
-        refresh_token,
-    )  # fmt: skip
+def tenant_token_v2(tenant: str, request: Request, svc: Svc, form: Token) -> JSONResponse:
+    return _token(request, svc, tenant, form)
 
 
 @router.post("/{tenant}/oauth2/token")
-def tenant_token(
-    tenant: str,
-    request: Request,
-    svc: Svc,
-    grant_type: str | None = Form(default=None),
-    client_id: str | None = Form(default=None),
-    client_secret: str | None = Form(default=None),
-    username: str | None = Form(default=None),
-    password: str | None = Form(default=None),
-    refresh_token: str | None = Form(default=None),
-) -> JSONResponse:
-    return _token(
-        request, svc, tenant, grant_type, client_id, client_secret, username, password,
-        refresh_token,
-    )  # fmt: skip
+def tenant_token(tenant: str, request: Request, svc: Svc, form: Token) -> JSONResponse:
+    return _token(request, svc, tenant, form)
 
 
 # -- tenants --------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ def test_client_credentials_give_msal_what_it_needs(api: Api, tenant: str, where
         "scope": "https://x/.default",
     }
     body = api.client.post("/" + where.format(t=tenant), data=form).json()
+    assert body["scope"] == "https://x/.default"  # MSAL caches the token under this scope
     claims = _claims(body["id_token"])
     assert claims["aud"] == creds["clientId"]
     assert claims["tid"] == tenant
