@@ -5,6 +5,7 @@ the defaults."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -83,6 +84,11 @@ class Settings:
     #: offset per instance), not all at the same second. 0: all at the slot (the default;
     #: production with many instances: e.g. 900). Keep it under the shortest schedule interval.
     schedule_spread_seconds: int = 0
+    #: Key Vault data plane by host, as Azure's `https://KV.vault.azure.net/`: with a suffix
+    #: such as `vault.pgvault.example` (wildcard DNS and certificate pointing here), a key
+    #: vault's vaultUri is `https://KV.SUFFIX[:PORT]/`, which the Key Vault SDKs and az need.
+    #: None: vaultUri is `PUBLIC_URL/keyvaults/KV/` (pgvault's own clients only).
+    keyvault_dns_suffix: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -162,6 +168,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "log_format": "log_format",
         "api_threads": "api_threads",
         "token_lifetime_seconds": "token_lifetime_seconds",
+        "keyvault_dns_suffix": "keyvault_dns_suffix",
     },
     "tls": {"cert": "tls_cert", "key": "tls_key"},
     "storage": {
@@ -232,7 +239,23 @@ KINDS: dict[str, str] = {
     "global_concurrency": "count",
     "lost_job_retries": "count",
     "schedule_spread_seconds": "count",
+    "keyvault_dns_suffix": "keyvault_suffix",
 }
+
+
+_SUFFIX = re.compile(r"^vault(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+
+def keyvault_suffix(text: str) -> str:
+    """A DNS suffix for key vault hosts: lower-case labels, the first one `vault` (as in
+    `vault.azure.net`), so `https://KV.SUFFIX/secrets/NAME` reads as a key-vault secret URI."""
+    suffix = text.strip().strip(".").lower()
+    if not _SUFFIX.match(suffix):
+        raise ValueError(
+            f"PGVAULT_KEYVAULT_DNS_SUFFIX must be a DNS name starting with 'vault.', "
+            f"e.g. vault.pgvault.example, not {text!r}."
+        )
+    return suffix
 
 
 def config_path(env: os._Environ[str] | dict[str, str], home: Path) -> Path | None:
@@ -348,6 +371,11 @@ def _typed(field_name: str, value: object, where: str) -> object:
         if fmt not in ("plain", "json"):
             raise bad('"plain" or "json"')
         return fmt
+    if kind == "keyvault_suffix":
+        try:
+            return keyvault_suffix(value)
+        except ValueError as exc:
+            raise bad("a DNS name starting with 'vault.', e.g. vault.pgvault.example") from exc
     if kind == "executor":
         executor = value.strip().lower()
         if executor not in EXECUTORS:

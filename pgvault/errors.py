@@ -79,6 +79,17 @@ class Code(StrEnum):
         "Choose a name that follows the rules the message gives.",
     )
     InvalidFilter = "InvalidFilter", 400, "Correct the $filter expression."
+    ForbiddenByRbac = (
+        "ForbiddenByRbac",
+        403,
+        "Assign the caller a Key Vault data role (e.g. Key Vault Secrets User) on the key vault.",
+    )
+    InvalidQuery = (
+        "InvalidQuery",
+        400,
+        "Send one of the Resource Graph queries `az dataprotection … list-from-resourcegraph` "
+        "builds.",
+    )
     InvalidHeaderValue = (
         "InvalidHeaderValue",
         400,

@@ -31,6 +31,13 @@ USER = "User"
 SERVICE_PRINCIPAL = "ServicePrincipal"
 MANAGED_IDENTITY = "ManagedIdentity"
 
+
+def azure_principal_type(type_: str) -> str:
+    """The principalType Azure shows for a principal: a managed identity is a service
+    principal in Entra ID (Azure has no `ManagedIdentity` principal type)."""
+    return SERVICE_PRINCIPAL if type_ == MANAGED_IDENTITY else type_
+
+
 _hasher = PasswordHasher()
 # A fixed hash so an unknown client id costs as much as a wrong secret.
 _DUMMY_HASH = _hasher.hash("pgvault-dummy-secret")
@@ -300,9 +307,17 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_token(key: bytes, principal: Principal, now: datetime, lifetime: int) -> str:
+#: The `use` claim of a refresh token: it buys new tokens at a token endpoint and is refused
+#: as a bearer token (an access token has no `use`).
+REFRESH = "refresh"
+REFRESH_LIFETIME = 24 * 3600
+
+
+def issue_token(
+    key: bytes, principal: Principal, now: datetime, lifetime: int, *, use: str | None = None
+) -> str:
     """A signed bearer token naming the principal, valid for `lifetime` seconds."""
-    claims = {
+    claims: dict[str, object] = {
         "sub": principal.id,
         "name": principal.name,
         "typ": principal.type,
@@ -310,9 +325,29 @@ def issue_token(key: bytes, principal: Principal, now: datetime, lifetime: int) 
         "exp": int(now.timestamp()) + lifetime,
         "jti": uuid.uuid4().hex,
     }
+    if use is not None:
+        claims["use"] = use
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     sig = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
     return f"{body}.{sig}"
+
+
+def id_token(key: bytes, claims: dict[str, object]) -> str:
+    """An OpenID Connect id_token (a JWT, HS256 under a key derived from the token key).
+
+    Clients (MSAL) read its claims to name the signed-in account; it is never a bearer
+    token: it has three parts, and pgvault's bearer tokens two.
+    """
+    header = _b64(json.dumps({"typ": "JWT", "alg": "HS256"}, separators=(",", ":")).encode())
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    id_key = hmac.new(key, b"pgvault id_token", hashlib.sha256).digest()
+    sig = _b64(hmac.new(id_key, f"{header}.{body}".encode(), hashlib.sha256).digest())
+    return f"{header}.{body}.{sig}"
+
+
+def client_info(principal_id: str, tenant: str) -> str:
+    """MSAL's `client_info`: base64url JSON naming the account (uid) in its tenant (utid)."""
+    return _b64(json.dumps({"uid": principal_id, "utid": tenant}).encode())
 
 
 def verify_token(key: bytes, token: str, now: datetime) -> dict[str, object]:
@@ -334,4 +369,15 @@ def verify_token(key: bytes, token: str, now: datetime) -> dict[str, object]:
     exp = claims.get("exp")
     if not isinstance(exp, int) or exp < now.timestamp():
         raise invalid
+    return claims
+
+
+def verify_access_token(key: bytes, token: str, now: datetime) -> dict[str, object]:
+    """The claims of a valid bearer token: a refresh token is not one."""
+    claims = verify_token(key, token, now)
+    if claims.get("use") is not None:
+        raise Unauthorized(
+            "A refresh token is not a bearer token: exchange it at the token endpoint.",
+            code=Code.InvalidAuthenticationToken,
+        )
     return claims

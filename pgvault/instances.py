@@ -51,6 +51,8 @@ class Instance(Base):
     last_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     purge_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The name a PUT gave it (Azure keeps `friendlyName`); None: shown as `server\database`.
+    friendly_name: Mapped[str | None] = mapped_column(String(256))
 
     @property
     def soft_deleted(self) -> bool:
@@ -134,6 +136,29 @@ def count_in_vault(s: Session, vault_id: str) -> int:
     return s.scalar(select(func.count()).where(Instance.vault_id == vault_id)) or 0
 
 
+@dataclass(frozen=True)
+class VaultContents:
+    """What keeps a vault from being deleted: live instances, soft-deleted ones, and when
+    the last soft-deleted one is purged for good."""
+
+    live: int
+    soft_deleted: int
+    last_purge_at: datetime | None
+
+
+def contents(s: Session, vault_id: str) -> VaultContents:
+    rows = list(
+        s.execute(
+            select(Instance.protection_state, Instance.purge_at).where(
+                Instance.vault_id == vault_id
+            )
+        )
+    )
+    gone = [purge for state, purge in rows if state == SOFT_DELETED]
+    dates = [d for d in gone if d is not None]
+    return VaultContents(len(rows) - len(gone), len(gone), max(dates) if dates else None)
+
+
 def count_using_server(s: Session, server_id: str) -> int:
     """Instances (soft-deleted ones included) that protect a database of this server."""
     return s.scalar(select(func.count()).where(Instance.server_id == server_id)) or 0
@@ -152,7 +177,9 @@ def live_ids_using_policy(s: Session, vault_id: str, policy_id: str) -> list[str
 _TRANSITIONS = {
     "stopProtection": ((PROTECTION_CONFIGURED, BACKUPS_SUSPENDED), PROTECTION_STOPPED),
     "suspendBackups": ((PROTECTION_CONFIGURED,), BACKUPS_SUSPENDED),
-    "resumeProtection": ((PROTECTION_STOPPED,), PROTECTION_CONFIGURED),
+    # Azure resumes a stopped or a suspended instance with resumeProtection (az has no
+    # other resume command); resumeBackups is the older, suspended-only form.
+    "resumeProtection": ((PROTECTION_STOPPED, BACKUPS_SUSPENDED), PROTECTION_CONFIGURED),
     "resumeBackups": ((BACKUPS_SUSPENDED,), PROTECTION_CONFIGURED),
 }
 
@@ -266,27 +293,56 @@ def protect(
     policy_id: str,
     secret_uri: str,
     now: datetime,
-) -> tuple[Instance, bool]:
-    """Protect a database (PUT), or change an instance's policy or secret.
+    friendly_name: str | None = None,
+) -> tuple[Instance, bool, bool]:
+    """Protect a database (PUT), or change an instance's policy, secret or friendly name.
 
-    Returns the instance and whether its policy changed (retention is then re-applied).
+    Returns the instance, whether its policy changed (retention is then re-applied) and
+    whether it was created (ARM answers 201 then, 200 to an update).
     An instance's database never changes, and a database has one instance at most.
     """
+    friendly_name = check_friendly_name(friendly_name)
     datasource = server.database_id(database)
     existing = find(s, vault_id, name)
     if existing is not None:
-        if existing.datasource_key != datasource.lower():
-            raise Conflict(
-                f"Backup instance {name!r} protects another database; a backup "
-                "instance's data source cannot change.",
-                code=Code.UserErrorDatasourceCannotChange,
-            )
+        check_same_datasource(existing, datasource)
         policy_changed = existing.policy_id != policy_id
         existing.policy_id, existing.secret_uri = policy_id, secret_uri
-        return existing, policy_changed
+        if friendly_name is not None:
+            existing.friendly_name = friendly_name
+        return existing, policy_changed, False
     check_unprotected(s, server, database, "A database can be protected by one vault only.")
     inst = create(s, vault_id, name, server.id, database, datasource, policy_id, secret_uri, now)
-    return inst, False
+    inst.friendly_name = friendly_name
+    return inst, False, True
+
+
+def check_same_datasource(inst: Instance, datasource_id: str) -> None:
+    """An instance's database never changes (UserErrorDatasourceCannotChange)."""
+    if inst.datasource_key != datasource_id.lower():
+        raise Conflict(
+            f"Backup instance {inst.name!r} protects another database; a backup "
+            "instance's data source cannot change.",
+            code=Code.UserErrorDatasourceCannotChange,
+        )
+
+
+def check_friendly_name(name: str | None) -> str | None:
+    """A friendly name is free text for people: 1-256 printable characters, or none."""
+    if name is None:
+        return None
+    if not name.strip() or len(name) > 256 or not name.isprintable():
+        raise BadRequest(
+            "friendlyName must be 1-256 printable characters.",
+            code=Code.BadParameter,
+            target="properties.friendlyName",
+        )
+    return name
+
+
+def display_name(inst: Instance, server_name: str) -> str:
+    """The friendly name a PUT gave the instance, else `server\\database` as Azure shows it."""
+    return inst.friendly_name or f"{server_name}\\{inst.database}"
 
 
 def check_deletable(

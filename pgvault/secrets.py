@@ -62,7 +62,13 @@ class SecretRef:
 
 
 def secret_uri(base_url: str, vault: str, name: str, version: str | None = None) -> str:
-    uri = f"{base_url.rstrip('/')}/keyvaults/{vault}/secrets/{name}"
+    """A secret's URI on pgvault's path-based key-vault address (`BASE/keyvaults/KV`)."""
+    return secret_uri_at(f"{base_url.rstrip('/')}/keyvaults/{vault}", name, version)
+
+
+def secret_uri_at(vault_base: str, name: str, version: str | None = None) -> str:
+    """A secret's URI under its key vault's vaultUri (host-based or `/keyvaults/KV`)."""
+    uri = f"{vault_base.rstrip('/')}/secrets/{name}"
     return f"{uri}/{version}" if version else uri
 
 
@@ -209,5 +215,17 @@ def locate(s: Session, uri: str) -> tuple[KeyVault, SecretRef]:
 def resolve(s: Session, cipher: Cipher, uri: str) -> str:
     """The clear value behind a secret URI; for workers only, never for a response."""
     kv, ref = locate(s, uri)
-    row = get_secret_version(s, kv, ref.name, ref.version)
+    return decrypt(cipher, kv, get_secret_version(s, kv, ref.name, ref.version))
+
+
+def decrypt(cipher: Cipher, kv: KeyVault, row: SecretVersion) -> str:
+    """A version's clear value: for workers, and for the data plane's getSecret (audited)."""
     return cipher.decrypt(row.ciphertext, f"{kv.id}/{row.name}/{row.version}").decode()
+
+
+def by_name(s: Session, name: str) -> KeyVault:
+    """A key vault by its (global) name, as a data-plane address names it."""
+    kv = s.scalar(select(KeyVault).where(KeyVault.name == name.lower()))
+    if kv is None:
+        raise NotFound(f"Key vault {name!r} not found.", code=Code.ResourceNotFound)
+    return kv

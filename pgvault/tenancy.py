@@ -50,6 +50,17 @@ def ensure_default(s: Session, now: datetime) -> Subscription:
     return sub
 
 
+TENANT_DOMAIN = "pgvault"
+
+
+def tenant_id(s: Session) -> str:
+    """The installation's one tenant (Entra ID's directory id): a GUID derived from the
+    default subscription's id, so it is stable and needs no table of its own."""
+    sub = s.scalar(select(Subscription).where(Subscription.is_default.is_(True)))
+    seed = sub.id if sub is not None else "pgvault"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pgvault:tenant:{seed}"))
+
+
 def get_subscription(s: Session, sub_id: str) -> Subscription:
     sub = s.get(Subscription, sub_id.lower())
     if sub is None:

@@ -215,12 +215,25 @@ def list_vaults(s: Session, sub: str, rg: str | None) -> list[Vault]:
     return armstore.list_in(s, Vault, sub, rg)
 
 
-def delete(s: Session, vault: Vault, instance_count: int) -> None:
-    """Delete an empty vault; one that still protects databases is refused."""
-    if instance_count:
+def delete(s: Session, vault: Vault, live: int, soft_deleted: int, purge_at: str | None) -> None:
+    """Delete an empty vault. As Azure does, a vault that still protects databases, or holds
+    soft-deleted instances (whose data is kept until they are purged), is refused, and the
+    message says which and how to get there."""
+    if live:
+        extra = f" (and {soft_deleted} soft-deleted)" if soft_deleted else ""
         raise Conflict(
-            f"Vault {vault.name!r} still has {instance_count} backup instance(s). "
+            f"Vault {vault.name!r} still has {live} backup instance(s){extra}. "
             "Stop protection and delete them first.",
             code=Code.UserErrorVaultNotEmpty,
+        )
+    if soft_deleted:
+        raise Conflict(
+            f"Vault {vault.name!r} cannot be deleted while it holds {soft_deleted} "
+            f"soft-deleted backup instance(s): their data is kept until {purge_at}, when they "
+            "are purged for good.",
+            code=Code.UserErrorVaultNotEmpty,
+            recommended_action="Delete the vault after that time. To purge them now (not "
+            "possible when soft delete is AlwaysOn): set the vault's soft delete state to Off, "
+            "undelete each instance (deleted-backup-instance undelete) and delete it again.",
         )
     s.delete(vault)

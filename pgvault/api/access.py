@@ -16,7 +16,7 @@ from pgvault.api.deps import Auth, Svc, bearer, json_response
 from pgvault.audit import AuditEvent
 from pgvault.clock import iso
 from pgvault.errors import BadRequest, Code, NotFound
-from pgvault.identity import Principal
+from pgvault.identity import Principal, azure_principal_type
 from pgvault.schemas.access import PrincipalBody, RoleAssignmentBody, RoleDefinitionBody
 from pgvault.services import Service
 
@@ -225,7 +225,7 @@ def _assignment(a: rbac.Assignment, svc: Svc) -> dict[str, Any]:
             "roleDefinitionId": f"{prefix}{AUTHZ}/roleDefinitions/{a.role_id}",
             "roleDefinitionName": svc.access.role(a.role_id).name,
             "principalId": a.principal_id,
-            "principalType": a.principal_type,
+            "principalType": azure_principal_type(a.principal_type),
             "createdOn": iso(a.created_at),
             "createdBy": a.created_by,
         },
@@ -242,6 +242,7 @@ def _put_assignment(
         raise BadRequest(
             "A role assignment's name must be a GUID.", code=Code.InvalidRoleAssignmentId
         ) from None
+    existed = svc.access.assignment_exists(name)
     row = svc.access.create_assignment(
         request.state.caller,
         _scope(scope),
@@ -249,7 +250,7 @@ def _put_assignment(
         props.principal_id,
         assignment_id=name,
     )
-    return json_response(_assignment(row, svc), 201)
+    return json_response(_assignment(row, svc), 200 if existed else 201)
 
 
 def _filter(filter_: str | None) -> tuple[str | None, bool]:

@@ -10,6 +10,7 @@ PUT    {scope}/providers/Microsoft.Authorization/roleAssignments/x -> roleAssign
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
@@ -18,12 +19,28 @@ VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELET
 # the role catalogue).
 OPEN_ACTIONS = {
     "Microsoft.Resources/subscriptions/read",
+    "Microsoft.Resources/tenants/read",
+    "Microsoft.ResourceGraph/resources/read",
     "Microsoft.Authorization/roleDefinitions/read",
 }
+
+#: `POST /providers/Microsoft.ResourceGraph/resources`: a query, which Azure authorises as this
+#: read; every row it returns is checked against the caller's roles (api/resourcegraph.py).
+RESOURCE_GRAPH_PATH = "/providers/Microsoft.ResourceGraph/resources"
+RESOURCE_GRAPH_READ = "Microsoft.ResourceGraph/resources/read"
 
 #: `GET /metrics` (Prometheus): the service's metrics, readable by Reader or Backup Reader at `/`.
 METRICS_PATH = "/metrics"
 METRICS_READ = "Microsoft.Insights/metrics/read"
+
+
+_SIGN_IN = re.compile(r"^/(oauth2/|[^/]+/oauth2/(v2\.0/)?token$)", re.IGNORECASE)
+
+
+def is_sign_in(path: str) -> bool:
+    """A token endpoint (pgvault's /oauth2/..., or a tenant's, as az and MSAL call): the audit
+    log records only its refusals, not every sign-in."""
+    return bool(_SIGN_IN.match(path))
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,8 @@ def requested(method: str, path: str) -> Requested:
         return Requested(
             METRICS_READ if method in ("GET", "HEAD") else "Microsoft.Insights/metrics/write", "/"
         )
+    if path.rstrip("/").lower() == RESOURCE_GRAPH_PATH.lower() and method == "POST":
+        return Requested(RESOURCE_GRAPH_READ, "/")
     segs = [s for s in path.split("/") if s]
     lowered = [s.lower() for s in segs]
     if segs and lowered[0] == "pgvault":

@@ -22,8 +22,12 @@ from pgvault.api import (
     audittrail,
     crossregion,
     dataprotection,
+    graph,
+    keyvault,
     limits,
+    resourcegraph,
     resources,
+    signin,
 )
 from pgvault.api.deps import Auth, error_response
 from pgvault.context import Context
@@ -56,6 +60,7 @@ _CANONICAL = {
         "blobServices",
         "validateForBackup",
         "validateRestore",
+        "validateForModifyBackup",
         "deletedBackupInstances",
         "rehydrate",
         "stopProtection",
@@ -73,6 +78,7 @@ _CANONICAL = {
         "roleDefinitions",
         "Microsoft.Insights",
         "notificationSettings",
+        "Microsoft.ResourceGraph",
     )
 }
 
@@ -196,6 +202,10 @@ def create_app(ctx: Context, *, start_workers: bool = True, run_jobs: bool = Tru
     app.state.ready = False
     app.state.metrics = observability.registry(ctx)
     app.include_router(access.router)
+    app.include_router(signin.router)
+    app.include_router(resourcegraph.router)
+    app.include_router(keyvault.router)
+    app.include_router(graph.router)
     app.include_router(resources.router)
     app.include_router(dataprotection.router)
     app.include_router(crossregion.router)
@@ -203,6 +213,10 @@ def create_app(ctx: Context, *, start_workers: bool = True, run_jobs: bool = Tru
     @app.exception_handler(PgVaultError)
     async def _pgvault_error(_: Request, exc: PgVaultError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(keyvault.Challenge)
+    async def _keyvault_challenge(request: Request, exc: keyvault.Challenge) -> JSONResponse:
+        return keyvault.challenge_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -274,6 +288,8 @@ def create_app(ctx: Context, *, start_workers: bool = True, run_jobs: bool = Tru
 
     app.add_middleware(audittrail.AuditTrail, commit=audittrail.GroupCommit(write_audit))
     app.add_middleware(CanonicalPath)
+    if ctx.settings.keyvault_dns_suffix:  # before CanonicalPath: a key vault's host → its path
+        app.add_middleware(keyvault.KeyVaultHost, suffix=ctx.settings.keyvault_dns_suffix)
     app.add_middleware(RequestId)
     settings = ctx.settings
     app.add_middleware(limits.InputLimits, max_body_bytes=lambda: settings.max_body_bytes)

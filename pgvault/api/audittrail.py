@@ -39,7 +39,7 @@ def audited(method: str, path: str, status: int) -> bool:
     """Writes and denials are audited; token calls only when refused or throttled."""
     if method in ("GET", "HEAD") and status not in (401, 403):
         return False
-    return not path.startswith("/oauth2/") or status in (401, 429)
+    return not actions.is_sign_in(path) or status in (401, 429)
 
 
 class GroupCommit:

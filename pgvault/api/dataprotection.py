@@ -22,6 +22,7 @@ from pgvault.schemas.dataprotection import (
     RehydrateBody,
     RestoreRequestBody,
     ValidateForBackupBody,
+    ValidateForModifyBody,
     ValidateRestoreBody,
     VaultBody,
     VaultPatch,
@@ -161,12 +162,32 @@ def validate_for_backup(
     return lro.start(request, svc, _vault_id(sub, rg, vault), action, failures_in_operation=True)
 
 
+@router.post(BI + "/validateForModifyBackup")
+def validate_for_update(
+    request: Request,
+    sub: str,
+    rg: str,
+    vault: str,
+    bi: str,
+    svc: Svc,
+    _: Auth,
+    body: ValidateForModifyBody,
+) -> Response:
+    """What `az dataprotection backup-instance validate-for-update` asks before an update."""
+    spec = body.to_spec()
+
+    def action() -> None:
+        svc.validate_for_update(sub, rg, vault, bi, spec)
+
+    return lro.start(request, svc, _vault_id(sub, rg, vault), action, failures_in_operation=True)
+
+
 @router.put(BI)
 def put_instance(
     sub: str, rg: str, vault: str, bi: str, svc: Svc, _: Auth, body: InstanceBody
 ) -> JSONResponse:
-    view = svc.put_instance(sub, rg, vault, bi, body.to_spec())
-    return json_response(shapes.instance(view), 201)
+    view, created = svc.put_instance(sub, rg, vault, bi, body.to_spec())
+    return json_response(shapes.instance(view), 201 if created else 200)
 
 
 @router.get(BI)

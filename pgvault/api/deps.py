@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -49,8 +49,17 @@ def caller(request: Request, svc: Annotated[Service, Depends(service)]) -> Calle
     return who
 
 
+def signed_in(request: Request, svc: Annotated[Service, Depends(service)]) -> Caller:
+    """A valid bearer token, no role needed: directory reads (Microsoft Graph) that any
+    signed-in principal of a tenant may make; what they return is decided by the route."""
+    who = svc.access.authenticate(bearer(request))
+    request.state.caller = who
+    return who
+
+
 Svc = Annotated[Service, Depends(service)]
 Auth = Annotated[Caller, Depends(caller)]
+SignedIn = Annotated[Caller, Depends(signed_in)]
 
 
 def base_url(request: Request) -> str:
@@ -64,6 +73,18 @@ def base_url(request: Request) -> str:
 
 def public_url(request: Request, svc: Service) -> str:
     return base_url(request)
+
+
+def keyvault_base(request: Request, name: str) -> str:
+    """A key vault's vaultUri without the trailing slash: `https://NAME.SUFFIX[:PORT]` with
+    PGVAULT_KEYVAULT_DNS_SUFFIX (the port of the public URL), else `PUBLIC_URL/keyvaults/NAME`."""
+    suffix = service(request).ctx.settings.keyvault_dns_suffix
+    base = base_url(request)
+    if not suffix:
+        return f"{base}/keyvaults/{name}"
+    parts = urlsplit(base)
+    port = f":{parts.port}" if parts.port and parts.port != 443 else ""
+    return f"https://{name.lower()}.{suffix}{port}"
 
 
 def accepted(request: Request, scope_id: str, op_id: str) -> Response:

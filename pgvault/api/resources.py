@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault.api import shapes
-from pgvault.api.deps import Auth, Svc, json_response, public_url
+from pgvault.api.deps import Auth, Svc, json_response, keyvault_base, public_url
+from pgvault.errors import Code, NotFound
 from pgvault.schemas.resources import (
     ContainerBody,
     GroupBody,
@@ -23,7 +24,14 @@ P = RG + "/providers"
 
 @router.get("/subscriptions")
 def list_subscriptions(svc: Svc, _: Auth) -> JSONResponse:
-    return json_response(shapes.page([shapes.subscription(s) for s in svc.list_subscriptions()]))
+    tenant = svc.access.tenant_id()
+    subs = [shapes.subscription(s, tenant) for s in svc.list_subscriptions()]
+    return json_response(shapes.page(subs))
+
+
+@router.get("/subscriptions/{sub}")
+def get_subscription(sub: str, svc: Svc, _: Auth) -> JSONResponse:
+    return json_response(shapes.subscription(svc.get_subscription(sub), svc.access.tenant_id()))
 
 
 @router.put(RG)
@@ -68,6 +76,39 @@ def delete_server(sub: str, rg: str, name: str, svc: Svc, _: Auth) -> Response:
     return Response(status_code=200)
 
 
+#: pgvault reaches a registered server from where it runs; it keeps no address filter of
+#: its own, so a server shows the one rule Azure's "Allow access to Azure services" is.
+AZURE_SERVICES_RULE = "AllowAllWindowsAzureIps"
+
+
+def _firewall_rule(server_id: str) -> dict[str, object]:
+    return {
+        "id": f"{server_id}/firewallRules/{AZURE_SERVICES_RULE}",
+        "name": AZURE_SERVICES_RULE,
+        "type": "Microsoft.DBforPostgreSQL/servers/firewallRules",
+        "properties": {"startIpAddress": "0.0.0.0", "endIpAddress": "0.0.0.0"},
+    }
+
+
+@router.get(SERVERS + "/{server}/firewallRules")
+def list_firewall_rules(sub: str, rg: str, server: str, svc: Svc, _: Auth) -> JSONResponse:
+    """The line of sight backups need (what `update-msi-permissions` checks for)."""
+    registered = svc.get_server(sub, rg, server)
+    return json_response(shapes.page([_firewall_rule(registered.arm_id)]))
+
+
+@router.get(SERVERS + "/{server}/firewallRules/{rule}")
+def get_firewall_rule(sub: str, rg: str, server: str, rule: str, svc: Svc, _: Auth) -> JSONResponse:
+    registered = svc.get_server(sub, rg, server)
+    if rule.lower() != AZURE_SERVICES_RULE.lower():
+        raise NotFound(
+            f"Firewall rule {rule!r} not found: pgvault keeps no address filter; the server "
+            f"shows only {AZURE_SERVICES_RULE!r}.",
+            code=Code.ResourceNotFound,
+        )
+    return json_response(_firewall_rule(registered.arm_id))
+
+
 # -- key vaults and secrets -----------------------------------------------------------------
 
 KV = P + "/Microsoft.KeyVault/vaults"
@@ -78,19 +119,20 @@ def put_keyvault(
     request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth, body: KeyVaultBody
 ) -> JSONResponse:
     kv = svc.put_keyvault(sub, rg, name, body.location)
-    return json_response(shapes.keyvault(kv, public_url(request, svc)))
+    return json_response(shapes.keyvault(kv, keyvault_base(request, kv.name)))
 
 
 @router.get(KV + "/{name}")
 def get_keyvault(request: Request, sub: str, rg: str, name: str, svc: Svc, _: Auth) -> JSONResponse:
-    return json_response(shapes.keyvault(svc.get_keyvault(sub, rg, name), public_url(request, svc)))
+    kv = svc.get_keyvault(sub, rg, name)
+    return json_response(shapes.keyvault(kv, keyvault_base(request, kv.name)))
 
 
 @router.get(KV)
 def list_keyvaults(request: Request, sub: str, rg: str, svc: Svc, _: Auth) -> JSONResponse:
-    url = public_url(request, svc)
+    kvs = svc.list_keyvaults(sub, rg)
     return json_response(
-        shapes.page([shapes.keyvault(k, url) for k in svc.list_keyvaults(sub, rg)])
+        shapes.page([shapes.keyvault(k, keyvault_base(request, k.name)) for k in kvs])
     )
 
 
@@ -106,7 +148,7 @@ def put_secret(
 ) -> JSONResponse:
     props = body.properties
     vault, row = svc.put_secret(sub, rg, kv, name, props.value, props.content_type)
-    return json_response(shapes.secret(vault, row, public_url(request, svc)))
+    return json_response(shapes.secret(vault, row, keyvault_base(request, vault.name)))
 
 
 @router.get(KV + "/{kv}/secrets/{name}")
@@ -114,14 +156,14 @@ def get_secret(
     request: Request, sub: str, rg: str, kv: str, name: str, svc: Svc, _: Auth
 ) -> JSONResponse:
     vault, row = svc.get_secret(sub, rg, kv, name)
-    return json_response(shapes.secret(vault, row, public_url(request, svc)))
+    return json_response(shapes.secret(vault, row, keyvault_base(request, vault.name)))
 
 
 @router.get(KV + "/{kv}/secrets")
 def list_secrets(request: Request, sub: str, rg: str, kv: str, svc: Svc, _: Auth) -> JSONResponse:
     vault, rows = svc.list_secrets(sub, rg, kv)
-    url = public_url(request, svc)
-    return json_response(shapes.page([shapes.secret(vault, r, url) for r in rows]))
+    base = keyvault_base(request, vault.name)
+    return json_response(shapes.page([shapes.secret(vault, r, base) for r in rows]))
 
 
 # -- storage accounts and containers --------------------------------------------------------

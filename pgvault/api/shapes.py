@@ -11,6 +11,7 @@ from typing import Any
 
 from pgvault import (
     arm,
+    instances,
     jobs,
     policies,
     recovery_points,
@@ -30,10 +31,11 @@ from pgvault.storage import accounts
 DS_TYPE = policies.DATASOURCE_TYPE
 
 
-def subscription(sub: tenancy.Subscription) -> dict[str, Any]:
+def subscription(sub: tenancy.Subscription, tenant_id: str) -> dict[str, Any]:
     return {
         "id": f"/subscriptions/{sub.id}",
         "subscriptionId": sub.id,
+        "tenantId": tenant_id,
         "displayName": sub.display_name,
         "state": "Enabled",
         "isDefault": sub.is_default,
@@ -68,29 +70,29 @@ def server(sv: servers.Server) -> dict[str, Any]:
     }
 
 
-def keyvault(kv: secrets.KeyVault, base_url: str) -> dict[str, Any]:
+def keyvault(kv: secrets.KeyVault, vault_base: str) -> dict[str, Any]:
     return {
         "id": kv.arm_id,
         "name": kv.name,
         "type": "Microsoft.KeyVault/vaults",
         "location": kv.location,
         "properties": {
-            "vaultUri": f"{base_url}/keyvaults/{kv.name}/",
+            "vaultUri": f"{vault_base}/",
             "provisioningState": "Succeeded",
             "enableRbacAuthorization": True,
         },
     }
 
 
-def secret(kv: secrets.KeyVault, row: secrets.SecretVersion, base_url: str) -> dict[str, Any]:
+def secret(kv: secrets.KeyVault, row: secrets.SecretVersion, vault_base: str) -> dict[str, Any]:
     return {
         "id": f"{kv.arm_id}/secrets/{row.name}",
         "name": row.name,
         "type": "Microsoft.KeyVault/vaults/secrets",
         "location": kv.location,
         "properties": {
-            "secretUri": secrets.secret_uri(base_url, kv.name, row.name),
-            "secretUriWithVersion": secrets.secret_uri(base_url, kv.name, row.name, row.version),
+            "secretUri": secrets.secret_uri_at(vault_base, row.name),
+            "secretUriWithVersion": secrets.secret_uri_at(vault_base, row.name, row.version),
             "contentType": row.content_type,
             "attributes": {
                 "enabled": True,
@@ -174,7 +176,7 @@ def instance(view: InstanceView) -> dict[str, Any]:
         "type": "Microsoft.DataProtection/backupVaults/backupInstances",
         "properties": {
             "objectType": "BackupInstance",
-            "friendlyName": f"{sv.name}\\{inst.database}",
+            "friendlyName": instances.display_name(inst, sv.name),
             "dataSourceInfo": {
                 "objectType": "Datasource",
                 "resourceID": sv.database_id(inst.database),
@@ -309,7 +311,7 @@ def job(view: JobView) -> dict[str, Any]:
         point_time = result["recoveryPointTime"]
     props: dict[str, Any] = {
         "activityID": j.id,
-        "backupInstanceFriendlyName": f"{sv.name}\\{inst.database}" if sv and inst else "",
+        "backupInstanceFriendlyName": instances.display_name(inst, sv.name) if sv and inst else "",
         "backupInstanceId": f"{v.arm_id}/backupInstances/{inst.name}" if inst else None,
         "dataSourceId": sv.database_id(inst.database) if sv and inst else "",
         "dataSourceLocation": sv.location if sv else v.location,

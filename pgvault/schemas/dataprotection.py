@@ -178,6 +178,39 @@ class ValidateForBackupBody(AzureModel):
         return self.backup_instance.to_spec()
 
 
+class ModifyCredentials(AzureModel):
+    secret_store_resource: SecretStoreResource | None = None
+
+
+class ModifyInstanceProperties(AzureModel):
+    """An instance as validateForModifyBackup gets it: az sends its credentials empty (`{}`),
+    and then the instance's own secret is checked."""
+
+    data_source_info: DataSourceInfo
+    policy_info: PolicyInfo
+    datasource_auth_credentials: ModifyCredentials | None = None
+    friendly_name: str | None = None
+
+    def to_spec(self) -> InstanceSpec:
+        creds = self.datasource_auth_credentials
+        store = creds.secret_store_resource if creds else None
+        return InstanceSpec(
+            database_id=self.data_source_info.resource_id,
+            policy_id=self.policy_info.policy_id,
+            secret_uri=store.uri if store else "",
+            friendly_name=self.friendly_name,
+        )
+
+
+class ValidateForModifyBody(AzureModel):
+    """validateForModifyBackup (ValidateForModifyBackupRequest); no secret: the stored one."""
+
+    backup_instance: Annotated[ModifyInstanceProperties, BeforeValidator(_instance_properties)]
+
+    def to_spec(self) -> InstanceSpec:
+        return self.backup_instance.to_spec()
+
+
 # -- adhoc backup and rehydration -----------------------------------------------------------
 
 

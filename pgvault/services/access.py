@@ -7,10 +7,12 @@ here knows about HTTP.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from pgvault import access_epoch, audit, identity, rbac, vaults
+from pgvault import access_epoch, audit, identity, rbac, tenancy, vaults
 from pgvault.context import Context
 from pgvault.errors import BadRequest, Code, Forbidden, Unauthorized
 from pgvault.identity import Caller, Principal
@@ -35,6 +37,17 @@ class _EpochCache:
         return len(self.callers) + len(self.allowed) > CACHE_LIMIT
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """A sign-in's tokens and who they name, for the OpenID Connect token endpoints."""
+
+    principal: Principal
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    tenant_id: str
+
+
 class AccessService:
     """Who may call, and what they may do: every identity and RBAC operation the API offers."""
 
@@ -54,7 +67,55 @@ class AccessService:
             "user", username, lambda s: identity.authenticate_user(s, username, password)
         )
 
+    def sign_in_oidc(self, grant: str, name: str, secret: str) -> SignIn:
+        """An OAuth sign-in as az/MSAL makes it (grant client_credentials or password): the
+        same checks and lockout as `token_for_*`, plus a refresh token and who signed in."""
+        check: Any
+        if grant == "client_credentials":
+            kind = "client"
+            check = partial(identity.authenticate_client, client_id=name, client_secret=secret)
+        else:
+            kind = "user"
+            check = partial(identity.authenticate_user, username=name, password=secret)
+        access, lifetime, principal = self._check_and_issue(kind, name, check)
+        return self._with_refresh(principal, access, lifetime)
+
+    def refresh(self, token: str) -> SignIn:
+        """New tokens for a refresh token (which is then revoked: each is used once), while
+        its principal exists, is enabled, and the token is not revoked."""
+        now = self.ctx.clock.now()
+        claims = identity.verify_token(self.ctx.token_key, token, now)
+        if claims.get("use") != identity.REFRESH:
+            raise Unauthorized(
+                "Not a refresh token. Sign in again.", code=Code.InvalidAuthenticationToken
+            )
+        with self.ctx.db.session() as s:
+            caller = identity.caller_for(s, claims)
+            principal = identity.get_principal(s, caller.principal_id)
+            identity.revoke(s, claims)
+        lifetime = self.ctx.settings.token_lifetime_seconds
+        access = identity.issue_token(self.ctx.token_key, principal, now, lifetime)
+        return self._with_refresh(principal, access, lifetime)
+
+    def _with_refresh(self, principal: Principal, access: str, lifetime: int) -> SignIn:
+        refresh = identity.issue_token(
+            self.ctx.token_key,
+            principal,
+            self.ctx.clock.now(),
+            identity.REFRESH_LIFETIME,
+            use=identity.REFRESH,
+        )
+        return SignIn(principal, access, lifetime, refresh, self.tenant_id())
+
+    def tenant_id(self) -> str:
+        with self.ctx.db.session() as s:
+            return tenancy.tenant_id(s)
+
     def _sign_in(self, kind: str, name: str, check: Any) -> tuple[str, int]:
+        token, lifetime, _ = self._check_and_issue(kind, name, check)
+        return token, lifetime
+
+    def _check_and_issue(self, kind: str, name: str, check: Any) -> tuple[str, int, Principal]:
         """Check credentials with lockout: the attempt is counted (atomically, in its own
         transaction) before the password is checked, and settled after."""
         now, key = self.ctx.clock.now(), identity.lock_key(kind, name)
@@ -72,7 +133,7 @@ class AccessService:
             raise error
         lifetime = self.ctx.settings.token_lifetime_seconds
         token = identity.issue_token(self.ctx.token_key, principal, now, lifetime)
-        return token, lifetime
+        return token, lifetime, principal
 
     def authenticate(self, token: str) -> Caller:
         return self.check(token, None, ROOT)
@@ -80,7 +141,7 @@ class AccessService:
     def check(self, token: str, action: str | None, scope: str) -> Caller:
         """Who `token` names, and (unless `action` is None) that they may do `action` at
         `scope`: one metadata query (the access epoch) when the answers are cached."""
-        claims = identity.verify_token(self.ctx.token_key, token, self.ctx.clock.now())
+        claims = identity.verify_access_token(self.ctx.token_key, token, self.ctx.clock.now())
         key = token  # the whole signed token: its claims are what was verified
         with self.ctx.db.engine.connect() as conn:  # no ORM session for the one cheap read
             cache = self._cache_at(access_epoch.read(conn))
@@ -114,6 +175,16 @@ class AccessService:
             identity.revoke(s, claims)
 
     # -- authorization ----------------------------------------------------------------------
+
+    def allowed(self, caller: Caller, action: str, scope: str) -> bool:
+        """Whether a role assigned at or above `scope` grants `action` (no error, no audit)."""
+        with self.ctx.db.session() as s:
+            return rbac.is_allowed(s, caller.principal_id, action, scope)
+
+    def allowed_data(self, caller: Caller, action: str, scope: str) -> bool:
+        """Whether a role at or above `scope` grants the data action (e.g. getSecret)."""
+        with self.ctx.db.session() as s:
+            return rbac.is_allowed(s, caller.principal_id, action, scope, data=True)
 
     def authorize(self, caller: Caller, action: str, scope: str) -> None:
         """403 naming the missing action unless a role assigned at or above `scope` grants it."""
@@ -219,6 +290,11 @@ class AccessService:
         principal_id = self.resolve_assignee(principal_ref).id if principal_ref else None
         with self.ctx.db.session() as s:
             return rbac.list_assignments(s, scope, principal_id, at_scope_only)
+
+    def assignment_exists(self, assignment_id: str) -> bool:
+        """Whether a PUT of this id updates (200) rather than creates (201), as ARM answers."""
+        with self.ctx.db.session() as s:
+            return s.get(rbac.Assignment, assignment_id) is not None
 
     def get_assignment(self, assignment_id: str) -> rbac.Assignment:
         with self.ctx.db.session() as s:

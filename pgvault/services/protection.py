@@ -8,7 +8,7 @@ policy change or a resume needs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from pgvault import (
     servers,
     vaults,
 )
+from pgvault.clock import iso
 from pgvault.errors import Code, UserError
 from pgvault.instances import InstanceSpec
 from pgvault.jobkinds import backup
@@ -78,7 +79,9 @@ class ProtectionService(ServiceBase):
         """Delete an empty vault with its policies and its managed identity (and its roles)."""
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, name)
-            vaults.delete(s, vault, instances.count_in_vault(s, vault.id))
+            held = instances.contents(s, vault.id)
+            purge_at = iso(held.last_purge_at) if held.last_purge_at else None
+            vaults.delete(s, vault, held.live, held.soft_deleted, purge_at)
             policies.delete_for_vault(s, vault.id)
             notifications.delete_for_vault(s, vault.id)
             rbac.remove_assignments_of(s, vault.principal_id)
@@ -180,14 +183,29 @@ class ProtectionService(ServiceBase):
             source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)
         backup.check(source)
 
+    def validate_for_update(
+        self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec
+    ) -> None:
+        """validateForModifyBackup: the checks of validateForBackup for an existing instance
+        (its own database is of course protected; another database is refused)."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            spec = replace(spec, secret_uri=spec.secret_uri or inst.secret_uri)
+            server, database, _ = self._resolve_spec(s, vault, spec)
+            instances.check_same_datasource(inst, server.database_id(database))
+            source = backup.resolve_source(self.ctx, s, vault, server, database, spec.secret_uri)
+        backup.check(source)
+
     def put_instance(
         self, sub: str, rg: str, vault_name: str, name: str, spec: InstanceSpec
-    ) -> InstanceView:
-        """Protect a database (PUT); on an existing instance, change its policy or secret."""
+    ) -> tuple[InstanceView, bool]:
+        """Protect a database (PUT); on an existing instance, change its policy, secret or
+        friendly name. Returns the view and whether the instance was created."""
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             server, database, policy = self._resolve_spec(s, vault, spec)
-            inst, policy_changed = instances.protect(
+            inst, policy_changed, created = instances.protect(
                 s,
                 vault.id,
                 name,
@@ -196,11 +214,12 @@ class ProtectionService(ServiceBase):
                 policy.id,
                 spec.secret_uri,
                 self.ctx.clock.now(),
+                spec.friendly_name,
             )
             view = instance_view(s, inst)
         if policy_changed:  # a new policy re-applies retention to the existing points
             housekeeping.reapply_policy(self.ctx, view.instance.id)
-        return view
+        return view, created
 
     def get_instance(self, sub: str, rg: str, vault_name: str, name: str) -> InstanceView:
         with self.ctx.db.session() as s:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgvault import audit, instances, secrets, servers, tenancy
+from pgvault.errors import Code, NotFound, UserError
 from pgvault.identity import Caller
 from pgvault.services.base import ServiceBase
 from pgvault.storage import accounts
@@ -19,6 +20,10 @@ class ResourceService(ServiceBase):
     def list_subscriptions(self) -> list[tenancy.Subscription]:
         with self.ctx.db.session() as s:
             return tenancy.list_subscriptions(s)
+
+    def get_subscription(self, sub: str) -> tenancy.Subscription:
+        with self.ctx.db.session() as s:
+            return tenancy.get_subscription(s, sub)
 
     def put_group(self, sub: str, rg: str, location: str) -> tenancy.ResourceGroup:
         with self.ctx.db.session() as s:
@@ -121,6 +126,30 @@ class ResourceService(ServiceBase):
         with self.ctx.db.session() as s:
             kv = secrets.get_vault(s, sub, rg, kv_name)
             return kv, secrets.list_secrets(s, kv)
+
+    # -- the key-vault data plane (what the Key Vault SDKs and az call) --------------------
+
+    def data_plane_vault(self, kv_name: str) -> secrets.KeyVault:
+        """A key vault by its global name (a data-plane host or path names only that)."""
+        with self.ctx.db.session() as s:
+            return secrets.by_name(s, kv_name)
+
+    def data_plane_secrets(self, kv: secrets.KeyVault) -> list[secrets.SecretVersion]:
+        with self.ctx.db.session() as s:
+            return secrets.list_secrets(s, kv)
+
+    def data_plane_secret(
+        self, kv: secrets.KeyVault, name: str, version: str | None
+    ) -> secrets.SecretVersion:
+        with self.ctx.db.session() as s:
+            try:
+                return secrets.get_secret_version(s, kv, name, version)
+            except UserError as exc:
+                raise NotFound(exc.message, code=Code.SecretNotFound) from None
+
+    def reveal_secret(self, kv: secrets.KeyVault, row: secrets.SecretVersion) -> str:
+        """A secret's value, for a caller whose role grants getSecret (the API audits it)."""
+        return secrets.decrypt(self.ctx.cipher, kv, row)
 
     # -- storage accounts ------------------------------------------------------------------
 

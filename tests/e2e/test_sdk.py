@@ -357,7 +357,7 @@ def test_authorization_sdk_round_trip(sdk: Setup) -> None:
             mine[name].role_definition_id.rsplit("/", 1)[-1]
             == (_role_id(a, scope, role).rsplit("/", 1)[-1])
         )
-        assert mine[name].principal_type == "ManagedIdentity"
+        assert mine[name].principal_type == "ServicePrincipal"  # as Azure lists a managed identity
     # Filtered by principal, as `az role assignment list --assignee` does.
     only = list(
         a.role_assignments.list_for_scope(sdk.arm.rg, filter=f"principalId eq '{sdk.identity}'")

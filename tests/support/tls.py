@@ -34,7 +34,9 @@ class TlsFiles:
         return ssl.create_default_context(cafile=str(self.cert))
 
 
-def make_self_signed(directory: Path, name: str = "pgvault-test") -> TlsFiles:
+def make_self_signed(
+    directory: Path, name: str = "pgvault-test", extra_dns: tuple[str, ...] = ()
+) -> TlsFiles:
     """Write `name.crt` and `name.key` (0600) into `directory`: self-signed, valid one day.
 
     Shaped like `openssl req -x509` output (CA:TRUE, key identifiers) so that strict
@@ -54,7 +56,11 @@ def make_self_signed(directory: Path, name: str = "pgvault-test") -> TlsFiles:
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.DNSName(d) for d in extra_dns),  # e.g. "*.vault.pgvault.test"
+                ]
             ),
             critical=False,
         )
