@@ -12,6 +12,7 @@ Tree::
     ├── CorruptRecoveryPoint (500)      a stored object failed verification
     ├── StorageError (500)              the object store refused or failed an operation
     ├── JobCancelled (500)              a running job stops at a user's cancel
+    ├── ConfigError (500)               a bad setting at start (also a ValueError)
     ├── TooManyAttempts (429)           sign-in locked after repeated failures, or rate-limited
     ├── PayloadTooLarge (413)           a request body over the configured limit
     ├── BadRequest (400)                invalid input at the edge; nothing changed

@@ -21,3 +21,15 @@ def api(tmp_path_factory: pytest.TempPathFactory, api_clock: Clock | None) -> It
     """One app per test module (memory datastore, no workers) and its admin's token."""
     with in_process(tmp_path_factory.mktemp("api"), api_clock) as (ctx, client):
         yield Api.signed_in(ctx, client)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each schemathesis case its own node id (`test_api[GET /path]`).
+
+    schemathesis names every operation's item `test_api`; pytest-xdist's file scheduler keys
+    items by node id, so without this all but one item per name would never run in
+    `scripts/test`'s parallel processes.
+    """
+    for item in items:
+        if item.nodeid.endswith("::test_api") and item.name.startswith("test_api["):
+            item._nodeid = item.nodeid + item.name.removeprefix("test_api")  # type: ignore[attr-defined]

@@ -46,9 +46,9 @@ def test_executor_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
-        ("PGVAULT_EXECUTOR", "celery", "embedded or procrastinate"),
-        ("PGVAULT_SOURCE_SERVER_CONCURRENCY", "0", ">= 1"),
-        ("PGVAULT_GLOBAL_CONCURRENCY", "-1", ">= 0"),
+        ("PGVAULT_EXECUTOR", "celery", '"embedded" or "procrastinate"'),
+        ("PGVAULT_SOURCE_SERVER_CONCURRENCY", "0", "a positive integer"),
+        ("PGVAULT_GLOBAL_CONCURRENCY", "-1", "a whole number, 0 or more"),
         ("PGVAULT_HEARTBEAT_SECONDS", "0", "positive"),
     ],
 )
