@@ -32,4 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     for item in items:
         if item.nodeid.endswith("::test_api") and item.name.startswith("test_api["):
-            item._nodeid = item.nodeid + item.name.removeprefix("test_api")  # type: ignore[attr-defined]
+            assert item.parent is not None
+            # pytest keeps a node's id in `_id` (what `nodeid` prints): the id a plain
+            # parametrized test of that name would have.
+            item._id = item.parent.id.child(item.name)
