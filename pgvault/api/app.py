@@ -245,6 +245,8 @@ def create_app(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     async def _audit(request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Record every write and every denied call, after the fact."""
         response = await call_next(request)
+        if getattr(request.state, "portal", False):
+            return response  # the portal records its own, under the API action it mirrors
         status = response.status_code
         if request.method not in ("GET", "HEAD") or status in (401, 403):
             path = request.url.path

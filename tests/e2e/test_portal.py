@@ -1,0 +1,319 @@
+"""The web portal in a real browser: Debian's chromium driven by Playwright, one `pgvault serve`
+and one PostgreSQL server for the module.
+
+The module fixture sets up through the CLI what the seed assumes exists (server, key vaults,
+vault, policy, a protected database with one backup, a storage account); the tests then do
+in the portal what the seed walks through: Backup center → vault → instance → Restore →
+select point → Restore as Database (or Files) → Review + restore (failing for the vault's
+missing role, fixed with Grant) → submit → the job to Completed. Every page visited is
+checked with axe-core (no serious or critical violation) and kept for the "no secret in any
+HTML" check. Screenshots of each wizard tab, the Backup center and the jobs pane go to
+docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.e2e.conftest import (
+    HOST,
+    RESTORER_PASSWORD,
+    SOURCE_DB,
+    PgvaultServer,
+    restorer_connstr,
+    superuser_connstr,
+)
+from tests.support.pg import PgCluster
+from tests.support.sampledb import assert_same_data, snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "docs" / "screenshots"
+AXE = REPO / ".cache" / "axe-core" / "axe.min.js"
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+REGION = "eastus"
+VAULT = "v1"
+INSTANCE = "shop1"
+JOB_TIMEOUT_MS = 180_000
+
+#: Every HTML page the tests saw, for the "no secret in any HTML" check.
+SEEN: list[str] = []
+
+
+@dataclass
+class Portal:
+    server: PgvaultServer
+    source: PgCluster
+    admin_id: str
+    admin_secret: str
+    reader_password: str
+    files_dir: Path
+    secrets: list[str]
+
+
+@pytest.fixture(scope="module")
+def portal(pgvault_module_server: PgvaultServer, source_pg: PgCluster) -> Portal:
+    srv = pgvault_module_server
+    srv.cli("server", "add", "--name", "src", "--host", HOST, "--port", str(source_pg.port),
+            "--region", REGION)  # fmt: skip
+    srv.cli("keyvault", "create", "--name", "kv1", "--region", REGION)
+    srv.cli("keyvault", "create", "--name", "kv2", "--region", REGION)
+    src_secret = srv.cli_json(
+        "keyvault", "secret", "set", "--vault-name", "kv1", "--name", "srcpw",
+        input=superuser_connstr(source_pg),
+    )["properties"]["secretUri"]  # fmt: skip
+    # The restore credentials live in a key vault the vault's identity cannot read yet.
+    srv.cli("keyvault", "secret", "set", "--vault-name", "kv2", "--name", "restorer",
+            input=restorer_connstr(source_pg))  # fmt: skip
+    vault = srv.cli_json("vault", "create", "--name", VAULT, "--region", REGION)
+    srv.cli("policy", "create", "--vault-name", VAULT, "--name", "weekly")
+    server_id = srv.cli_json("server", "show", "--name", "src")["id"]
+    kv1_id = next(
+        kv["id"] for kv in srv.cli_json("keyvault", "list")["value"] if kv["name"] == "kv1"
+    )
+    srv.grant(f"vault:{VAULT}", "Reader", server_id)
+    srv.grant(f"vault:{VAULT}", "Key Vault Secrets User", kv1_id)
+    srv.cli("instance", "create", "--vault-name", VAULT, "--server", "src", "--database",
+            SOURCE_DB, "--policy", "weekly", "--secret", src_secret, "--name", INSTANCE)  # fmt: skip
+    job = srv.cli_json("backup", "now", "--vault-name", VAULT, "--instance", INSTANCE, "--wait")
+    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
+    files_dir = srv.home.parent / "storage-sa1"
+    files_dir.mkdir()
+    srv.cli("storage-account", "create", "--name", "sa1", "--region", REGION, "--kind", "local",
+            "--path", str(files_dir))  # fmt: skip
+    srv.cli("storage-account", "container", "create", "--account-name", "sa1", "--name", "dumps")
+    reader = srv.cli_json("principal", "create", "--name", "rita", "--type", "user")
+    srv.grant("rita", "Backup Reader", vault["id"])
+    creds = srv.admin_credentials()
+    secrets = [creds["clientSecret"], source_pg.superuser_password, RESTORER_PASSWORD,
+               reader["secret"]]  # fmt: skip
+    return Portal(srv, source_pg, creds["clientId"], creds["clientSecret"], reader["secret"],
+                  files_dir, secrets)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "Debian's chromium is missing: run scripts/bootstrap"
+    assert AXE.exists(), "axe-core is missing under .cache/axe-core: run scripts/bootstrap"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _page(browser: Browser, width: int = 1280) -> Page:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return page
+
+
+def sign_in(page: Page, portal: Portal, *, user: str | None = None) -> None:
+    page.goto(portal.server.url + "/")
+    assert "/signin" in page.url  # a page needs a session: sent to sign in, then back
+    if user is None:
+        page.get_by_label("Service principal (client id and secret)").check()
+        page.get_by_label("User name or client id").fill(portal.admin_id)
+        page.get_by_label("Password or client secret").fill(portal.admin_secret)
+    else:
+        page.get_by_label("User (name and password)").check()
+        page.get_by_label("User name or client id").fill(user)
+        page.get_by_label("Password or client secret").fill(portal.reader_password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Backup center")).to_be_visible()
+
+
+def check_page(page: Page, shot: str | None = None) -> None:
+    """axe-core finds no serious or critical violation; the HTML is kept; a screenshot."""
+    SEEN.append(page.content())
+    page.add_script_tag(path=str(AXE))
+    result: dict[str, Any] = page.evaluate(
+        "async () => await axe.run(document, {resultTypes: ['violations']})"
+    )
+    bad = [
+        (v["id"], v["impact"], [n["html"][:120] for n in v["nodes"][:3]])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{page.url}: {json.dumps(bad, indent=1)}"
+    if shot:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+
+
+def open_instance(page: Page, portal: Portal) -> None:
+    """Backup center → vault → Backup Instances → the instance (as the seed starts)."""
+    page.goto(portal.server.url + "/")
+    page.get_by_role("link", name=VAULT, exact=True).first.click()
+    expect(page.get_by_role("heading", name=re.compile(f"^{VAULT}"))).to_be_visible()
+    check_page(page)
+    page.get_by_role("link", name=INSTANCE, exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile(f"^{INSTANCE}"))).to_be_visible()
+    check_page(page)
+
+
+def wait_completed(page: Page) -> None:
+    """The job page updates itself (htmx) until the job is Completed."""
+    status = page.get_by_test_id("job-status")
+    expect(status).to_have_text(re.compile("Completed|Failed"), timeout=JOB_TIMEOUT_MS)
+    expect(status).to_have_text("Completed")
+
+
+def review_then_grant(page: Page, code: str, role: str, shot: str | None = None) -> None:
+    """Review fails for the vault's missing role; Grant fixes it; validation then passes."""
+    validation = page.get_by_test_id("validation")
+    expect(validation).to_contain_text(code)
+    expect(validation).to_contain_text("pgvault role assignment create")
+    expect(page.get_by_role("button", name="Restore", exact=True)).to_be_disabled()
+    if shot:
+        check_page(page, shot)
+    page.get_by_role("button", name=f"Grant {role}").click()
+    expect(page.get_by_test_id("validation")).to_have_text("Validation passed.")
+    expect(page.get_by_role("button", name="Restore", exact=True)).to_be_enabled()
+
+
+def test_seed_flow_restore_as_database(portal: Portal, browser: Browser) -> None:
+    page = _page(browser)
+    sign_in(page, portal)
+    check_page(page, "backup-center")
+    open_instance(page, portal)
+
+    page.get_by_role("link", name="Restore", exact=True).click()
+    expect(page.get_by_role("heading", name="Basics")).to_be_visible()
+    check_page(page, "wizard-1-basics")
+    page.get_by_role("button", name="Next: Select restore point").click()
+
+    expect(page.get_by_role("heading", name="Select restore point")).to_be_visible()
+    radios = page.locator("input[name=point]")
+    expect(radios.first).to_be_checked()  # the latest is preselected
+    expect(page.locator("#rehydration")).to_be_hidden()  # a vault-tier point needs none
+    check_page(page, "wizard-2-select-restore-point")
+    page.get_by_role("button", name="Next: Restore parameters").click()
+
+    expect(page.get_by_role("heading", name="Restore parameters")).to_be_visible()
+    page.get_by_label("Restore as Database").check()
+    src = page.locator("#server option", has_text=re.compile(r"^src ")).get_attribute("value")
+    assert src
+    page.get_by_label(re.compile("^Target server")).select_option(src)
+    page.get_by_label("Restore database name").fill("shop_portal")
+    page.get_by_label(re.compile("^Select key vault and secret")).select_option(
+        label="kv2 / restorer"
+    )
+    expect(page.get_by_role("note")).to_contain_text(
+        "all the privileges over the restored database"
+    )
+    check_page(page, "wizard-3-restore-parameters")
+    page.get_by_role("button", name="Review + restore").click()
+
+    expect(page.get_by_role("heading", name="Review + restore")).to_be_visible()
+    review_then_grant(
+        page,
+        "UserErrorMissingPermissionsOnSecretStore",
+        "Key Vault Secrets User",
+        "wizard-4-review-failed",
+    )
+    check_page(page, "wizard-4-review-passed")
+    page.get_by_role("button", name="Restore", exact=True).click()
+
+    page.get_by_test_id("job-link").click()
+    wait_completed(page)
+    check_page(page, "restore-job")
+    page.goto(portal.server.url + "/jobs")
+    check_page(page, "backup-jobs")
+
+    assert_same_data(
+        snapshot(portal.source.admin_dsn(SOURCE_DB)),
+        snapshot(portal.source.admin_dsn("shop_portal")),
+    )
+
+
+def test_restore_as_files(portal: Portal, browser: Browser) -> None:
+    page = _page(browser)
+    sign_in(page, portal)
+    open_instance(page, portal)
+    page.get_by_role("link", name="Restore", exact=True).click()
+    page.get_by_role("button", name="Next: Select restore point").click()
+    page.get_by_role("button", name="Next: Restore parameters").click()
+    page.get_by_label("Restore as Files").check()
+    page.get_by_label(re.compile("^Storage account")).select_option(label="sa1")
+    # htmx swaps in the containers of the chosen account
+    page.get_by_label("Target Container").select_option("dumps")
+    page.get_by_label("File prefix").fill("portal/shop")
+    page.get_by_role("button", name="Review + restore").click()
+    review_then_grant(page, "UserErrorContainerNotAccessible", "Storage Blob Data Contributor")
+    page.get_by_role("button", name="Restore", exact=True).click()
+    page.get_by_test_id("job-link").click()
+    wait_completed(page)
+    written = portal.files_dir / "dumps" / "portal"
+    assert sorted(f.name for f in written.iterdir()) == ["shop.dump", "shop.manifest.json"]
+
+
+def test_narrow_screen_and_keyboard(portal: Portal, browser: Browser) -> None:
+    """At 390 px the instance page still shows its actions; Tab reaches the skip link first."""
+    page = _page(browser, width=390)
+    sign_in(page, portal)
+    open_instance(page, portal)
+    expect(page.get_by_role("link", name="Restore", exact=True)).to_be_visible()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+
+def test_backup_reader_cannot_restore(portal: Portal, browser: Browser) -> None:
+    page = _page(browser)
+    sign_in(page, portal, user="rita")
+    open_instance(page, portal)
+    # the reader sees the instance, but Restore and Backup now are disabled with the reason
+    expect(page.get_by_role("link", name="Restore", exact=True)).to_have_count(0)
+    expect(page.get_by_role("button", name="Backup now")).to_be_disabled()
+    expect(page.locator(".why").first).to_contain_text("restore/action")
+    # and a hand-made POST with a valid form token is refused by the server
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    assert csrf
+    url = page.url + "/restore"
+    resp = page.request.post(url, form={"csrf": csrf, "point": "x"})
+    assert resp.status == 403
+    assert "AuthorizationFailed" in resp.text()
+    SEEN.append(resp.text())
+
+
+def test_post_without_csrf_token_is_refused(portal: Portal, browser: Browser) -> None:
+    page = _page(browser)
+    sign_in(page, portal)
+    open_instance(page, portal)
+    before = len(portal.server.cli_json("job", "list", "--vault-name", VAULT)["value"])
+    resp = page.request.post(page.url + "/backup", form={"tag": "Default"})
+    assert resp.status == 403
+    assert "CsrfTokenInvalid" in resp.text()
+    resp = page.request.post(page.url + "/backup", form={"tag": "Default", "csrf": "0" * 64})
+    assert resp.status == 403
+    after = len(portal.server.cli_json("job", "list", "--vault-name", VAULT)["value"])
+    assert after == before  # nothing was queued
+
+
+def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
+    page = _page(browser)
+    sign_in(page, portal)
+    for path in ("/vaults", "/resources", "/iam?scope=/", "/audit", "/jobs?operation=Restore"):
+        page.goto(portal.server.url + path)
+        check_page(page)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to pgvault")).to_be_visible()
+    check_page(page)
+    page.goto(portal.server.url + "/vaults")
+    assert "/signin" in page.url
+
+
+def test_no_secret_in_any_html(portal: Portal) -> None:
+    assert len(SEEN) > 10
+    for html in SEEN:
+        for secret in portal.secrets:
+            assert secret not in html
