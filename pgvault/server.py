@@ -74,9 +74,9 @@ def check_tls(cert: Path | None, key: Path | None) -> None:
         ) from None
 
 
-def app_with_portal(ctx: Context) -> FastAPI:
+def app_with_portal(ctx: Context, *, start_workers: bool = True) -> FastAPI:
     """The API's app with the web portal mounted at `/` (the API keeps its paths)."""
-    app = create_app(ctx)
+    app = create_app(ctx, start_workers=start_workers)
     mount_portal(app)
     return app
 

@@ -13,16 +13,24 @@ docs/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from pgvault import retention
+from pgvault.server import app_with_portal
 from tests.e2e.conftest import (
     HOST,
     RESTORER_PASSWORD,
@@ -31,7 +39,9 @@ from tests.e2e.conftest import (
     restorer_connstr,
     superuser_connstr,
 )
-from tests.support.pg import PgCluster
+from tests.integration.clocked import clocked_vault, tiny_database
+from tests.integration.conftest import RG
+from tests.support.pg import PgCluster, free_port
 from tests.support.sampledb import assert_same_data, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,19 +127,20 @@ def _page(browser: Browser, width: int = 1280) -> Page:
     return page
 
 
-def sign_in(page: Page, portal: Portal, *, user: str | None = None) -> None:
-    page.goto(portal.server.url + "/")
+def sign_in(page: Page, url: str, name: str, secret: str, *, user: bool = False) -> None:
+    """Open the portal (sent to sign in first), sign in, land on the Backup center."""
+    page.goto(url + "/")
     assert "/signin" in page.url  # a page needs a session: sent to sign in, then back
-    if user is None:
-        page.get_by_label("Service principal (client id and secret)").check()
-        page.get_by_label("User name or client id").fill(portal.admin_id)
-        page.get_by_label("Password or client secret").fill(portal.admin_secret)
-    else:
-        page.get_by_label("User (name and password)").check()
-        page.get_by_label("User name or client id").fill(user)
-        page.get_by_label("Password or client secret").fill(portal.reader_password)
+    kind = "User (name and password)" if user else "Service principal (client id and secret)"
+    page.get_by_label(kind).check()
+    page.get_by_label("User name or client id").fill(name)
+    page.get_by_label("Password or client secret").fill(secret)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Backup center")).to_be_visible()
+
+
+def sign_in_admin(page: Page, portal: Portal) -> None:
+    sign_in(page, portal.server.url, portal.admin_id, portal.admin_secret)
 
 
 def check_page(page: Page, shot: str | None = None) -> None:
@@ -183,7 +194,7 @@ def review_then_grant(page: Page, code: str, role: str, shot: str | None = None)
 
 def test_seed_flow_restore_as_database(portal: Portal, browser: Browser) -> None:
     page = _page(browser)
-    sign_in(page, portal)
+    sign_in_admin(page, portal)
     check_page(page, "backup-center")
     open_instance(page, portal)
 
@@ -238,7 +249,7 @@ def test_seed_flow_restore_as_database(portal: Portal, browser: Browser) -> None
 
 def test_restore_as_files(portal: Portal, browser: Browser) -> None:
     page = _page(browser)
-    sign_in(page, portal)
+    sign_in_admin(page, portal)
     open_instance(page, portal)
     page.get_by_role("link", name="Restore", exact=True).click()
     page.get_by_role("button", name="Next: Select restore point").click()
@@ -260,7 +271,7 @@ def test_restore_as_files(portal: Portal, browser: Browser) -> None:
 def test_narrow_screen_and_keyboard(portal: Portal, browser: Browser) -> None:
     """At 390 px the instance page still shows its actions; Tab reaches the skip link first."""
     page = _page(browser, width=390)
-    sign_in(page, portal)
+    sign_in_admin(page, portal)
     open_instance(page, portal)
     expect(page.get_by_role("link", name="Restore", exact=True)).to_be_visible()
     page.keyboard.press("Tab")
@@ -269,7 +280,7 @@ def test_narrow_screen_and_keyboard(portal: Portal, browser: Browser) -> None:
 
 def test_backup_reader_cannot_restore(portal: Portal, browser: Browser) -> None:
     page = _page(browser)
-    sign_in(page, portal, user="rita")
+    sign_in(page, portal.server.url, "rita", portal.reader_password, user=True)
     open_instance(page, portal)
     # the reader sees the instance, but Restore and Backup now are disabled with the reason
     expect(page.get_by_role("link", name="Restore", exact=True)).to_have_count(0)
@@ -287,7 +298,7 @@ def test_backup_reader_cannot_restore(portal: Portal, browser: Browser) -> None:
 
 def test_post_without_csrf_token_is_refused(portal: Portal, browser: Browser) -> None:
     page = _page(browser)
-    sign_in(page, portal)
+    sign_in_admin(page, portal)
     open_instance(page, portal)
     before = len(portal.server.cli_json("job", "list", "--vault-name", VAULT)["value"])
     resp = page.request.post(page.url + "/backup", form={"tag": "Default"})
@@ -301,7 +312,7 @@ def test_post_without_csrf_token_is_refused(portal: Portal, browser: Browser) ->
 
 def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     page = _page(browser)
-    sign_in(page, portal)
+    sign_in_admin(page, portal)
     for path in ("/vaults", "/resources", "/iam?scope=/", "/audit", "/jobs?operation=Restore"):
         page.goto(portal.server.url + path)
         check_page(page)
@@ -317,3 +328,89 @@ def test_no_secret_in_any_html(portal: Portal) -> None:
     for html in SEEN:
         for secret in portal.secrets:
             assert secret not in html
+
+
+# -- an archived point: rehydration in the wizard ------------------------------------------------
+# A point reaches the archive tier only after its vault retention has passed, so this test runs
+# the portal in-process (uvicorn in a thread) on a pgvault whose clock is simulated: the point is
+# backed up, the clock moves eight days on, the housekeeping sweep archives it. Everything else
+# (PostgreSQL, pg_dump/pg_restore, the datastores, the browser) is real.
+
+ARCHIVE_POLICY = retention.build_policy(
+    keep_default="P1W", archive_after="on-expiry", archive_keep="P6M"
+)
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://{HOST}:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def test_archived_point_asks_for_rehydration(
+    tmp_path: Path, source_pg: PgCluster, browser: Browser
+) -> None:
+    with clocked_vault(tmp_path, ARCHIVE_POLICY) as (cv, _datastore, _archive):
+        db = tiny_database(source_pg, "arch")
+        instance = cv.protect(source_pg, db)
+        point_id = cv.backup(instance).recovery_point_id
+        cv.helper.secret("restorer", restorer_connstr(source_pg))
+        cv.advance(timedelta(days=8))
+        assert cv.sweep()["tiered"] == 1
+        creds = json.loads(cv.ctx.settings.credentials_file.read_text())
+        with serving(app_with_portal(cv.ctx, start_workers=False)) as url:
+            page = _page(browser)
+            sign_in(page, url, creds["clientId"], creds["clientSecret"])
+            base = f"{url}/vaults/{cv.sub}/{RG}/{cv.name}/instances/{instance}"
+            page.goto(base + "/restore?tab=point")
+            radio = page.locator(f"#rp-{point_id}")
+            expect(radio).to_be_checked()
+            expect(page.get_by_role("row", name=re.compile("Archive"))).to_be_visible()
+            expect(page.locator("#rehydration")).to_be_visible()
+            expect(page.get_by_label("Rehydration priority")).to_have_value("Standard")
+            days = page.get_by_label(re.compile("^Rehydration duration"))
+            expect(days).to_have_value("15")
+            days.fill("9")  # the page refuses it ...
+            assert page.evaluate("document.getElementById('days').validity.valid") is False
+            check_page(page, "wizard-2-archived-point-rehydration")
+            # ... and so does the server, when the form is sent anyway
+            page.goto(base + f"/restore?tab=params&point={point_id}&priority=Standard&days=9")
+            expect(page.get_by_role("alert")).to_contain_text("UserErrorInvalidRehydrationDuration")
+            expect(page.get_by_role("heading", name="Select restore point")).to_be_visible()
+            page.get_by_label(re.compile("^Rehydration duration")).fill("12")
+            page.get_by_label("Rehydration priority").select_option("High")
+            page.get_by_role("button", name="Next: Restore parameters").click()
+            src = page.locator("#server option", has_text=re.compile(r"^src ")).get_attribute(
+                "value"
+            )
+            assert src
+            page.get_by_label(re.compile("^Target server")).select_option(src)
+            page.get_by_label("Restore database name").fill("arch_restored")
+            page.get_by_label(re.compile("^Select key vault and secret")).select_option(
+                label="kv1 / restorer"
+            )
+            page.get_by_role("button", name="Review + restore").click()
+            expect(page.get_by_test_id("validation")).to_have_text("Validation passed.")
+            expect(page.locator("dl.props")).to_contain_text("High priority, kept 12 days")
+            page.get_by_role("button", name="Restore", exact=True).click()
+            page.get_by_test_id("job-link").click()
+            wait_completed(page)
+            expect(page.get_by_role("table", name="Sub-tasks")).to_contain_text("Rehydrating")
+        point = cv.point(point_id or "")
+        assert point.rehydrated_until == cv.now() + timedelta(days=12)
+        assert_same_data(
+            snapshot(source_pg.admin_dsn(db)), snapshot(source_pg.admin_dsn("arch_restored"))
+        )
