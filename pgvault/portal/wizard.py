@@ -143,7 +143,8 @@ def _body(
     return parse(RestoreRequestBody, body)
 
 
-def _failed(session: Session, exc: PgVaultError) -> list[Failed]:
+def failed_checks(session: Session, exc: PgVaultError) -> list[Failed]:
+    """Each failed check; a missing role of the vault's identity with the grant that fixes it."""
     out = []
     for e in list(getattr(exc, "errors", None) or [exc]):
         m = _GRANT.search(e.recommended_action or "")
@@ -195,7 +196,7 @@ def wizard(
             session.svc.validate_restore(sub, rg, vault, bi, req)
             passed = True
         except PgVaultError as exc:
-            failed = _failed(session, exc)
+            failed = failed_checks(session, exc)
     context = {
         "session": session,
         "crumbs": [*vault_crumbs(sub, rg, vault), (bi, views.instance_url(view)),

@@ -323,13 +323,6 @@ def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     assert "/signin" in page.url
 
 
-def test_no_secret_in_any_html(portal: Portal) -> None:
-    assert len(SEEN) > 10
-    for html in SEEN:
-        for secret in portal.secrets:
-            assert secret not in html
-
-
 # -- an archived point: rehydration in the wizard ------------------------------------------------
 # A point reaches the archive tier only after its vault retention has passed, so this test runs
 # the portal in-process (uvicorn in a thread) on a pgvault whose clock is simulated: the point is
@@ -414,3 +407,77 @@ def test_archived_point_asks_for_rehydration(
         assert_same_data(
             snapshot(source_pg.admin_dsn(db)), snapshot(source_pg.admin_dsn("arch_restored"))
         )
+
+
+def test_policy_protection_backup_now_and_lifecycle(portal: Portal, browser: Browser) -> None:
+    """Create a policy (previewed in words), Configure protection (validate, Grant, configure),
+    Backup now with a retention tag, suspend, delete (confirmed), undelete."""
+    srv, pg = portal.server, portal.source
+    pg.create_database("shop2")
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)", dbname="shop2")
+    srv.cli("keyvault", "create", "--name", "kv3", "--region", REGION)
+    srv.cli("keyvault", "secret", "set", "--vault-name", "kv3", "--name", "shop2",
+            input=superuser_connstr(pg, "shop2"))  # fmt: skip
+    page = _page(browser)
+    sign_in_admin(page, portal)
+    open_instance(page, portal)
+    page.get_by_role("link", name=VAULT, exact=True).first.click()
+
+    page.get_by_role("link", name="Backup policies").click()
+    page.get_by_label("Name").fill("monthly")
+    page.get_by_label("Schedule", exact=True).select_option("daily")
+    page.get_by_label("Keep the first backup of each month for (optional)").fill("P1Y")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_test_id("policy-preview")).to_contain_text("keep")
+    check_page(page, "backup-policies")
+    page.get_by_role("button", name="Create policy").click()
+    expect(page.get_by_role("table")).to_contain_text("monthly")
+
+    page.goto(page.url.rsplit("/", 1)[0] + "/protect")
+    server = page.locator("#server option", has_text=re.compile(r"^src ")).get_attribute("value")
+    assert server
+    page.get_by_label(re.compile("^Server")).select_option(server)
+    page.get_by_label("Database").fill("shop2")
+    page.get_by_label("Backup policy").select_option("monthly")
+    page.get_by_label(re.compile("^Key vault secret")).select_option(label="kv3 / shop2")
+    page.get_by_label(re.compile("^Backup instance name")).fill("shop2")
+    page.get_by_role("button", name="Validate").click()
+    expect(page.get_by_test_id("validation")).to_contain_text(
+        "UserErrorMissingPermissionsOnSecretStore"
+    )
+    expect(page.get_by_role("button", name="Configure backup")).to_be_disabled()
+    check_page(page, "configure-protection")
+    page.get_by_role("button", name="Grant Key Vault Secrets User").click()
+    expect(page.get_by_test_id("validation")).to_have_text("Validation passed.")
+    page.get_by_role("button", name="Configure backup").click()
+    expect(page.get_by_role("heading", name=re.compile("^shop2"))).to_be_visible()
+
+    page.get_by_label("Retention tag").select_option("Monthly")
+    page.get_by_role("button", name="Backup now").click()
+    wait_completed(page)
+    page.get_by_role("link", name="shop2", exact=True).click()
+    expect(page.get_by_role("table", name="Recovery points, newest first")).to_contain_text(
+        "Monthly"
+    )
+
+    page.get_by_label("Protection", exact=True).select_option("suspendBackups")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("dl.props")).to_contain_text("BackupSchedulesSuspended")
+    delete = page.get_by_role("button", name="Delete")
+    page.get_by_role("checkbox", name=re.compile("delete backup instance shop2")).check()
+    delete.click()
+    expect(page.get_by_role("heading", name=re.compile(f"^{VAULT}"))).to_be_visible()
+    expect(page.get_by_role("table", name=re.compile("^Kept until purged"))).to_contain_text(
+        "shop2"
+    )
+    check_page(page)
+    page.get_by_role("button", name="Undelete").click()
+    expect(page.get_by_role("heading", name=re.compile("^shop2"))).to_be_visible()
+    expect(page.locator("dl.props")).to_contain_text("ProtectionStopped")
+
+
+def test_no_secret_in_any_html(portal: Portal) -> None:
+    assert len(SEEN) > 10
+    for html in SEEN:
+        for secret in portal.secrets:
+            assert secret not in html
