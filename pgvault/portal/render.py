@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,6 @@ from fastapi import Request
 from fastapi.responses import Response
 from jinja2_fragments.fastapi import Jinja2Blocks
 
-from pgvault.clock import iso
 from pgvault.errors import PgVaultError
 
 HERE = Path(__file__).parent
@@ -33,7 +32,8 @@ def when(t: datetime | None) -> str:
     """A UTC time as the portal shows it (ISO, to the second)."""
     if t is None:
         return "—"
-    return (iso(t) or "").replace("T", " ").replace("Z", " UTC")
+    aware = t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def seconds(t: float | None) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -316,6 +317,22 @@ def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     for path in ("/vaults", "/resources", "/iam?scope=/", "/audit", "/jobs?operation=Restore"):
         page.goto(portal.server.url + path)
         check_page(page)
+    # Access control (IAM) on the vault: add a role assignment, see it, remove it
+    vault_id = portal.server.cli_json("vault", "show", "--name", VAULT)["id"]
+    page.goto(f"{portal.server.url}/iam?scope={quote(vault_id, safe='')}")
+    table = page.get_by_role("table", name="At this scope and inherited from above")
+    expect(table).to_contain_text("Backup Reader")  # rita's, set up by the fixture
+    expect(table).to_contain_text("Inherited (/)")  # the admin's Owner at the root
+    page.get_by_label("Role", exact=True).select_option("Reader")
+    page.get_by_label(re.compile("^Member")).select_option("rita")
+    page.get_by_role("button", name="Add").click()
+    remove = page.get_by_role("button", name="Remove Reader from rita")
+    expect(remove).to_have_count(1)
+    check_page(page, "access-control")
+    remove.click()
+    expect(page.get_by_role("button", name="Remove Reader from rita")).to_have_count(0)
+    page.goto(portal.server.url + "/audit")
+    expect(page.get_by_role("table")).to_contain_text("roleAssignments/delete")
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in to pgvault")).to_be_visible()
     check_page(page)
