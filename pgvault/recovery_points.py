@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import armstore, retention
@@ -81,8 +81,11 @@ def list_points(
     instance_id: str,
     start: datetime | None = None,
     end: datetime | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[RecoveryPoint]:
-    """Points of an instance, latest first, optionally within [start, end]."""
+    """Points of an instance, latest first, optionally within [start, end]; a page of them
+    with `limit` (after skipping `offset`)."""
     q = select(RecoveryPoint).where(
         RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
     )
@@ -90,7 +93,16 @@ def list_points(
         q = q.where(RecoveryPoint.created_at >= start)
     if end:
         q = q.where(RecoveryPoint.created_at <= end)
-    return list(s.scalars(q.order_by(RecoveryPoint.created_at.desc())))
+    order = (RecoveryPoint.created_at.desc(), RecoveryPoint.id)
+    return list(s.scalars(q.order_by(*order).offset(offset).limit(limit)))
+
+
+def count(s: Session, instance_id: str) -> int:
+    """How many listed (committed) points an instance has."""
+    q = select(func.count()).where(
+        RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
+    )
+    return int(s.scalar(q) or 0)
 
 
 def has_unexpired(s: Session, instance_id: str, now: datetime) -> bool:

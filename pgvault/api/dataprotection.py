@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from pgvault import arm
 from pgvault.api import limits, lro, shapes
-from pgvault.api.deps import Auth, Svc, json_response
+from pgvault.api.deps import Auth, Svc, base_url, json_response
 from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.schemas.dataprotection import (
     AdhocBackupBody,
@@ -248,11 +249,23 @@ def list_points(
     bi: str,
     svc: Svc,
     _: Auth,
+    request: Request,
     filter_: str | None = Query(default=None, alias="$filter"),
+    top: int | None = Query(default=None, alias="$top", ge=1, le=1000),
+    skip_token: int = Query(default=0, alias="$skipToken", ge=0, le=2**31 - 1),
 ) -> JSONResponse:
+    """Every point, newest first; with `$top`, a page of them and the `nextLink` to the next."""
     start, end = filter_dates(filter_)
-    view, points = svc.list_points(sub, rg, vault, bi, start, end)
-    return json_response(shapes.page([shapes.recovery_point(view, p) for p in points]))
+    limit = top + 1 if top else None
+    view, points = svc.list_points(sub, rg, vault, bi, start, end, limit, skip_token)
+    next_link = None
+    if top and len(points) > top:
+        points = points[:top]
+        query = request.query_params.multi_items()
+        kept = [(k, v) for k, v in query if k not in ("$top", "$skipToken")]
+        kept += [("$top", str(top)), ("$skipToken", str(skip_token + top))]
+        next_link = f"{base_url(request)}{request.url.path}?{urlencode(kept)}"
+    return json_response(shapes.page([shapes.recovery_point(view, p) for p in points], next_link))
 
 
 @router.get(BI + "/recoveryPoints/{point}")

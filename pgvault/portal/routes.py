@@ -6,6 +6,7 @@ ARM path), calls `Service` methods (directly or through `views`), and renders a 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -14,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from pgvault import arm, retention
 from pgvault.api import limits
 from pgvault.api.deps import base_url
-from pgvault.errors import PgVaultError
+from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.portal import chart, views
 from pgvault.portal.render import page
 from pgvault.portal.session import COOKIE, Session, checked, current, mark_portal, service
@@ -97,6 +98,9 @@ def signout(session: Checked) -> Response:
 # -- Backup center ----------------------------------------------------------------------------
 
 
+CENTER_ROWS = 100  #: instances the Backup center lists (the counts cover all of them)
+
+
 @router.get("/")
 def backup_center(
     request: Request,
@@ -111,24 +115,27 @@ def backup_center(
     chosen = [v for v in vs if not vault or v.name == vault]
     now = session.svc.ctx.clock.now()
     all_instances = views.instances_of(session, chosen)
-    instances = [
+    matching = [
         i
         for i in all_instances
         if (not state or i.instance.protection_state == state)
         and (not region or views.instance_region(i) == region)
     ]
-    all_jobs = views.jobs_of(session, chosen)
-    job_filter = views.JobFilter(status=status, region=region)
-    recent = [j for j in all_jobs if job_filter.keep(j, now)][:20]
+    instances = matching[:CENTER_ROWS]
+    job_vaults = views.job_vault_ids(session, chosen)
+    recent = views.find_jobs(
+        session, chosen, views.JobFilter(status=status, region=region), now, 20
+    )
     context: dict[str, Any] = {
         "session": session,
         "crumbs": crumbs(("Backup center", "/")),
         "vaults": vs,
         "instances": instances,
+        "matching": len(matching),
         "states": sorted({i.instance.protection_state for i in all_instances}),
         "jobs": recent,
-        "day": views.status_counts(all_jobs, now, 24),
-        "week": views.status_counts(all_jobs, now, 24 * 7),
+        "day": session.svc.job_status_counts(job_vaults, now - timedelta(hours=24)),
+        "week": session.svc.job_status_counts(job_vaults, now - timedelta(days=7)),
         "filters": {"vault": vault, "state": state, "status": status, "region": region,
                     "datasource": datasource},
         "views": views,
@@ -184,20 +191,33 @@ def vault_page(
     return page(request, "vault.html", context)
 
 
+PAGE = 100  #: recovery points per page (newest first; "Older points" pages on)
+
+
+def _before(text: str) -> datetime | None:
+    """The `before` paging parameter (exclusive; an ISO time), or None for the newest page."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"Invalid time {text!r}.", code=Code.BadParameter) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)) - timedelta(microseconds=1)
+
+
 @router.get(BI)
 def instance_page(
-    request: Request, sub: str, rg: str, vault: str, bi: str, session: Current
+    request: Request, sub: str, rg: str, vault: str, bi: str, session: Current, before: str = ""
 ) -> Response:
     view = session.svc.get_instance(sub, rg, vault, bi)
     inst_arm = views.instance_arm(view)
     session.require("GET", inst_arm)
-    _, points = session.svc.list_points(sub, rg, vault, bi)
-    points = sorted(points, key=lambda p: p.created_at, reverse=True)
-    job_views = [
-        j
-        for j in session.svc.list_jobs(sub, rg, vault, limit=500)
-        if j.instance is not None and j.instance.id == view.instance.id
-    ]
+    shown_before = _before(before)
+    _, points = session.svc.list_points(sub, rg, vault, bi, end=shown_before, limit=PAGE + 1)
+    older = points[PAGE - 1].created_at if len(points) > PAGE else None
+    points = points[:PAGE]
+    total = session.svc.count_points(sub, rg, vault, bi)
+    job_views = session.svc.find_jobs([view.vault.id], instance_id=view.instance.id, limit=50)
     backups = [j for j in reversed(job_views) if j.job.operation == "Backup" and j.job.ended_at]
     oldest_first = list(reversed(points))[-30:]
     size_chart = chart.bars(
@@ -222,7 +242,9 @@ def instance_page(
         "view": view,
         "inst_arm": inst_arm,
         "points": points,
-        "jobs": job_views[:50],
+        "total_points": total,
+        "older": older.isoformat() if older else None,
+        "jobs": job_views,
         "size_chart": size_chart,
         "duration_chart": duration_chart,
         "views": views,
@@ -255,7 +277,7 @@ def job_list(
     chosen = [v for v in vs if not vault or v.name == vault]
     now = session.svc.ctx.clock.now()
     f = views.JobFilter(operation, status, vault, instance, region, hours)
-    listed = [j for j in views.jobs_of(session, chosen) if f.keep(j, now)][:200]
+    listed = views.find_jobs(session, chosen, f, now, 200)
     context = {
         "session": session,
         "crumbs": crumbs(("Backup jobs", "/jobs")),

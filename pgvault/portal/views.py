@@ -7,7 +7,6 @@ functions over `Service` methods.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,22 +58,27 @@ def visible_vaults(session: Session) -> list[vaults.Vault]:
 
 
 def instances_of(session: Session, vs: list[vaults.Vault]) -> list[InstanceView]:
-    out: list[InstanceView] = []
-    for v in vs:
-        if session.can("GET", f"{v.arm_id}/backupInstances"):
-            out.extend(session.svc.list_instances(v.subscription_id, v.resource_group, v.name))
-    return out
+    """The live instances of the vaults among `vs` whose instances the caller may list."""
+    ids = [v.id for v in vs if session.can("GET", f"{v.arm_id}/backupInstances")]
+    return session.svc.list_instances_in(ids)
 
 
-def jobs_of(session: Session, vs: list[vaults.Vault], limit: int = 500) -> list[JobView]:
-    out: list[JobView] = []
-    for v in vs:
-        if session.can("GET", f"{v.arm_id}/backupJobs"):
-            out.extend(
-                session.svc.list_jobs(v.subscription_id, v.resource_group, v.name, limit=limit)
-            )
-    out.sort(key=lambda j: j.job.created_at, reverse=True)
-    return out
+def job_vault_ids(session: Session, vs: list[vaults.Vault]) -> list[str]:
+    """The vaults among `vs` whose jobs the caller may read."""
+    return [v.id for v in vs if session.can("GET", f"{v.arm_id}/backupJobs")]
+
+
+def find_jobs(
+    session: Session, vs: list[vaults.Vault], f: JobFilter, now: datetime, limit: int
+) -> list[JobView]:
+    """The newest jobs matching `f`: operation, status and time in the query; instance and
+    region (which need the job's instance) on what it returned."""
+    since = now - timedelta(hours=f.hours) if f.hours else None
+    found = session.svc.find_jobs(
+        job_vault_ids(session, vs), limit=limit * (5 if f.instance or f.region else 1),
+        operation=f.operation or None, status=f.status or None, since=since,
+    )  # fmt: skip
+    return [j for j in found if f.keep(j, now)][:limit]
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,6 @@ class JobFilter:
             and (not self.region or instance_region(view) == self.region)
             and (not self.hours or j.created_at >= now - timedelta(hours=self.hours))
         )
-
-
-def status_counts(views: list[JobView], now: datetime, hours: int) -> dict[str, int]:
-    since = now - timedelta(hours=hours)
-    return dict(Counter(v.job.status for v in views if v.job.created_at >= since))
 
 
 @dataclass(frozen=True)

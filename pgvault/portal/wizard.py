@@ -32,6 +32,7 @@ from pgvault.storage.accounts import blob_endpoint
 router = APIRouter(dependencies=[Depends(mark_portal)], include_in_schema=False)
 TABS = (("basics", "Basics"), ("point", "Select restore point"),
         ("params", "Restore parameters"), ("review", "Review + restore"))  # fmt: skip
+POINTS_SHOWN = 100  #: the newest points the Select restore point tab lists
 ASSIGNMENTS = "/providers/Microsoft.Authorization/roleAssignments/new"
 _GRANT = re.compile(r'--assignee (\S+) --role "([^"]+)" --scope (\S+)')
 
@@ -171,11 +172,13 @@ def wizard(
     inst_arm = views.instance_arm(view)
     session.require("GET", inst_arm)
     c = Choices.of(request.query_params)
-    _, points = session.svc.list_points(sub, rg, vault, bi)
-    points = sorted(points, key=lambda p: p.created_at, reverse=True)
+    _, points = session.svc.list_points(sub, rg, vault, bi, limit=POINTS_SHOWN)
     if not c.point and points:
         c.point = points[0].id  # the latest is preselected
     chosen = next((p for p in points if p.id == c.point), None)
+    if chosen is None and c.point:  # an older point than the page shows, chosen by id
+        chosen = session.svc.get_point(sub, rg, vault, bi, c.point)[1]
+        points = [*points, chosen]
     in_vault = chosen.in_vault if chosen else True
     problems: list[PgVaultError] = []
     failed: list[Failed] = []
@@ -207,6 +210,7 @@ def wizard(
         "c": c,
         "choices": asdict(c),
         "points": points,
+        "points_total": session.svc.count_points(sub, rg, vault, bi) if tab == "point" else 0,
         "chosen": chosen,
         "archive": not in_vault,
         "problems": problems,

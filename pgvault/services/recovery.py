@@ -40,11 +40,20 @@ class RecoveryService(ServiceBase):
         name: str,
         start: datetime | None = None,
         end: datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> tuple[InstanceView, list[recovery_points.RecoveryPoint]]:
         with self.ctx.db.session() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
-            return self._view(s, inst), recovery_points.list_points(s, inst.id, start, end)
+            points = recovery_points.list_points(s, inst.id, start, end, limit, offset)
+            return self._view(s, inst), points
+
+    def count_points(self, sub: str, rg: str, vault_name: str, name: str) -> int:
+        """How many recovery points an instance lists (the portal shows the newest page)."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            return recovery_points.count(s, instances.get(s, vault.id, name).id)
 
     def get_point(
         self, sub: str, rg: str, vault_name: str, name: str, point_id: str

@@ -12,7 +12,9 @@ from pgvault.portal import chart, render, views
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
-def _job(operation: str, phase: str, done: int, total: int | None, status: str = "InProgress") -> jobs.Job:
+def _job(
+    operation: str, phase: str, done: int, total: int | None, status: str = "InProgress"
+) -> jobs.Job:
     return jobs.Job(
         id="j1",
         vault_id="v",
@@ -31,7 +33,8 @@ def _job(operation: str, phase: str, done: int, total: int | None, status: str =
 def test_progress_estimates_the_time_left_from_the_bytes_moved() -> None:
     p = views.progress(_job("Backup", "Transferring data", 250, 1000), NOW)
     assert (p.percent, p.elapsed, p.eta_seconds) == (25.0, 20.0, 60.0)
-    assert p.running and not p.no_cancel
+    assert p.running
+    assert not p.no_cancel
 
 
 def test_a_restore_transferring_data_can_no_longer_be_cancelled() -> None:
@@ -49,7 +52,8 @@ def test_chart_is_one_titled_bar_per_value_scaled_to_the_largest() -> None:
     ns = "{http://www.w3.org/2000/svg}"
     bars = [r for r in root.iter(f"{ns}rect") if r.get("class") == "bar"]
     assert [float(b.get("height", 0)) for b in bars] == [18.0, 36.0, 72.0]
-    assert root.get("role") == "img" and root.get("aria-label") == "Size"
+    assert root.get("role") == "img"
+    assert root.get("aria-label") == "Size"
     assert bars[2].find(f"{ns}title").text == "c<&>"  # type: ignore[union-attr]
     assert "No data yet" in chart.bars([], "Size")
 
