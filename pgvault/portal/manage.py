@@ -72,6 +72,24 @@ def undelete(sub: str, rg: str, vault: str, bi: str, session: Checked) -> Respon
     return _back(f"{views.vault_url(v)}/instances/{bi}")
 
 
+@router.post("/keyvaults/{sub}/{rg}/{kv}/secrets")
+def set_secret(
+    sub: str,
+    rg: str,
+    kv: str,
+    session: Checked,
+    name: Annotated[str, Form()],
+    value: Annotated[str, Form()],
+) -> Response:
+    """Set a secret's value (write-only: no page ever shows it, the form never echoes it)."""
+    vault = session.svc.get_keyvault(sub, rg, kv)
+    arm_path = f"{vault.arm_id}/secrets/{name}"
+    session.require("PUT", arm_path)
+    session.svc.put_secret(sub, rg, kv, name, value, None)
+    session.audit("PUT", arm_path, 200)
+    return _back("/resources#kvs")
+
+
 # -- access control (IAM) ---------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -55,6 +56,8 @@ REGION = "eastus"
 VAULT = "v1"
 INSTANCE = "shop1"
 JOB_TIMEOUT_MS = 180_000
+
+PORTAL_SECRET = "Server=db;Password=set-in-the-portal-" + secrets.token_hex(8)
 
 #: Every HTML page the tests saw, for the "no secret in any HTML" check.
 SEEN: list[str] = []
@@ -105,10 +108,10 @@ def portal(pgvault_module_server: PgvaultServer, source_pg: PgCluster) -> Portal
     reader = srv.cli_json("principal", "create", "--name", "rita", "--type", "user")
     srv.grant("rita", "Backup Reader", vault["id"])
     creds = srv.admin_credentials()
-    secrets = [creds["clientSecret"], source_pg.superuser_password, RESTORER_PASSWORD,
-               reader["secret"]]  # fmt: skip
+    known = [creds["clientSecret"], source_pg.superuser_password, RESTORER_PASSWORD,
+             reader["secret"], PORTAL_SECRET]  # fmt: skip
     return Portal(srv, source_pg, creds["clientId"], creds["clientSecret"], reader["secret"],
-                  files_dir, secrets)  # fmt: skip
+                  files_dir, known)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -317,6 +320,15 @@ def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     for path in ("/vaults", "/resources", "/iam?scope=/", "/audit", "/jobs?operation=Restore"):
         page.goto(portal.server.url + path)
         check_page(page)
+    # a secret's value is write-only: set from the page, never shown again
+    page.goto(portal.server.url + "/resources")
+    page.get_by_label("Secret name in kv1").fill("portal-set")
+    page.get_by_label("Value (write-only)").first.fill(PORTAL_SECRET)
+    page.get_by_role("button", name="Set secret").first.click()
+    expect(page.get_by_role("table", name=re.compile("^Key vaults"))).to_contain_text("portal-set")
+    check_page(page)
+    listed = portal.server.cli_json("keyvault", "secret", "list", "--vault-name", "kv1")
+    assert "portal-set" in [x["name"] for x in listed["value"]]
     # Access control (IAM) on the vault: add a role assignment, see it, remove it
     vault_id = portal.server.cli_json("vault", "show", "--name", VAULT)["id"]
     page.goto(f"{portal.server.url}/iam?scope={quote(vault_id, safe='')}")
