@@ -28,10 +28,10 @@ from typing import Any
 
 import httpx
 
-from pgvault.errors import Code, PgVaultError
+from pgvault.errors import BadRequest, Code, PgVaultError
 
 REGION = "eastus"
-ROWS = 50_000
+ROWS = 20_000
 #: What the comparison reads from the source and the restored database.
 FINGERPRINT = (
     "SELECT (SELECT count(*) FROM orders), (SELECT sum(qty) FROM orders),"
@@ -68,7 +68,7 @@ def bindir() -> Path:
     for d in reversed(dirs):
         if Path(d, "initdb").exists():
             return Path(d)
-    raise PgVaultError(
+    raise BadRequest(
         "No PostgreSQL server binaries (initdb) found.",
         code=Code.BadRequest,
         recommended_action="Install them (Debian: apt-get install postgresql-15), then run "

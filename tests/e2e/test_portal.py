@@ -345,6 +345,12 @@ def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     expect(page.get_by_role("button", name="Remove Reader from rita")).to_have_count(0)
     page.goto(portal.server.url + "/audit")
     expect(page.get_by_role("table")).to_contain_text("roleAssignments/delete")
+    # an error is a page with its code and what to do
+    page.goto(portal.server.url + "/vaults/nosub/norg/novault")
+    expect(page.get_by_role("heading", name="Something needs fixing")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("ResourceNotFound")
+    expect(page.get_by_role("alert")).to_contain_text("Fix:")
+    check_page(page)
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in to pgvault")).to_be_visible()
     check_page(page)
