@@ -10,11 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from pgvault import arm
 from pgvault.errors import BadRequest, Code
 from pgvault.portal import views
 from pgvault.portal.render import page
 from pgvault.portal.routes import BI, V, crumbs
 from pgvault.portal.session import Session, checked, current, mark_portal
+from pgvault.schemas.base import parse
+from pgvault.schemas.dataprotection import VaultBody
 
 router = APIRouter(dependencies=[Depends(mark_portal)], include_in_schema=False)
 Current = Annotated[Session, Depends(current)]
@@ -25,6 +28,39 @@ LIFECYCLE = ("stopProtection", "suspendBackups", "resumeProtection", "resumeBack
 
 def _back(url: str) -> Response:
     return RedirectResponse(url if url.startswith("/") and not url.startswith("//") else "/", 303)
+
+
+@router.post("/vaults")
+def create_vault(
+    session: Checked,
+    sub: Annotated[str, Form()],
+    rg: Annotated[str, Form()],
+    name: Annotated[str, Form()],
+    region: Annotated[str, Form()],
+    redundancy: Annotated[str, Form()] = "LocallyRedundant",
+    soft_delete_days: Annotated[int, Form(ge=14, le=180)] = 14,
+) -> Response:
+    """Create a backup vault: the API's vault body (`VaultBody`), from the form's fields."""
+    body = parse(
+        VaultBody,
+        {
+            "location": region,
+            "properties": {
+                "storageSettings": [{"datastoreType": "VaultStore", "type": redundancy}],
+                "securitySettings": {
+                    "softDeleteSettings": {
+                        "state": "On",
+                        "retentionDurationInDays": soft_delete_days,
+                    }
+                },
+            },
+        },
+    )
+    arm_path = arm.vault_id(sub, rg, name)
+    session.require("PUT", arm_path)
+    vault, _ = session.svc.put_vault(sub, rg, name, body.location, body.settings(), {})
+    session.audit("PUT", arm_path, 201)
+    return _back(views.vault_url(vault))
 
 
 @router.post(BI + "/backup")

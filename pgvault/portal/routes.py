@@ -150,12 +150,22 @@ def backup_center(
 @router.get("/vaults")
 def vault_list(request: Request, session: Current) -> Response:
     vs = views.visible_vaults(session)
-    return page(
-        request,
-        "vaults.html",
-        {"session": session, "crumbs": crumbs(("Backup vaults", "/vaults")), "vaults": vs,
-         "views": views},
-    )  # fmt: skip
+    subs = session.svc.list_subscriptions()
+    context = {
+        "session": session,
+        "crumbs": crumbs(("Backup vaults", "/vaults")),
+        "vaults": vs,
+        "views": views,
+        "subscriptions": subs,
+        "can_create": any(
+            session.can(
+                "PUT",
+                f"/subscriptions/{s.id}/resourceGroups/default/providers/Microsoft.DataProtection/backupVaults/new",
+            )
+            for s in subs
+        ),
+    }
+    return page(request, "vaults.html", context)
 
 
 @router.get(V)

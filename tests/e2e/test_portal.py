@@ -320,6 +320,14 @@ def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     for path in ("/vaults", "/resources", "/iam?scope=/", "/audit", "/jobs?operation=Restore"):
         page.goto(portal.server.url + path)
         check_page(page)
+    # a new vault from the vaults page, with its properties
+    page.goto(portal.server.url + "/vaults")
+    page.get_by_label("Vault name").fill("v2")
+    page.get_by_label("Backup storage redundancy").select_option("GeoRedundant")
+    page.get_by_role("button", name="Create vault").click()
+    expect(page.get_by_role("heading", name=re.compile("^v2"))).to_be_visible()
+    expect(page.locator("dl.props")).to_contain_text("GeoRedundant")
+    check_page(page)
     # a secret's value is write-only: set from the page, never shown again
     page.goto(portal.server.url + "/resources")
     page.get_by_label("Secret name in kv1").fill("portal-set")
