@@ -105,7 +105,7 @@ def seed(home: Path, database_url: str | None, points: int) -> dict[str, Any]:
             name = f"db{v}-{i}"
             policy_id = f"{vpath(sub)}/{vname}/backupPolicies/{policy.name}"
             spec = InstanceSpec(f"{server_id}/databases/{name}", policy_id, secret_uri)
-            view = svc.put_instance(sub, RG, vname, name, spec)
+            view, _ = svc.put_instance(sub, RG, vname, name, spec)
             names.append(name)
             with ctx.db.session() as s:
                 for _j in range(JOBS_PER_INSTANCE):

@@ -370,6 +370,11 @@ class Code(StrEnum):
         403,
         "Ask an Owner to assign you a role that includes this action.",
     )
+    CsrfTokenInvalid = (
+        "CsrfTokenInvalid",
+        403,
+        "Reload the page (sign in again if asked) and submit the form from the portal.",
+    )
     TooManyFailedLogins = (
         "TooManyFailedLogins",
         429,

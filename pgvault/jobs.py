@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    func,
     or_,
     select,
     update,
@@ -153,6 +154,39 @@ def list_jobs(s: Session, vault_ids: list[str], limit: int = 200, offset: int = 
         .limit(limit)
     )
     return list(s.scalars(q))
+
+
+def find(
+    s: Session,
+    vault_ids: list[str],
+    *,
+    limit: int = 200,
+    operation: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    instance_id: str | None = None,
+) -> list[Job]:
+    """The newest jobs of these vaults matching the filters (one query, newest first)."""
+    q = select(Job).where(Job.vault_id.in_(vault_ids))
+    if instance_id:
+        q = q.where(Job.instance_id == instance_id)
+    if operation:
+        q = q.where(Job.operation == operation)
+    if status:
+        q = q.where(Job.status == status)
+    if since is not None:
+        q = q.where(Job.created_at >= since)
+    return list(s.scalars(q.order_by(Job.created_at.desc(), Job.id).limit(limit)))
+
+
+def status_counts(s: Session, vault_ids: list[str], since: datetime) -> dict[str, int]:
+    """How many jobs of these vaults started since `since`, by status (one grouped query)."""
+    q = (
+        select(Job.status, func.count())
+        .where(Job.vault_id.in_(vault_ids), Job.created_at >= since)
+        .group_by(Job.status)
+    )
+    return {status: count for status, count in s.execute(q)}
 
 
 def claim_next(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pgvault import armstore, retention
@@ -98,6 +98,14 @@ def list_points(
         q = q.where(RecoveryPoint.created_at <= end)
     q = q.order_by(RecoveryPoint.created_at.desc(), RecoveryPoint.id).offset(offset)
     return list(s.scalars(q if limit is None else q.limit(limit)))
+
+
+def count(s: Session, instance_id: str) -> int:
+    """How many listed (committed) points an instance has."""
+    q = select(func.count()).where(
+        RecoveryPoint.instance_id == instance_id, RecoveryPoint.state == COMMITTED
+    )
+    return int(s.scalar(q) or 0)
 
 
 def has_unexpired(s: Session, instance_id: str, now: datetime) -> bool:

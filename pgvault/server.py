@@ -16,12 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from pgvault import executors, logs
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
 from pgvault.errors import Code, PgVaultError
+from pgvault.portal import mount as mount_portal
 
 #: TLS 1.2 suites offered (TLS 1.3 suites are OpenSSL's, all strong); forward secret, AEAD only.
 TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -72,6 +74,13 @@ def check_tls(cert: Path | None, key: Path | None) -> None:
         ) from None
 
 
+def app_with_portal(ctx: Context, *, start_workers: bool = True, run_jobs: bool = True) -> FastAPI:
+    """The API's app with the web portal mounted at `/` (the API keeps its paths)."""
+    app = create_app(ctx, start_workers=start_workers, run_jobs=run_jobs)
+    mount_portal(app)
+    return app
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -114,8 +123,9 @@ def serve(
             "serve with --tls-cert FILE --tls-key FILE"
         )
     say("Get a bearer token with: pgvault auth token")
+    say(f"Portal: {scheme}://{host}:{port}/ (sign in with a user or service principal)")
     uvicorn.run(
-        create_app(ctx, run_jobs=run_jobs),
+        app_with_portal(ctx, run_jobs=run_jobs),
         host=host,
         port=port,
         log_level="info",

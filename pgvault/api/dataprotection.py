@@ -307,7 +307,7 @@ def list_points(
     _: Auth,
     request: Request,
     filter_: str | None = Query(default=None, alias="$filter"),
-    skiptoken: int = Query(default=0, alias="$skiptoken", ge=0, le=2**31 - 1),
+    skiptoken: int = Query(default=0, alias="$skipToken", ge=0, le=2**31 - 1),
     top: int = Query(default=POINTS_PAGE, alias="$top", ge=1, le=1000),
 ) -> JSONResponse:
     """A page of points, latest first; `nextLink` (Azure's paging, which the SDK and the
@@ -317,8 +317,8 @@ def list_points(
     next_link = None
     if len(points) > top:
         points = points[:top]
-        query = {k: v for k, v in request.query_params.items() if k != "$skiptoken"}
-        query["$skiptoken"] = str(skiptoken + top)
+        query = {k: v for k, v in request.query_params.items() if k != "$skipToken"}
+        query["$skipToken"] = str(skiptoken + top)
         next_link = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
     return json_response(shapes.page([shapes.recovery_point(view, p) for p in points], next_link))
 

@@ -7,6 +7,8 @@ subscription and `default`). Secrets are read from stdin or a prompt, never from
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -116,6 +118,31 @@ def _refused(exc: PgVaultError) -> None:
     err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
     err.print(f"[yellow]fix:[/yellow] {escape(exc.recommended_action)}")
     raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="Port of the portal and API.")] = None,
+    exit_: Annotated[
+        bool, typer.Option("--exit", help="Stop after the walk-through instead of serving on.")
+    ] = False,
+) -> None:
+    """The whole product on a throwaway PostgreSQL: protect, back up, restore (database and
+    files), compare; then the portal keeps running until Ctrl-C."""
+    from pgvault.cli import demo as walkthrough
+
+    try:
+        with walkthrough.demo(out.print, port) as d:
+            d.run()
+            if not exit_:
+                d.portal_hint()
+                with contextlib.suppress(KeyboardInterrupt):
+                    while d.serve is not None and d.serve.poll() is None:
+                        time.sleep(1)
+    except PgVaultError as exc:
+        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
+        err.print(f"[yellow]fix:[/yellow] {escape(exc.recommended_action)}")
+        raise typer.Exit(1) from None
 
 
 @command(auth_app, "token", scope=Scope.none, output=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -43,6 +44,34 @@ class MonitoringService(ServiceBase):
             else:
                 ids = [v.id for v in vaults.list_vaults(s, sub, rg)]
             return [self._job_view(s, j) for j in jobs.list_jobs(s, ids, limit, offset)]
+
+    def find_jobs(
+        self,
+        vault_ids: list[str],
+        *,
+        limit: int = 200,
+        operation: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        instance_id: str | None = None,
+    ) -> list[JobView]:
+        """The newest jobs across these vaults (the portal's Backup center and jobs pane)."""
+        with self.ctx.db.session() as s:
+            found = jobs.find(
+                s,
+                vault_ids,
+                limit=limit,
+                operation=operation,
+                status=status,
+                since=since,
+                instance_id=instance_id,
+            )
+            return [self._job_view(s, j) for j in found]
+
+    def job_status_counts(self, vault_ids: list[str], since: datetime) -> dict[str, int]:
+        """Jobs of these vaults started since `since`, counted by status."""
+        with self.ctx.db.session() as s:
+            return jobs.status_counts(s, vault_ids, since)
 
     def get_job(self, sub: str, rg: str, vault_name: str, job_id: str) -> JobView:
         with self.ctx.db.session() as s:

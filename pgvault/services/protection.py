@@ -231,6 +231,11 @@ class ProtectionService(ServiceBase):
             vault = vaults.get(s, sub, rg, vault_name)
             return [instance_view(s, i) for i in instances.list_instances(s, vault.id)]
 
+    def list_instances_in(self, vault_ids: list[str]) -> list[InstanceView]:
+        """Live instances of several vaults, read in one session (the Backup center)."""
+        with self.ctx.db.session() as s:
+            return [instance_view(s, i) for i in instances.list_in_vaults(s, vault_ids)]
+
     def delete_instance(self, sub: str, rg: str, vault_name: str, name: str) -> None:
         """Soft-delete (kept for the vault's soft-delete days, then purged) or delete now.
 

@@ -69,6 +69,12 @@ class RecoveryService(ServiceBase):
             points = recovery_points.list_points(s, inst.id, start, end, limit=limit, offset=offset)
             return self._view(s, inst), points
 
+    def count_points(self, sub: str, rg: str, vault_name: str, name: str) -> int:
+        """How many recovery points an instance lists (the portal shows the newest page)."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            return recovery_points.count(s, instances.get(s, vault.id, name).id)
+
     def get_point(
         self, sub: str, rg: str, vault_name: str, name: str, point_id: str
     ) -> tuple[InstanceView, recovery_points.RecoveryPoint]:
