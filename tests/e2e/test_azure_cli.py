@@ -308,7 +308,7 @@ def test_protect_a_database(world: World, tmp_path_factory: pytest.TempPathFacto
         "dataprotection", "backup-instance", "validate-for-backup", "-g", RG,
         "--vault-name", VAULT, "--backup-instance", str(bi),
     )  # fmt: skip
-    assert "UserError" in refused
+    assert "UserError" in refused, refused
     granted = az.json(
         "dataprotection", "backup-instance", "update-msi-permissions", "-g", RG,
         "--vault-name", VAULT, "--datasource-type", DS, "--operation", "Backup",
@@ -414,7 +414,7 @@ def test_restore_into_an_existing_database_is_refused(world: World) -> None:
         "--vault-name", VAULT, "-n", world.state["instance"],
         "--restore-request-object", str(request),
     )  # fmt: skip
-    assert "UserErrorDatabaseNameAlreadyInUse" in refused
+    assert "UserErrorDatabaseNameAlreadyInUse" in refused, refused
 
 
 def test_restore_as_files(world: World) -> None:
@@ -511,4 +511,4 @@ def test_backup_reader_can_look_but_not_act(world: World) -> None:
         "dataprotection", "backup-instance", "adhoc-backup", "-g", RG, "--vault-name", VAULT,
         "-n", world.state["instance"], "--rule-name", "BackupWeekly",
     )  # fmt: skip
-    assert "AuthorizationFailed" in refused
+    assert "AuthorizationFailed" in refused, refused
