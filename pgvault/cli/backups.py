@@ -75,6 +75,14 @@ DurationOpt = Annotated[
     typer.Option("--rehydration-duration", help="Archive points: P10D..P30D (default P15D)."),
 ]
 ValidateOnlyOpt = Annotated[bool, typer.Option(help="Only run Review + restore checks.")]
+VerifyFirstOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify-first",
+        help="Read and check every object of the point before touching the target "
+        "(default: each object is checked while it streams).",
+    ),
+]
 
 
 def _with_rehydration(
@@ -166,8 +174,21 @@ def restore_database(
     rehydration_priority: PriorityOpt = None,
     rehydration_duration: DurationOpt = None,
     validate_only: ValidateOnlyOpt = False,
+    verify_first: VerifyFirstOpt = False,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table",
+            help="Restore only this table (schema.table), with what it needs; repeatable.",
+        ),
+    ] = None,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option("--schema", help="Restore only this schema's tables; repeatable."),
+    ] = None,
 ) -> None:
     """Restore a recovery point as a new database (owned by the secret's user)."""
+    options = _options(verify_first, table, schema)
     given = [recovery_point, target_server, target_database, secret]
     if restore_request is not None:
         if any(v is not None for v in given):
@@ -180,7 +201,7 @@ def restore_database(
         body = _with_rehydration(
             _restore_request(restore_request), rehydration_priority, rehydration_duration
         )
-        _restore(call, vault_name, instance, body, wait, validate_only)
+        _restore(call, vault_name, instance, {**body, **options}, wait, validate_only)
         return
     if any(v is None for v in given):
         raise UsageError(
@@ -213,7 +234,19 @@ def restore_database(
         },
     }
     body = _with_rehydration(body, rehydration_priority, rehydration_duration)
-    _restore(call, vault_name, instance, body, wait, validate_only)
+    _restore(call, vault_name, instance, {**body, **options}, wait, validate_only)
+
+
+def _options(verify_first: bool, tables: list[str] | None, schemas: list[str] | None) -> Any:
+    """The request's `pgvaultOptions` extension (absent when nothing is asked)."""
+    opts: dict[str, Any] = {}
+    if verify_first:
+        opts["verifyFirst"] = True
+    if tables:
+        opts["tables"] = tables
+    if schemas:
+        opts["schemas"] = schemas
+    return {"pgvaultOptions": opts} if opts else {}
 
 
 @command(restore_app, "files")
@@ -230,8 +263,9 @@ def restore_files(
     rehydration_priority: PriorityOpt = None,
     rehydration_duration: DurationOpt = None,
     validate_only: ValidateOnlyOpt = False,
+    verify_first: VerifyFirstOpt = False,
 ) -> None:
-    """Restore a recovery point as dump files for your own pg_restore (grants kept)."""
+    """Restore a recovery point as a pg_restore -Fd archive (owners and grants kept)."""
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
         "recoveryPointId": recovery_point,
@@ -247,7 +281,14 @@ def restore_files(
         },
     }
     body = _with_rehydration(body, rehydration_priority, rehydration_duration)
-    _restore(call, vault_name, instance, body, wait, validate_only)
+    _restore(
+        call,
+        vault_name,
+        instance,
+        {**body, **_options(verify_first, None, None)},
+        wait,
+        validate_only,
+    )
 
 
 @command(rp_app, "show", columns=(*RP_COLUMNS, ("Expiry", "properties.expiryTime")))

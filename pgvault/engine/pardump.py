@@ -160,9 +160,7 @@ def _store(
     digest = hashlib.sha256()
     counts = {"raw": 0, "stored": 0}
     location.put_stream(name, _compress(pieces, digest, counts, total, progress))
-    return StoredObject(
-        name, counts["stored"], digest.hexdigest(), content, dump_id, counts["raw"]
-    )
+    return StoredObject(name, counts["stored"], digest.hexdigest(), content, dump_id, counts["raw"])
 
 
 def _tool_failed(tool: str, rc: int, stderr: pgtools.StderrTail) -> BackupToolError:
@@ -232,7 +230,9 @@ def _lock_tables(conn: psycopg.Connection[tuple[object, ...]], entries: list[toc
     names = [sql.Identifier(e.namespace or "public", e.tag or "") for e in entries]
     for i in range(0, len(names), 500):
         conn.execute(
-            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.SQL(", ").join(names[i : i + 500]))
+            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                sql.SQL(", ").join(names[i : i + 500])
+            )
         )
 
 
@@ -262,7 +262,11 @@ def _copy_sql(entry: tocmod.Entry, filters: dict[tuple[str, str], str]) -> str:
         return stmt
     head, cols = stmt[: -len(" TO STDOUT")].split(" (", 1) if " (" in stmt else (stmt, "")
     table = head[len("COPY ") :]
-    select = f"SELECT {cols.rstrip(')')} FROM ONLY {table} {cond}" if cols else f"SELECT * FROM ONLY {table} {cond}"
+    select = (
+        f"SELECT {cols.rstrip(')')} FROM ONLY {table} {cond}"
+        if cols
+        else f"SELECT * FROM ONLY {table} {cond}"
+    )
     return f"COPY ({select}) TO STDOUT"
 
 
@@ -306,7 +310,7 @@ def _copy_table(
     stderr = pgtools.StderrTail(proc.stderr, (ep.creds.password,))
     assert proc.stdout is not None
 
-    def pieces() -> Iterator[memoryview]:
+    def pieces() -> Iterator[memoryview | bytes]:
         assert proc.stdout is not None
         yield from _pipe_pieces(proc.stdout)
         rc = proc.wait()
@@ -346,7 +350,7 @@ def _blob_pieces(conn: psycopg.Connection[tuple[object, ...]], oids: list[int]) 
         while True:
             got = conn.execute("SELECT loread(%s, %s)", (fd, LO_READ)).fetchone()
             assert got is not None
-            data = bytes(got[0])  # type: ignore[arg-type]
+            data = bytes(got[0])  # type: ignore[call-overload]
             if not data:
                 break
             yield data
@@ -390,8 +394,18 @@ def run(
         schema_obj = _store(location, SCHEMA, iter([raw]), total, progress, CONTENT_TOC, None)
         data_entries.sort(key=lambda e: -sizes.get((e.namespace or "", e.tag or ""), 0))
         objects = _dump_data(
-            ep, dbname, snapshot, encoding, conn, toc, data_entries, filters, location, total,
-            progress, jobs,
+            ep,
+            dbname,
+            snapshot,
+            encoding,
+            conn,
+            toc,
+            data_entries,
+            filters,
+            location,
+            total,
+            progress,
+            jobs,
         )
         conn.execute("COMMIT")
     manifest = Manifest(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
+import functools
 import os
 import signal
 import subprocess
@@ -82,50 +82,87 @@ def load_toc(location: Location, manifest: Manifest) -> tocmod.Toc:
 # -- selection (table-level restore) -------------------------------------------------------
 
 
+#: Entries that stand for a relation or hang off one: never pulled in as a dependency of
+#: something else (a foreign key to a table not chosen is left out, as pg_restore -L would).
+_RELATION_KINDS = {
+    "TABLE",
+    "VIEW",
+    "MATERIALIZED VIEW",
+    "FOREIGN TABLE",
+    "TABLE DATA",
+    "CONSTRAINT",
+    "FK CONSTRAINT",
+    "INDEX",
+    "TRIGGER",
+    "RULE",
+    "POLICY",
+    "ROW SECURITY",
+    "MATERIALIZED VIEW DATA",
+    "TABLE ATTACH",
+    "INDEX ATTACH",
+    "DEFAULT",
+    "CHECK CONSTRAINT",
+    "STATISTICS",
+    "PUBLICATION TABLE",
+}
+_TOP_LEVEL = {"TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE", "BLOB", "BLOBS", "DATABASE"}
+_SETTINGS = {"ENCODING", "STDSTRINGS", "SEARCHPATH"}
+
+
 def select(toc: tocmod.Toc, tables: list[str], schemas: list[str]) -> set[int]:
     """The dump ids a partial restore needs, as a `pg_restore -L` list would hold them: the
-    chosen tables (`schema.table`) and every table of the chosen schemas, what they depend
-    on (schemas, types, functions, sequences, extensions), and the entries that belong to
-    them alone (data, indexes, constraints, triggers, defaults, comments, sequence values).
-    Large objects are left out; a foreign key to a table not chosen is left out."""
+    chosen tables (`schema.table`, their partitions and inheritance children) and every
+    table of the chosen schemas; what they depend on (schemas, types, functions,
+    extensions, a parent table's definition); and what hangs off them alone (data,
+    sequences and their values, indexes, constraints, triggers with their functions,
+    comments). Large objects and foreign keys to tables not chosen are left out."""
     by_id = {e.dump_id: e for e in toc.entries}
-    wanted_tables = {tuple(t.split(".", 1)) for t in tables}
+    wanted = {tuple(t.split(".", 1)) for t in tables}
     chosen = {
         e.dump_id
         for e in toc.entries
-        if e.desc == "TABLE"
-        and ((e.namespace, e.tag) in wanted_tables or e.namespace in set(schemas))
+        if e.desc == "TABLE" and ((e.namespace, e.tag) in wanted or e.namespace in schemas)
     }
-    chosen |= {
-        e.dump_id for e in toc.entries if e.desc == "SCHEMA" and e.tag in set(schemas)
-    }
-    keep = set(chosen)
-    stack = list(chosen)
-    while stack:  # everything the chosen objects depend on
-        for dep in by_id[stack.pop()].deps:
-            if dep in by_id and dep not in keep and by_id[dep].desc not in ("TABLE", "TABLE DATA"):
-                keep.add(dep)
-                stack.append(dep)
+    grown = True
+    while grown:  # partitions and inheritance children come with their parent
+        more = {
+            e.dump_id
+            for e in toc.entries
+            if e.desc == "TABLE" and e.dump_id not in chosen and any(d in chosen for d in e.deps)
+        }
+        chosen |= more
+        grown = bool(more)
+    keep = set(chosen) | {e.dump_id for e in toc.entries if e.desc in _SETTINGS}
+
+    def pull(start: set[int]) -> None:
+        stack = list(start)
+        while stack:
+            for dep in by_id[stack.pop()].deps:
+                if dep in by_id and dep not in keep and by_id[dep].desc != "TABLE DATA":
+                    keep.add(dep)
+                    stack.append(dep)
+
+    pull(chosen)
+    anchors = set(chosen)
     changed = True
-    while changed:  # what hangs off the chosen objects and needs nothing else
+    while changed:
         changed = False
         for e in toc.entries:
-            if e.dump_id in keep or not e.deps or e.desc in ("BLOB", "BLOBS", "DATABASE"):
+            if e.dump_id in keep or (e.desc or "") in _TOP_LEVEL:
                 continue
-            if all(d in keep for d in e.deps) and any(d in chosen or d in keep for d in e.deps):
-                if _hangs_off(e, by_id, chosen, keep):
-                    keep.add(e.dump_id)
-                    changed = True
+            hangs = any(d in anchors for d in e.deps) or (
+                e.desc == "SEQUENCE SET" and all(d in keep for d in e.deps)
+            )
+            blocked = any(
+                d not in keep and d in by_id and (by_id[d].desc or "") in _RELATION_KINDS
+                for d in e.deps
+            )
+            if hangs and not blocked:
+                keep.add(e.dump_id)
+                anchors.add(e.dump_id)
+                pull({e.dump_id})
+                changed = True
     return keep
-
-
-def _hangs_off(
-    e: tocmod.Entry, by_id: dict[int, tocmod.Entry], chosen: set[int], keep: set[int]
-) -> bool:
-    """An entry belongs to the selection if one of its dependencies was chosen or is itself
-    an entry that hangs off a chosen one (not merely a shared schema or function)."""
-    shared = {"SCHEMA", "EXTENSION", "FUNCTION", "TYPE", "DOMAIN", "COLLATION", "PROCEDURE"}
-    return any(d in keep and (by_id[d].desc or "") not in shared for d in e.deps)
 
 
 # -- restore as database ---------------------------------------------------------------------
@@ -189,11 +226,19 @@ class _Feeders:
         if fd is None:
             return
         closed = False
+        chunks = _object_stream(self.location, obj, self.progress)
         try:
-            for chunk in _object_stream(self.location, obj, self.progress):
+            for chunk in chunks:
                 if self.cancelled.is_set():
                     return
-                self.write_all(fd, chunk)
+                try:
+                    self.write_all(fd, chunk)
+                except BrokenPipeError:
+                    # pg_restore stopped reading (it failed): finish the object's checksum,
+                    # so that a corrupt object is reported as such, not as a COPY error.
+                    for _ in chunks:
+                        pass
+                    raise
         except CorruptRecoveryPoint:
             self.on_error()  # stop pg_restore before the pipe ends its COPY
             os.close(fd)
@@ -362,7 +407,7 @@ def _run_pg_restore(
             if keep is None or entry.dump_id in keep:
                 obj = manifest.object(table_object(entry.dump_id))
                 path = root / f"{entry.dump_id}.dat"
-                feeders.start(lambda p=path, o=obj: feeders.table(p, o))
+                feeders.start(functools.partial(feeders.table, path, obj))
         if toc.has_blobs_entry() and keep is None:
             obj = manifest.object(BLOBS)
             feeders.start(lambda: feeders.blobs(root, obj, toc.blob_oids()))
@@ -427,9 +472,11 @@ def into_files(
             name = f"{prefix}/{entry.dump_id}.dat.partial"
             note(name)
             obj = manifest.object(table_object(entry.dump_id))
-            target.put_stream(name, pumped(lambda o=obj: _object_stream(location, o, feed)))
+            target.put_stream(name, pumped(functools.partial(_object_stream, location, obj, feed)))
         if toc.has_blobs_entry():
-            _blob_files(location, manifest.object(BLOBS), toc.blob_oids(), target, prefix, feed, note)
+            _blob_files(
+                location, manifest.object(BLOBS), toc.blob_oids(), target, prefix, feed, note
+            )
             note(f"{prefix}/blobs.toc.partial")
             target.put_bytes(f"{prefix}/blobs.toc.partial", tocmod.blobs_toc(toc.blob_oids()))
         note(f"{prefix}/toc.dat.partial")
@@ -466,7 +513,7 @@ def _blob_files(
             raise _corrupt(obj.name, f"large object {oid} where {expected} was listed")
         name = f"{prefix}/blob_{oid}.dat.partial"
         note(name)
-        target.put_stream(name, pumped(lambda n=length: frames.pieces(n)))
+        target.put_stream(name, pumped(functools.partial(frames.pieces, length)))
     frames.finish()
 
 
@@ -476,4 +523,3 @@ def _taken(name: str) -> UserError:
         code=Code.UserErrorFileAlreadyExists,
         recommended_action="Choose another file prefix (restores never overwrite).",
     )
-

@@ -28,7 +28,7 @@ from pgvault import (
 from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import dump as engine
-from pgvault.engine import pgtools
+from pgvault.engine import pardump, pgtools
 from pgvault.errors import Code, Conflict, PgVaultError, UserError, ValidationFailed
 from pgvault.jobkinds.base import JobKind, endpoint
 from pgvault.progress import JobProgress, fail
@@ -192,9 +192,8 @@ def run(ctx: Context, job_id: str) -> None:
         ep, info = check(source)
         progress.phase("Transferring data")
         progress.write(0, info.database_size)
-        manifest = engine.run(
-            ep, inst.database, server.name, location, params["pointId"], progress, info
-        )
+        dump = pardump.run if pardump.enabled() else engine.run
+        manifest = dump(ep, inst.database, server.name, location, params["pointId"], progress, info)
         progress.phase("Committing recovery point")
         with ctx.db.session() as s:
             now = ctx.clock.now()

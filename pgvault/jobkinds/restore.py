@@ -33,7 +33,8 @@ from pgvault import (
 from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import load as engine
-from pgvault.engine import pgtools
+from pgvault.engine import parload, pgtools
+from pgvault.engine.manifest import FORMAT_PARALLEL
 from pgvault.errors import BadRequest, Code, PgVaultError, UserError, ValidationFailed
 from pgvault.jobkinds.base import JobKind, endpoint
 from pgvault.jobkinds.rehydrate import rehydrate
@@ -69,6 +70,11 @@ class RestoreRequest:
     target: DatabaseTarget | FilesTarget
     rehydration_priority: str | None = None
     rehydration_duration: str | None = None
+    #: pgvault extensions (`pgvaultOptions` in the API): read every object before the
+    #: target is touched; restore only these tables (`schema.table`) / schemas.
+    verify_first: bool = False
+    tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
 
     @property
     def restore_type(self) -> str:
@@ -82,6 +88,9 @@ class RestoreRequest:
             "target": asdict(self.target),
             "rehydrationPriority": self.rehydration_priority,
             "rehydrationRetentionDuration": self.rehydration_duration,
+            "verifyFirst": self.verify_first,
+            "tables": list(self.tables),
+            "schemas": list(self.schemas),
         }
 
     @classmethod
@@ -98,6 +107,9 @@ class RestoreRequest:
             target,
             params.get("rehydrationPriority"),
             params.get("rehydrationRetentionDuration"),
+            bool(params.get("verifyFirst", False)),
+            tuple(params.get("tables") or ()),
+            tuple(params.get("schemas") or ()),
         )
 
 
@@ -270,6 +282,10 @@ def resolve(
         point, req.source_datastore, req.rehydration_priority, req.rehydration_duration, now
     )
     errors: list[PgVaultError] = []
+    if req.tables or req.schemas:
+        parallel = point.manifest.get("version") == FORMAT_PARALLEL
+        if not parallel or not isinstance(req.target, DatabaseTarget):
+            errors.append(_no_partial(parallel))
     ep: pgtools.Endpoint | None = None
     container: Location | None = None
     server_name = container_name = container_key = ""
@@ -344,7 +360,7 @@ def _files_taken(plan: Plan, location: Location) -> list[PgVaultError]:
             code=Code.UserErrorFileAlreadyExists,
             recommended_action="Choose another file prefix (restores never overwrite).",
         )
-        for name in (f"{prefix}.dump", f"{prefix}.manifest.json")
+        for name in (f"{prefix}.dump", f"{prefix}.manifest.json", f"{prefix}/toc.dat")
         if location.exists(name)
     ]
 
@@ -448,8 +464,14 @@ def run(ctx: Context, job_id: str) -> None:
             rehydrate(ctx, plan.point_id, req.rehydration_duration)
         source = ctx.datastore.child(plan.point_location)
         manifest = engine.load_manifest(source)
-        progress.phase("Verifying recovery point", manifest.storedBytes)
-        engine.verify(source, manifest, progress)
+        if (req.tables or req.schemas) and (
+            not manifest.parallel or not isinstance(req.target, DatabaseTarget)
+        ):
+            raise _no_partial(manifest.parallel)
+        if req.verify_first or not manifest.parallel:
+            # Format 2 verifies each object while streaming it (one read of the datastore).
+            progress.phase("Verifying recovery point", manifest.storedBytes)
+            engine.verify(source, manifest, progress)
         if isinstance(req.target, DatabaseTarget):
             assert plan.endpoint is not None
             database = req.target.database
@@ -458,14 +480,26 @@ def run(ctx: Context, job_id: str) -> None:
             created = plan.endpoint
             _note(ctx, job_id, {"createdDatabase": database})
             progress.phase("Transferring data", manifest.storedBytes)
-            engine.into_database(plan.endpoint, database, source, manifest, progress)
+            if manifest.parallel:
+                parload.into_database(
+                    plan.endpoint,
+                    database,
+                    source,
+                    manifest,
+                    progress,
+                    tables=list(req.tables),
+                    schemas=list(req.schemas),
+                )
+            else:
+                engine.into_database(plan.endpoint, database, source, manifest, progress)
             result: dict[str, Any] = {
                 "recoveryDestination": f"{req.target.server_id}/databases/{database}"
             }
         else:
             assert plan.container is not None
             progress.phase("Transferring data", manifest.storedBytes)
-            files = engine.into_files(
+            into_files = parload.into_files if manifest.parallel else engine.into_files
+            files = into_files(
                 source,
                 manifest,
                 plan.container,
@@ -491,6 +525,19 @@ def run(ctx: Context, job_id: str) -> None:
         _release_claim(ctx, job_id)
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
+
+
+def _no_partial(parallel: bool) -> UserError:
+    why = (
+        "it was taken in the single-stream format (before table-level restore existed)"
+        if not parallel
+        else "tables and schemas are chosen only for a restore as a database"
+    )
+    return UserError(
+        f"This restore cannot choose tables or schemas: {why}.",
+        code=Code.UserErrorRestoreFailed,
+        recommended_action="Restore the whole point, or a newer point as a database.",
+    )
 
 
 def _release_claim(ctx: Context, job_id: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pgvault import jobs
+from pgvault.engine.manifest import Manifest
 from tests.integration.conftest import RG, Vault
 from tests.support.pg import PgCluster, find_bindir
 from tests.support.sampledb import (
@@ -71,12 +73,14 @@ def test_recovery_point_manifest_and_listing(vault: Vault, pg_source: PgCluster)
     manifest = points[0].manifest
     assert manifest["dbName"] == db
     assert manifest["serverVersionNum"] >= 150000
-    assert manifest["backupDumpFormat"] == "CUSTOM"
-    assert "--format=custom" in manifest["backupToolArgs"]
+    assert (manifest["version"], manifest["backupDumpFormat"]) == ("2.0", "DIRECTORY")
     assert not any("password" in a.lower() for a in manifest["backupToolArgs"])
-    assert manifest["objects"][0]["sha256"]
+    assert not any(a.startswith("--snapshot") for a in manifest["backupToolArgs"])
+    assert all(len(o["sha256"]) == 64 and o["size"] > 0 for o in manifest["objects"])
+    contents = {o["content"] for o in manifest["objects"]}
+    assert contents == {"SchemaToc", "TableData", "LargeObjects"}
     stored = vault.ctx.datastore.child(points[0].location).list()
-    assert sorted(stored) == ["dump.pgc.zst", "manifest.json"]
+    assert sorted(stored) == sorted(Manifest.from_dict(manifest).object_keys())
 
 
 def _restore_files_and_pg_restore(
@@ -89,20 +93,39 @@ def _restore_files_and_pg_restore(
     prefix = f"restores/{db}"
     job = vault.restore(instance, vault.files_request(point, url, prefix))
     assert job.status == jobs.COMPLETED, job.error_message
-    dump = fetch(f"{prefix}.dump")  # type: ignore[operator]
+    assert f"{prefix}/toc.dat" in job.result["files"]
+    assert not [f for f in job.result["files"] if f.endswith(".partial")]
+    archive = fetch(prefix)  # type: ignore[operator]
     assert b"PostgresBackupMetadata" in fetch(f"{prefix}.manifest.json")  # type: ignore[operator]
     create_sample_roles(target)
     new_db = f"files_{uuid.uuid4().hex[:8]}"
     target.execute(f'CREATE DATABASE "{new_db}"')
     pg_restore = find_bindir() / "pg_restore"
     subprocess.run(
-        [str(pg_restore), "--exit-on-error", "-d", target.admin_dsn(new_db), str(dump)],
+        [
+            str(pg_restore),
+            "--exit-on-error",
+            "-Fd",
+            "-j",
+            "2",
+            "-d",
+            target.admin_dsn(new_db),
+            str(archive),
+        ],
         check=True,
         capture_output=True,
     )
     a, b = snapshot(source.admin_dsn(db)), snapshot(target.admin_dsn(new_db))
     assert_same_data(a, b)
     assert_same_permissions(a, b)
+
+
+def _download(into: Path, keys: list[str], get: Callable[[str], bytes]) -> Path:
+    """A restored directory archive fetched from an object store into a local directory."""
+    into.mkdir()
+    for key in keys:
+        (into / key.rsplit("/", 1)[1]).write_bytes(get(key))
+    return into
 
 
 def _local_container(vault: Vault, tmp_path: Path) -> tuple[str, object]:
@@ -115,7 +138,7 @@ def _local_container(vault: Vault, tmp_path: Path) -> tuple[str, object]:
 
     def fetch(name: str) -> Path | bytes:
         path = root / "dumps" / name
-        return path if name.endswith(".dump") else path.read_bytes()
+        return path if path.is_dir() else path.read_bytes()
 
     return url, fetch
 
@@ -150,12 +173,15 @@ def test_s3_datastore_and_container(
     vault.service.put_container(vault.sub, RG, "s3acct", "dumps")
 
     def fetch(name: str) -> Path | bytes:
-        body: bytes = s3.client().get_object(Bucket=bucket, Key=f"dumps/{name}")["Body"].read()
-        if name.endswith(".dump"):
-            path = tmp_path / "s3.dump"
-            path.write_bytes(body)
-            return path
-        return body
+        client = s3.client()
+        if name.endswith(".json"):
+            body: bytes = client.get_object(Bucket=bucket, Key=f"dumps/{name}")["Body"].read()
+            return body
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=f"dumps/{name}/")["Contents"]
+        keys = [o["Key"] for o in listed]
+        return _download(
+            tmp_path / "s3", keys, lambda k: client.get_object(Bucket=bucket, Key=k)["Body"].read()
+        )
 
     _restore_files_and_pg_restore(vault, pg_source, pg_target, "http://x/blob/s3acct/dumps", fetch)
 
@@ -184,11 +210,10 @@ def test_azure_container(
     client = azurite.service_client().get_container_client("dumps")
 
     def fetch(name: str) -> Path | bytes:
-        body: bytes = client.download_blob(name).readall()
-        if name.endswith(".dump"):
-            path = tmp_path / "az.dump"
-            path.write_bytes(body)
-            return path
-        return body
+        if name.endswith(".json"):
+            body: bytes = client.download_blob(name).readall()
+            return body
+        keys = [b.name for b in client.list_blobs(name_starts_with=f"{name}/")]
+        return _download(tmp_path / "az", keys, lambda k: client.download_blob(k).readall())
 
     _restore_files_and_pg_restore(vault, pg_source, pg_target, "http://x/blob/azacct/dumps", fetch)
