@@ -299,6 +299,16 @@ def recovery_point_show(
     return call.client.get(f"{call.instance(vault_name, instance)}/recoveryPoints/{recovery_point}")
 
 
+@command(rp_app, "contents")
+def recovery_point_contents(
+    call: Call, vault_name: VaultOpt, instance: InstOpt, recovery_point: PointOpt
+) -> Any:
+    """List a point's schemas and tables (sizes, row estimates), for restore --table/--schema."""
+    return call.client.get(
+        f"{call.instance(vault_name, instance)}/recoveryPoints/{recovery_point}/contents"
+    )
+
+
 @command(rp_app, "rehydrate")
 def recovery_point_rehydrate(
     call: Call,

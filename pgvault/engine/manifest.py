@@ -38,6 +38,8 @@ class StoredObject:
     #: Format 2: the TOC entry this object holds the data of, and its uncompressed size.
     dumpId: int | None = None
     rawSize: int | None = None
+    #: Format 2 table data: the table's row estimate at backup time (pg_class.reltuples).
+    rowEstimate: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -236,12 +236,14 @@ def _lock_tables(conn: psycopg.Connection[tuple[object, ...]], entries: list[toc
         )
 
 
-def _sizes(conn: psycopg.Connection[tuple[object, ...]]) -> dict[tuple[str, str], int]:
+def _sizes(conn: psycopg.Connection[tuple[object, ...]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(bytes, row estimate) of every table: the largest are dumped first."""
     rows = conn.execute(
-        "SELECT n.nspname, c.relname, pg_table_size(c.oid) FROM pg_class c"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm', 'f')"
+        "SELECT n.nspname, c.relname, pg_table_size(c.oid), greatest(c.reltuples, 0)::bigint"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'm', 'f')"
     ).fetchall()
-    return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}  # type: ignore[call-overload]
+    return {(str(r[0]), str(r[1])): (int(r[2]), int(r[3])) for r in rows}  # type: ignore[call-overload]
 
 
 def _filters(conn: psycopg.Connection[tuple[object, ...]]) -> dict[tuple[str, str], str]:
@@ -392,7 +394,7 @@ def run(
         encoding = str(encoding_row[0])
         sizes, filters = _sizes(conn), _filters(conn)
         schema_obj = _store(location, SCHEMA, iter([raw]), total, progress, CONTENT_TOC, None)
-        data_entries.sort(key=lambda e: -sizes.get((e.namespace or "", e.tag or ""), 0))
+        data_entries.sort(key=lambda e: -sizes.get((e.namespace or "", e.tag or ""), (0, 0))[0])
         objects = _dump_data(
             ep,
             dbname,
@@ -408,6 +410,10 @@ def run(
             jobs,
         )
         conn.execute("COMMIT")
+    ids = {e.dump_id: (e.namespace or "", e.tag or "") for e in data_entries}
+    for obj in objects:
+        if obj.dumpId in ids:
+            obj.rowEstimate = sizes.get(ids[obj.dumpId], (0, 0))[1]
     manifest = Manifest(
         recoveryPointId=point_id,
         dbName=dbname,
@@ -486,4 +492,5 @@ def _dump_data(
                 f.cancel()
             wait(futures)
             raise failed[0].exception()  # type: ignore[misc]
-    return [f.result() for f in futures]
+    objects = [f.result() for f in futures]
+    return objects

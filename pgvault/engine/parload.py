@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -77,6 +78,40 @@ def load_toc(location: Location, manifest: Manifest) -> tocmod.Toc:
     obj = manifest.object(SCHEMA)
     data = b"".join(_object_stream(location, obj, _Progress(lambda _n: None)))
     return tocmod.parse(data)
+
+
+def contents(location: Location, manifest: Manifest) -> dict[str, Any]:
+    """What a format-2 point holds, from its stored TOC and manifest: schemas, tables with
+    their data's size (uncompressed and stored) and row estimate, sequences, large objects."""
+    toc = load_toc(location, manifest)
+    by_id = {o.dumpId: o for o in manifest.objects if o.dumpId is not None}
+    data = {(e.namespace, e.tag): by_id.get(e.dump_id) for e in toc.table_data()}
+    tables = []
+    for e in toc.entries:
+        if e.desc != "TABLE":
+            continue
+        obj = data.get((e.namespace, e.tag))
+        tables.append(
+            {
+                "schema": e.namespace,
+                "name": e.tag,
+                "owner": e.owner,
+                "dataBytes": obj.rawSize if obj else 0,
+                "storedBytes": obj.size if obj else 0,
+                "rowEstimate": obj.rowEstimate if obj else 0,
+            }
+        )
+    schemas = sorted(
+        {e.tag or "" for e in toc.entries if e.desc == "SCHEMA"}
+        | {t["schema"] or "" for t in tables}
+    )
+    return {
+        "schemas": schemas,
+        "tables": tables,
+        "sequences": sum(1 for e in toc.entries if e.desc == "SEQUENCE"),
+        "largeObjects": len(toc.blob_oids()),
+        "objects": len(toc.entries),
+    }
 
 
 # -- selection (table-level restore) -------------------------------------------------------
