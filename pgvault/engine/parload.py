@@ -396,9 +396,14 @@ def into_database(
             recommended_action="List the point's contents (recovery-point contents) and name "
             "tables as schema.table.",
         )
-    root = _archive_dir(toc, keep)
+    sizes = {o.dumpId: o.rawSize or o.size for o in manifest.objects if o.dumpId is not None}
+    ordered, old_id = tocmod.largest_first(toc, sizes)
+    if keep is not None:
+        new_id = {old: new for new, old in old_id.items()}
+        keep = {new_id.get(i, i) for i in keep}
+    root = _archive_dir(ordered, keep)
     try:
-        _run_pg_restore(ep, dbname, location, manifest, toc, keep, root, progress, jobs)
+        _run_pg_restore(ep, dbname, location, manifest, ordered, old_id, keep, root, progress, jobs)
     finally:
         for child in root.iterdir():
             child.unlink()
@@ -411,6 +416,7 @@ def _run_pg_restore(
     location: Location,
     manifest: Manifest,
     toc: tocmod.Toc,
+    old_id: dict[int, int],
     keep: set[int] | None,
     root: Path,
     progress: ProgressFn,
@@ -440,7 +446,7 @@ def _run_pg_restore(
     try:
         for entry in toc.table_data():
             if keep is None or entry.dump_id in keep:
-                obj = manifest.object(table_object(entry.dump_id))
+                obj = manifest.object(table_object(old_id.get(entry.dump_id, entry.dump_id)))
                 path = root / f"{entry.dump_id}.dat"
                 feeders.start(functools.partial(feeders.table, path, obj))
         if toc.has_blobs_entry() and keep is None:

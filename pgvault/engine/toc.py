@@ -234,6 +234,24 @@ def directory_toc(toc: Toc, keep: Callable[[Entry], bool] | None = None) -> byte
     return bytes(w.out)
 
 
+def largest_first(toc: Toc, sizes: dict[int, int]) -> tuple[Toc, dict[int, int]]:
+    """The TOC with its TABLE DATA dump ids permuted so that larger data has smaller ids,
+    and the map new id -> original id. pg_restore -j starts the largest data first, sizing
+    each by its file; named pipes have no size, and ties go to the smaller dump id."""
+    data = [e.dump_id for e in toc.entries if e.desc == "TABLE DATA"]
+    by_size = sorted(data, key=lambda i: (-sizes.get(i, 0), i))
+    new_of = dict(zip(by_size, sorted(data), strict=True))
+    entries = [
+        replace(
+            e,
+            dump_id=new_of.get(e.dump_id, e.dump_id),
+            deps=[new_of.get(d, d) for d in e.deps],
+        )
+        for e in toc.entries
+    ]
+    return replace(toc, entries=entries), {new: old for old, new in new_of.items()}
+
+
 def blobs_toc(oids: list[int]) -> bytes:
     """The `blobs.toc` of a directory-format archive: one `oid blob_oid.dat` line each."""
     return b"".join(f"{oid} blob_{oid}.dat\n".encode() for oid in oids)
