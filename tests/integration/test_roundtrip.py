@@ -266,7 +266,8 @@ def test_contents_and_table_level_restore(
     tables = {(t["schema"], t["name"]): t for t in contents["tables"]}
     assert {"app", "audit"} <= set(contents["schemas"])
     customers = tables[("app", "customers")]
-    assert customers["dataBytes"] > 0 and customers["storedBytes"] > 0
+    assert customers["dataBytes"] > 0
+    assert customers["storedBytes"] > 0
     assert customers["rowEstimate"] > 0
     assert contents["largeObjects"] >= 1
 
