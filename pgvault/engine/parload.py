@@ -260,7 +260,6 @@ class _Feeders:
         fd = self._open(path)
         if fd is None:
             return
-        closed = False
         chunks = _object_stream(self.location, obj, self.progress)
         try:
             for chunk in chunks:
@@ -274,14 +273,13 @@ class _Feeders:
                     for _ in chunks:
                         pass
                     raise
-        except CorruptRecoveryPoint:
-            self.on_error()  # stop pg_restore before the pipe ends its COPY
-            os.close(fd)
-            closed = True
+        except BaseException:
+            # A mismatch, a storage error: stop pg_restore before this pipe's end could
+            # complete the table's COPY with what it got so far.
+            self.on_error()
             raise
         finally:
-            if not closed:
-                os.close(fd)
+            os.close(fd)
 
     def blobs(self, directory: Path, obj: StoredObject, oids: list[int]) -> None:
         stream = _Frames(_object_stream(self.location, obj, self.progress))
@@ -295,6 +293,9 @@ class _Feeders:
             try:
                 for piece in stream.pieces(length):
                     self.write_all(fd, piece)
+            except BaseException:
+                self.on_error()
+                raise
             finally:
                 os.close(fd)
         stream.finish()
