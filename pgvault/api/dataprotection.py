@@ -331,6 +331,15 @@ def get_point(
     return json_response(shapes.recovery_point(view, rp))
 
 
+@router.get(BI + "/recoveryPoints/{point}/contents")
+def point_contents(
+    sub: str, rg: str, vault: str, bi: str, point: str, svc: Svc, _: Auth
+) -> JSONResponse:
+    """pgvault extension (no Azure counterpart): schemas, tables with sizes and row
+    estimates, sequences and large objects of a point, read from its stored TOC."""
+    return json_response(svc.point_contents(sub, rg, vault, bi, point))
+
+
 # -- restore --------------------------------------------------------------------------------
 
 

@@ -115,6 +115,14 @@ DurationOpt = Annotated[
     typer.Option("--rehydration-duration", help="Archive points: P10D..P30D (default P15D)."),
 ]
 ValidateOnlyOpt = Annotated[bool, typer.Option(help="Only run Review + restore checks.")]
+VerifyFirstOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify-first",
+        help="Read and check every object of the point before touching the target "
+        "(default: each object is checked while it streams).",
+    ),
+]
 
 
 def _with_rehydration(
@@ -236,9 +244,22 @@ def restore_database(
     rehydration_duration: DurationOpt = None,
     validate_only: ValidateOnlyOpt = False,
     secondary_region: SecondaryOpt = None,
+    verify_first: VerifyFirstOpt = False,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table",
+            help="Restore only this table (schema.table), with what it needs; repeatable.",
+        ),
+    ] = None,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option("--schema", help="Restore only this schema's tables; repeatable."),
+    ] = None,
 ) -> None:
     """Restore a recovery point as a new database (owned by the secret's user); with
     --secondary-region, from the replica in the paired region to a server there."""
+    options = _options(verify_first, table, schema)
     given = [recovery_point, target_server, target_database, secret]
     if restore_request is not None:
         if any(v is not None for v in given):
@@ -251,7 +272,9 @@ def restore_database(
         body = _with_rehydration(
             _restore_request(restore_request), rehydration_priority, rehydration_duration
         )
-        _restore(call, vault_name, instance, body, wait, validate_only, secondary_region)
+        _restore(
+            call, vault_name, instance, {**body, **options}, wait, validate_only, secondary_region
+        )
         return
     if any(v is None for v in given):
         raise UsageError(
@@ -284,7 +307,19 @@ def restore_database(
         },
     }
     body = _with_rehydration(body, rehydration_priority, rehydration_duration)
-    _restore(call, vault_name, instance, body, wait, validate_only, secondary_region)
+    _restore(call, vault_name, instance, {**body, **options}, wait, validate_only, secondary_region)
+
+
+def _options(verify_first: bool, tables: list[str] | None, schemas: list[str] | None) -> Any:
+    """The request's `pgvaultOptions` extension (absent when nothing is asked)."""
+    opts: dict[str, Any] = {}
+    if verify_first:
+        opts["verifyFirst"] = True
+    if tables:
+        opts["tables"] = tables
+    if schemas:
+        opts["schemas"] = schemas
+    return {"pgvaultOptions": opts} if opts else {}
 
 
 @command(restore_app, "files")
@@ -302,8 +337,9 @@ def restore_files(
     rehydration_duration: DurationOpt = None,
     validate_only: ValidateOnlyOpt = False,
     secondary_region: SecondaryOpt = None,
+    verify_first: VerifyFirstOpt = False,
 ) -> None:
-    """Restore a recovery point as dump files for your own pg_restore (grants kept); with
+    """Restore a recovery point as a pg_restore -Fd archive (owners and grants kept); with
     --secondary-region, from the replica in the paired region to a container there."""
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
@@ -320,7 +356,15 @@ def restore_files(
         },
     }
     body = _with_rehydration(body, rehydration_priority, rehydration_duration)
-    _restore(call, vault_name, instance, body, wait, validate_only, secondary_region)
+    _restore(
+        call,
+        vault_name,
+        instance,
+        {**body, **_options(verify_first, None, None)},
+        wait,
+        validate_only,
+        secondary_region,
+    )
 
 
 @command(rp_app, "show", columns=(*RP_COLUMNS, ("Expiry", "properties.expiryTime")))
@@ -329,6 +373,16 @@ def recovery_point_show(
 ) -> Any:
     """Show one recovery point: time, tag, tiers, expiry, sizes, manifest metadata."""
     return call.client.get(f"{call.instance(vault_name, instance)}/recoveryPoints/{recovery_point}")
+
+
+@command(rp_app, "contents")
+def recovery_point_contents(
+    call: Call, vault_name: VaultOpt, instance: InstOpt, recovery_point: PointOpt
+) -> Any:
+    """List a point's schemas and tables (sizes, row estimates), for restore --table/--schema."""
+    return call.client.get(
+        f"{call.instance(vault_name, instance)}/recoveryPoints/{recovery_point}/contents"
+    )
 
 
 @command(rp_app, "rehydrate")

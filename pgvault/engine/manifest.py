@@ -12,7 +12,21 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 DUMP = "dump.pgc.zst"
+#: Format 1: one custom-format dump stream (DUMP). Format 2: pg_dump's table of contents
+#: (SCHEMA) plus one object per table's data and one for all large objects, one snapshot.
 FORMAT_VERSION = "1.0"
+FORMAT_PARALLEL = "2.0"
+SCHEMA = "schema.toc.zst"
+BLOBS = "data/blobs.zst"
+
+#: `StoredObject.content` of the format-2 objects.
+CONTENT_TOC = "SchemaToc"
+CONTENT_TABLE = "TableData"
+CONTENT_BLOBS = "LargeObjects"
+
+
+def table_object(dump_id: int) -> str:
+    return f"data/{dump_id}.dat.zst"
 
 
 @dataclass
@@ -21,6 +35,14 @@ class StoredObject:
     size: int
     sha256: str
     content: str = "DbBackupDumpData"
+    #: Format 2: the TOC entry this object holds the data of, and its uncompressed size.
+    dumpId: int | None = None
+    rawSize: int | None = None
+    #: Format 2 table data: the table's row estimate at backup time (pg_class.reltuples).
+    rowEstimate: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -56,15 +78,31 @@ class Manifest:
     catalog: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["objects"] = [o.to_dict() for o in self.objects]
+        return data
+
+    @property
+    def parallel(self) -> bool:
+        """Format 2 (schema TOC + one object per table), else the single dump stream."""
+        return self.version == FORMAT_PARALLEL
+
+    def object_keys(self) -> list[str]:
+        """Every object name of the point, the manifest last: what a complete copy of the
+        point holds (replication, tiering and deletion read it from here only)."""
+        return [o.name for o in self.objects] + [MANIFEST]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["objects"] = [StoredObject(**o) for o in data.get("objects", [])]
+        fields = StoredObject.__dataclass_fields__
+        known["objects"] = [
+            StoredObject(**{k: v for k, v in o.items() if k in fields})
+            for o in data.get("objects", [])
+        ]
         return cls(**known)
 
     def object(self, name: str) -> StoredObject:

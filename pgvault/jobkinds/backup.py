@@ -28,7 +28,7 @@ from pgvault import (
 from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import dump as engine
-from pgvault.engine import pgtools
+from pgvault.engine import pardump, pgtools
 from pgvault.errors import Code, Conflict, PgVaultError, UserError, ValidationFailed
 from pgvault.jobkinds import replicate
 from pgvault.jobkinds.base import JobKind, endpoint
@@ -203,7 +203,8 @@ def run(ctx: Context, job_id: str) -> None:
             "policyName": policy.name,
             "retentionTag": _tag(policy, ctx.clock.now(), params),
         }
-        manifest = engine.run(
+        dump = pardump.run if pardump.enabled() else engine.run
+        manifest = dump(
             ep, inst.database, server.name, location, params["pointId"], progress, info, catalog
         )
         progress.phase("Committing recovery point")

@@ -35,7 +35,8 @@ from pgvault import (
 from pgvault.clock import iso
 from pgvault.context import Context
 from pgvault.engine import load as engine
-from pgvault.engine import pgtools
+from pgvault.engine import parload, pgtools
+from pgvault.engine.manifest import FORMAT_PARALLEL
 from pgvault.errors import BadRequest, Code, PgVaultError, UserError, ValidationFailed
 from pgvault.jobkinds.base import JobKind, endpoint
 from pgvault.jobkinds.rehydrate import rehydrate
@@ -74,6 +75,11 @@ class RestoreRequest:
     #: Cross-region restore: the vault's paired region, whose replica is restored (only
     #: to targets in that region); None for a restore in the vault's own region.
     secondary_region: str | None = None
+    #: pgvault extensions (`pgvaultOptions` in the API): read every object before the
+    #: target is touched; restore only these tables (`schema.table`) / schemas.
+    verify_first: bool = False
+    tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
 
     @property
     def restore_type(self) -> str:
@@ -88,6 +94,9 @@ class RestoreRequest:
             "rehydrationPriority": self.rehydration_priority,
             "rehydrationRetentionDuration": self.rehydration_duration,
             "secondaryRegion": self.secondary_region,
+            "verifyFirst": self.verify_first,
+            "tables": list(self.tables),
+            "schemas": list(self.schemas),
         }
 
     @classmethod
@@ -105,6 +114,9 @@ class RestoreRequest:
             params.get("rehydrationPriority"),
             params.get("rehydrationRetentionDuration"),
             params.get("secondaryRegion"),
+            bool(params.get("verifyFirst", False)),
+            tuple(params.get("tables") or ()),
+            tuple(params.get("schemas") or ()),
         )
 
 
@@ -303,6 +315,10 @@ def resolve(
         region = check_secondary(vault, req.secondary_region)
         location = _replica_location(s, point.id, region)
     errors: list[PgVaultError] = []
+    if req.tables or req.schemas:
+        parallel = point.manifest.get("version") == FORMAT_PARALLEL
+        if not parallel or not isinstance(req.target, DatabaseTarget):
+            errors.append(_no_partial(parallel))
     ep: pgtools.Endpoint | None = None
     container: Location | None = None
     server_name = container_name = container_key = ""
@@ -423,7 +439,7 @@ def _files_taken(plan: Plan, location: Location) -> list[PgVaultError]:
             code=Code.UserErrorFileAlreadyExists,
             recommended_action="Choose another file prefix (restores never overwrite).",
         )
-        for name in (f"{prefix}.dump", f"{prefix}.manifest.json")
+        for name in (f"{prefix}.dump", f"{prefix}.manifest.json", f"{prefix}/toc.dat")
         if location.exists(name)
     ]
 
@@ -528,8 +544,14 @@ def run(ctx: Context, job_id: str) -> None:
         store = ctx.site(plan.secondary_region)[0] if plan.secondary_region else ctx.datastore
         source = store.child(plan.point_location)
         manifest = engine.load_manifest(source)
-        progress.phase("Verifying recovery point", manifest.storedBytes)
-        engine.verify(source, manifest, progress)
+        if (req.tables or req.schemas) and (
+            not manifest.parallel or not isinstance(req.target, DatabaseTarget)
+        ):
+            raise _no_partial(manifest.parallel)
+        if req.verify_first or not manifest.parallel:
+            # Format 2 verifies each object while streaming it (one read of the datastore).
+            progress.phase("Verifying recovery point", manifest.storedBytes)
+            engine.verify(source, manifest, progress)
         if isinstance(req.target, DatabaseTarget):
             assert plan.endpoint is not None
             database = req.target.database
@@ -538,14 +560,26 @@ def run(ctx: Context, job_id: str) -> None:
             created = plan.endpoint
             _note(ctx, job_id, {"createdDatabase": database})
             progress.phase("Transferring data", manifest.storedBytes)
-            engine.into_database(plan.endpoint, database, source, manifest, progress)
+            if manifest.parallel:
+                parload.into_database(
+                    plan.endpoint,
+                    database,
+                    source,
+                    manifest,
+                    progress,
+                    tables=list(req.tables),
+                    schemas=list(req.schemas),
+                )
+            else:
+                engine.into_database(plan.endpoint, database, source, manifest, progress)
             result: dict[str, Any] = {
                 "recoveryDestination": f"{req.target.server_id}/databases/{database}"
             }
         else:
             assert plan.container is not None
             progress.phase("Transferring data", manifest.storedBytes)
-            files = engine.into_files(
+            into_files = parload.into_files if manifest.parallel else engine.into_files
+            files = into_files(
                 source,
                 manifest,
                 plan.container,
@@ -571,6 +605,19 @@ def run(ctx: Context, job_id: str) -> None:
         _release_claim(ctx, job_id)
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
+
+
+def _no_partial(parallel: bool) -> UserError:
+    why = (
+        "it was taken in the single-stream format (before table-level restore existed)"
+        if not parallel
+        else "tables and schemas are chosen only for a restore as a database"
+    )
+    return UserError(
+        f"This restore cannot choose tables or schemas: {why}.",
+        code=Code.UserErrorRestoreFailed,
+        recommended_action="Restore the whole point, or a newer point as a database.",
+    )
 
 
 def _release_claim(ctx: Context, job_id: str) -> None:

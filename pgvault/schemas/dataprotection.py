@@ -358,6 +358,24 @@ def server_of(database_id: str) -> str:
     return database_id
 
 
+_QUALIFIED = r"^[^.\s]+\.[^\s]+$"
+
+
+class PgvaultRestoreOptions(AzureModel):
+    """`pgvaultOptions`, pgvault's extension of a restore request (Azure has no such field):
+    `verifyFirst` reads every object of the point before the target is touched (default:
+    each object is verified while it streams); `tables` (`schema.table`) and `schemas`
+    restore only those, with the objects they need (a restore as a database only)."""
+
+    verify_first: bool = False
+    tables: list[Annotated[str, Field(max_length=200, pattern=_QUALIFIED)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    schemas: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=1000
+    )
+
+
 class RestoreRequestBody(AzureModel):
     """A restore (AzureBackupRecoveryPointBasedRestoreRequest, or the one with rehydration)."""
 
@@ -367,14 +385,19 @@ class RestoreRequestBody(AzureModel):
     restore_target_info: RestoreTargetInfo
     rehydration_priority: str | None = None
     rehydration_retention_duration: str | None = None
+    pgvault_options: PgvaultRestoreOptions | None = None
 
     def to_request(self) -> RestoreRequest:
+        opts = self.pgvault_options or PgvaultRestoreOptions()
         return RestoreRequest(
             self.recovery_point_id,
             self.source_data_store_type or "VaultStore",
             self.restore_target_info.to_target(),
             self.rehydration_priority,
             self.rehydration_retention_duration,
+            verify_first=opts.verify_first,
+            tables=tuple(opts.tables),
+            schemas=tuple(opts.schemas),
         )
 
 

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pgvault import catalog, instances, jobs, recovery_points, vaults
-from pgvault.engine.manifest import MANIFEST
-from pgvault.errors import PgVaultError
+from pgvault.engine import parload
+from pgvault.engine.manifest import MANIFEST, Manifest
+from pgvault.errors import Code, PgVaultError, UserError
 from pgvault.jobkinds import backup, rehydrate, restore
 from pgvault.services.base import ServiceBase
 from pgvault.services.protection import InstanceView, instance_view
@@ -82,6 +83,31 @@ class RecoveryService(ServiceBase):
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
             return self._view(s, inst), recovery_points.get(s, inst.id, point_id)
+
+    def point_contents(
+        self, sub: str, rg: str, vault_name: str, name: str, point_id: str
+    ) -> dict[str, Any]:
+        """pgvault extension: the schemas and tables a point holds, read from its stored
+        TOC (the small schema object), for table-level restores."""
+        with self.ctx.db.session() as s:
+            vault = vaults.get(s, sub, rg, vault_name)
+            inst = instances.get(s, vault.id, name)
+            point = recovery_points.get(s, inst.id, point_id)
+            manifest = Manifest.from_dict(point.manifest)
+            in_vault = point.in_vault or point.rehydrated_until is not None
+            location = (
+                self.ctx.datastore.child(point.location)
+                if in_vault
+                else self.ctx.archive.child(point.archive_location or "")
+            )
+        if not manifest.parallel:
+            raise UserError(
+                f"Recovery point {point_id!r} was taken in the single-stream format, which "
+                "keeps no table of contents of its own.",
+                code=Code.UserErrorRestoreFailed,
+                recommended_action="Restore it whole, or list the contents of a newer point.",
+            )
+        return {"recoveryPointId": point_id, **parload.contents(location, manifest)}
 
     def rehydrate(
         self,

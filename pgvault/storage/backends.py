@@ -144,6 +144,40 @@ class Location:
         if self.local_root is not None and self.prefix:
             shutil.rmtree(self.local_root / self.prefix, ignore_errors=True)
 
+    def commit(self, src: str, dst: str) -> bool:
+        """Give a finished object its final name, never replacing one (False if `dst`
+        exists): how a restore's files become visible only once every checksum matched.
+        Local: linked into place; object stores: renamed after an existence check (the
+        restore's claim on its prefix keeps other pgvault restores away)."""
+        if self.local_root is None:
+            if self.exists(dst):
+                return False
+            with _mapped(self, dst):
+                obstore.rename(self.store, self.key(src), self.key(dst), overwrite=True)
+            return True
+        sparts, dparts = self.key(src).split("/"), self.key(dst).split("/")
+        if sparts[:-1] != dparts[:-1]:
+            raise ValueError("a commit stays in one directory")
+        with _mapped(self, dst):
+            dir_fd = _open_dir(self.local_root.joinpath(*sparts[:-1]))
+        try:
+            try:
+                os.link(
+                    sparts[-1],
+                    dparts[-1],
+                    src_dir_fd=dir_fd,
+                    dst_dir_fd=dir_fd,
+                    follow_symlinks=False,
+                )
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                raise _translate(exc, self, dst) from exc
+            os.unlink(sparts[-1], dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        return True
+
     def check_writable(self) -> None:
         """Prove we can write and delete here, before any data moves.
 

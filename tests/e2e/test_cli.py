@@ -211,7 +211,8 @@ def test_restore_as_files_then_plain_pg_restore(protected: Protected, target_pg:
     assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
 
     written = p.files_dir / "dumps" / "shop"
-    assert sorted(f.name for f in written.iterdir()) == ["2026.dump", "2026.manifest.json"]
+    assert sorted(f.name for f in written.iterdir()) == ["2026", "2026.manifest.json"]
+    assert (written / "2026" / "toc.dat").is_file()
     manifest = json.loads((written / "2026.manifest.json").read_text())
     assert manifest["dbName"] == SOURCE_DB
 
@@ -221,7 +222,8 @@ def test_restore_as_files_then_plain_pg_restore(protected: Protected, target_pg:
     restored = subprocess.run(
         [
             str(pg_bindir() / "pg_restore"), "-h", HOST, "-p", str(target_pg.port),
-            "-U", "postgres", "-d", "shop_copy", "--exit-on-error", str(written / "2026.dump"),
+            "-U", "postgres", "-d", "shop_copy", "--exit-on-error", "-Fd", "-j", "2",
+            str(written / "2026"),
         ],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -131,8 +131,10 @@ def test_raced_restores_to_one_prefix_one_wins_and_spoofed_host_is_ignored(
 
     single = srv.cli_json(*_files_args(point, container_url, "single/one"), "--wait")
     assert single["properties"]["status"] == "Completed", single["properties"]["errorDetails"]
-    raced = sorted(p.name for p in (written / "race").iterdir())
-    assert raced == ["one.dump", "one.manifest.json"]
+    raced = _files(written / "race")
+    assert {"one/toc.dat", "one.manifest.json"} <= set(raced)
+    assert not [name for name in raced if name.endswith(".partial")]
+    assert _files(written / "race") == raced
     for name in raced:
         assert (written / "race" / name).read_bytes() == (written / "single" / name).read_bytes()
     assert json.loads((written / "race" / "one.manifest.json").read_text())["dbName"] == SOURCE_DB
@@ -141,5 +143,11 @@ def test_raced_restores_to_one_prefix_one_wins_and_spoofed_host_is_ignored(
     again = srv.cli(*_files_args(point, container_url, "race/one"), "--wait", check=False)
     assert again.returncode == 1
     assert "UserErrorFileAlreadyExists" in again.stderr
+    assert _files(written / "race") == raced
     for name in raced:
         assert (written / "race" / name).read_bytes() == (written / "single" / name).read_bytes()
+
+
+def _files(root: Path) -> list[str]:
+    """Every file under `root`, relative (a restore writes a directory archive + manifest)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

@@ -478,7 +478,8 @@ def test_sdk_backup_and_restore_flow_as_backup_operator(sdk: Setup, source_pg: P
     files_job = _wait_job(c, files.job_id)
     assert files_job.properties.status == "Completed", files_job.properties.error_details
     written = sdk.server.home.parent / "storage-sa1" / "dumps" / "sdk"
-    assert sorted(p.name for p in written.iterdir()) == ["shop.dump", "shop.manifest.json"]
+    assert sorted(p.name for p in written.iterdir()) == ["shop", "shop.manifest.json"]
+    assert (written / "shop" / "toc.dat").is_file()
 
     # -- the job list holds them all ---------------------------------------------------
     listed = {j.name: j for j in c.jobs.list(RG, VAULT)}

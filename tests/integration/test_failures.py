@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -132,7 +133,8 @@ def _pg_dump_pids(port: int) -> list[int]:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmd and cmd[0].endswith(b"pg_dump") and any(f"port={port}".encode() in c for c in cmd):
+        tool = cmd[0].endswith((b"pg_dump", b"psql")) if cmd else False
+        if tool and any(f"port={port}".encode() in c for c in cmd):
             pids.append(int(entry.name))
     return pids
 
@@ -167,20 +169,40 @@ def test_pg_dump_killed_mid_stream(vault: Vault, pg_source: PgCluster) -> None:
     assert _stored_objects(vault) == []
 
 
-def test_flipped_byte_is_refused_before_touching_target(
-    vault: Vault, protected: tuple[str, str], pg_target: PgCluster
-) -> None:
-    instance, point = protected
+def _flip_largest_object(vault: Vault, instance: str, point: str) -> None:
     _view, rp = vault.service.get_point(vault.sub, RG, vault.name, instance, point)
-    path = vault.ctx.settings.home / "datastore" / rp.location / "dump.pgc.zst"
+    table_data = [o for o in rp.manifest["objects"] if o["content"] == "TableData"]
+    largest = max(table_data, key=lambda o: o["size"])
+    path = vault.ctx.settings.home / "datastore" / rp.location / largest["name"]
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+def test_flipped_byte_stops_the_restore_and_drops_its_database(
+    vault: Vault, protected: tuple[str, str], pg_target: PgCluster
+) -> None:
+    instance, point = protected
+    _flip_largest_object(vault, instance, point)
     vault.register(pg_target, "tgt")
     new_db = f"corrupt_{uuid.uuid4().hex[:6]}"
     job = vault.restore(
         instance, vault.db_request(point, "tgt", new_db, _restorer(vault, pg_target))
     )
+    assert job.status == jobs.FAILED
+    assert job.error_code == "UserErrorRecoveryPointCorrupted", job.error_message
+    assert not pg_target.database_exists(new_db)
+
+
+def test_verify_first_refuses_before_touching_target(
+    vault: Vault, protected: tuple[str, str], pg_target: PgCluster
+) -> None:
+    instance, point = protected
+    _flip_largest_object(vault, instance, point)
+    vault.register(pg_target, "tgt")
+    new_db = f"corrupt_{uuid.uuid4().hex[:6]}"
+    req = vault.db_request(point, "tgt", new_db, _restorer(vault, pg_target))
+    job = vault.restore(instance, dataclasses.replace(req, verify_first=True))
     assert job.status == jobs.FAILED
     assert job.error_code == "UserErrorRecoveryPointCorrupted"
     assert not pg_target.database_exists(new_db)

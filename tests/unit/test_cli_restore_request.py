@@ -89,3 +89,28 @@ def test_without_a_file_the_four_options_are_needed(api: Recorder) -> None:
     assert "error BadParameter: " in result.output
     assert "--restore-request" in result.output
     assert api.posts == []
+
+
+def test_table_level_and_verify_first_become_pgvault_options(api: Recorder) -> None:
+    args = [
+        *BASE,
+        "--recovery-point", "rp", "--target-server", "pg1", "--target-database", "part",
+        "--secret", "https://kv/s", "--table", "app.orders", "--table", "app.lines",
+        "--schema", "audit", "--verify-first", "--validate-only",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    [(_path, body)] = api.posts
+    assert body["restoreRequestObject"]["pgvaultOptions"] == {
+        "verifyFirst": True,
+        "tables": ["app.orders", "app.lines"],
+        "schemas": ["audit"],
+    }
+
+
+def test_no_options_no_extension(api: Recorder, tmp_path: Path) -> None:
+    request = tmp_path / "restore.json"
+    request.write_text(json.dumps(AZ_REQUEST))
+    result = CliRunner().invoke(app, [*BASE, "--restore-request", str(request), "--validate-only"])
+    assert result.exit_code == 0, result.output
+    assert "pgvaultOptions" not in api.posts[0][1]["restoreRequestObject"]

@@ -68,3 +68,27 @@ def test_object_lookup() -> None:
     assert m.object("toc.dat").size == 10
     with pytest.raises(KeyError):
         m.object("missing")
+
+
+def test_format_2_objects_and_keys() -> None:
+    m = _manifest()
+    m.version = "2.0"
+    m.objects = [
+        StoredObject("schema.toc.zst", 10, "aa" * 32, "SchemaToc", rawSize=30),
+        StoredObject("data/7.dat.zst", 20, "bb" * 32, "TableData", 7, 90, rowEstimate=3),
+    ]
+    data = json.loads(m.to_json())
+    assert data["objects"][1] == {
+        "name": "data/7.dat.zst",
+        "size": 20,
+        "sha256": "bb" * 32,
+        "content": "TableData",
+        "dumpId": 7,
+        "rawSize": 90,
+        "rowEstimate": 3,
+    }
+    back = Manifest.from_dict(data)
+    assert back == m
+    assert back.parallel
+    assert not _manifest().parallel
+    assert back.object_keys() == ["schema.toc.zst", "data/7.dat.zst", "manifest.json"]

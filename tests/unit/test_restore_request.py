@@ -326,3 +326,29 @@ def test_filter_dates_invalid() -> None:
     with pytest.raises(BadRequest) as info:
         filter_dates("startDate eq 'yesterday'")
     assert info.value.code == "InvalidFilter"
+
+
+# -- pgvaultOptions (pgvault's extension) ----------------------------------------------------
+
+
+def test_pgvault_options_reach_the_request_and_the_job() -> None:
+    body = {
+        **copy.deepcopy(DB_BODY),
+        "pgvaultOptions": {"verifyFirst": True, "tables": ["app.orders"], "schemas": ["audit"]},
+    }
+    req = restore_request(body)
+    assert (req.verify_first, req.tables, req.schemas) == (True, ("app.orders",), ("audit",))
+    assert RestoreRequest.from_params(json.loads(json.dumps(req.to_params()))) == req
+    plain = restore_request(copy.deepcopy(DB_BODY))
+    assert (plain.verify_first, plain.tables, plain.schemas) == (False, (), ())
+    old_params = {
+        k: v for k, v in plain.to_params().items() if k not in ("verifyFirst", "tables", "schemas")
+    }
+    assert RestoreRequest.from_params(old_params) == plain  # jobs queued before the extension
+
+
+@pytest.mark.parametrize("tables", [["orders"], ["a b.c"], [""]])
+def test_pgvault_options_table_needs_a_schema(tables: list[str]) -> None:
+    body = {**copy.deepcopy(DB_BODY), "pgvaultOptions": {"tables": tables}}
+    with pytest.raises(BadRequest):
+        restore_request(body)
