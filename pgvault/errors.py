@@ -650,6 +650,12 @@ class Code(StrEnum):
         500,
         "Fix the cause pg_restore reports in the message, then restore again.",
     )
+    UserErrorPartialRestoreNotSupported = (
+        "UserErrorPartialRestoreNotSupported",
+        400,
+        "Restore the whole point; tables, schemas and contents come only from a format-2 "
+        "point (taken by this release) restored as a database.",
+    )
 
 
 class PgVaultError(Exception):

@@ -90,10 +90,11 @@ BACKUP_OPERATOR_ACTIONS = (
 BUILTIN_ROLES: tuple[Role, ...] = (
     _role(
         "Owner",
-        "Full access to everything, including granting access.",
+        "Full access to everything, including granting access. Like Azure's, no data "
+        "actions: reading a secret's value takes a data role (Key Vault Secrets User), "
+        "which an Owner may grant, audited.",
         "owner",
         actions=("*",),
-        data_actions=("*",),
     ),
     _role(
         "Contributor",

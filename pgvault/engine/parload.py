@@ -391,7 +391,7 @@ def into_database(
     toc = load_toc(location, manifest)
     keep = select(toc, tables or [], schemas or []) if (tables or schemas) else None
     if keep is not None and not any(e.desc == "TABLE" and e.dump_id in keep for e in toc.entries):
-        raise UserError(
+        raise PgVaultError(
             "None of the tables or schemas to restore is in the recovery point.",
             code=Code.UserErrorRestoreFailed,
             recommended_action="List the point's contents (recovery-point contents) and name "

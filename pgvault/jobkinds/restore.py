@@ -615,7 +615,7 @@ def _no_partial(parallel: bool) -> UserError:
     )
     return UserError(
         f"This restore cannot choose tables or schemas: {why}.",
-        code=Code.UserErrorRestoreFailed,
+        code=Code.UserErrorPartialRestoreNotSupported,
         recommended_action="Restore the whole point, or a newer point as a database.",
     )
 

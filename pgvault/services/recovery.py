@@ -104,7 +104,7 @@ class RecoveryService(ServiceBase):
             raise UserError(
                 f"Recovery point {point_id!r} was taken in the single-stream format, which "
                 "keeps no table of contents of its own.",
-                code=Code.UserErrorRestoreFailed,
+                code=Code.UserErrorPartialRestoreNotSupported,
                 recommended_action="Restore it whole, or list the contents of a newer point.",
             )
         return {"recoveryPointId": point_id, **parload.contents(location, manifest)}

@@ -309,6 +309,8 @@ def test_protect_a_database(world: World, tmp_path_factory: pytest.TempPathFacto
         "--vault-name", VAULT, "--backup-instance", str(bi),
     )  # fmt: skip
     assert "UserError" in refused, refused
+    # Listing a key vault's secrets is a data action: an Owner alone may not (as in Azure).
+    w.server.grant("admin", "Key Vault Secrets User", kv_id)
     granted = az.json(
         "dataprotection", "backup-instance", "update-msi-permissions", "-g", RG,
         "--vault-name", VAULT, "--datasource-type", DS, "--operation", "Backup",

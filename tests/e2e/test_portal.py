@@ -269,7 +269,8 @@ def test_restore_as_files(portal: Portal, browser: Browser) -> None:
     page.get_by_test_id("job-link").click()
     wait_completed(page)
     written = portal.files_dir / "dumps" / "portal"
-    assert sorted(f.name for f in written.iterdir()) == ["shop.dump", "shop.manifest.json"]
+    assert sorted(f.name for f in written.iterdir()) == ["shop", "shop.manifest.json"]
+    assert (written / "shop" / "toc.dat").stat().st_size > 0  # a pg_restore -Fd archive
 
 
 def test_narrow_screen_and_keyboard(portal: Portal, browser: Browser) -> None:

@@ -138,7 +138,7 @@ def test_builtin_role_actions(role_name: str, action: str) -> None:
 # Data actions: what a role grants on the data plane (blob contents, secret values).
 DATA_ACTIONS = [f"{BLOBS}/read", f"{BLOBS}/write", f"{BLOBS}/delete", GET_SECRET]
 DATA_ALLOWED: dict[str, set[str]] = {
-    "Owner": set(DATA_ACTIONS),
+    "Owner": set(),  # as in Azure: control plane only; an Owner grants itself a data role
     "Contributor": set(),
     "Reader": set(),
     "Backup Contributor": set(),
@@ -717,6 +717,12 @@ ROUTES: list[tuple[str, str, str, str]] = [
         "GET",
         f"{INST}/recoveryPoints/rp1",
         f"{BI}/recoveryPoints/read",
+        f"{INST}/recoveryPoints/rp1",
+    ),
+    (
+        "GET",
+        f"{INST}/recoveryPoints/rp1/contents",
+        f"{BI}/recoveryPoints/contents/read",
         f"{INST}/recoveryPoints/rp1",
     ),
     # jobs and operations
