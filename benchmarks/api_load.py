@@ -366,11 +366,34 @@ def summarise(samples: list[tuple[str, float, int]], wall: float) -> dict[str, A
     }
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def server_pids(pid: int) -> list[int]:
+    """The server and its descendants (`--api-processes N`: uvicorn's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the server process so far (from /proc): the figure that does not
-    depend on what else runs on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of the server's process tree so far (from /proc): the figure that
+    does not depend on what else runs on a shared machine."""
+    total = 0
+    for p in server_pids(pid):
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(p)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def print_report(result: dict[str, Any]) -> None:
