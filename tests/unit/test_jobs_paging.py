@@ -51,7 +51,8 @@ def test_jobs_page_by_default_and_with_top(api: Api) -> None:
     assert whole["nextLink"] is None
     assert [j["name"] for j in whole["value"]] == seen  # newest first, each once
     first = whole["value"][0]["properties"]
-    assert first["operation"] == jobs.RESTORE and first["restoreType"] == "AlternateLocation"
+    assert first["operation"] == jobs.RESTORE
+    assert first["restoreType"] == "AlternateLocation"
     assert _follow(api, f"{path}?{V}&%24top=25")[0] == [25, 25, JOBS - 50]
     skipped = _follow(api, f"{path}?{V}&%24skip=5&%24top=50")
     assert skipped == ([50, JOBS - 55], seen[5:])
