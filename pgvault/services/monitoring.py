@@ -57,17 +57,23 @@ class MonitoringService(ServiceBase):
             return self._row_views(s, jobs.list_rows(s, ids, limit, offset))
 
     def _row_views(self, s: Session, rows: list[jobs.JobRow]) -> list[JobRowView]:
-        """Each row with its vault, instance, server and policy, each read once per call
-        (the session's identity map answers repeats)."""
+        """Each row with its vault, instance, server and policy, each read once per call:
+        even an identity-map hit of `Session.get` cost more than building the row."""
+        found: dict[str | None, JobRowView] = {}
         out = []
         for j in rows:
-            vault = vaults.by_id(s, j.vault_id)
-            if j.instance_id is None:
-                out.append(JobRowView(j, vault, None, None, None))
-                continue
-            inst = instances.by_id(s, j.instance_id)
-            _, server, policy = instances.related(s, inst)
-            out.append(JobRowView(j, vault, inst, server, policy))
+            key = j.instance_id or f"vault:{j.vault_id}"
+            seen = found.get(key)
+            if seen is None:
+                vault = vaults.by_id(s, j.vault_id)
+                if j.instance_id is None:
+                    seen = JobRowView(j, vault, None, None, None)
+                else:
+                    inst = instances.by_id(s, j.instance_id)
+                    _, server, policy = instances.related(s, inst)
+                    seen = JobRowView(j, vault, inst, server, policy)
+                found[key] = seen
+            out.append(JobRowView(j, seen.vault, seen.instance, seen.server, seen.policy))
         return out
 
     def find_jobs(
