@@ -16,6 +16,8 @@ kind, and writes them as JSON with `--json`.
 asyncio streams (httpx's pool was the bottleneck at 200 connections); `--procs` splits the
 clients over several client processes.
 `--py-spy FILE` records the server with py-spy (on PyPI) during the run: where requests wait.
+`--serve-env PGVAULT_API_PROCESSES=2` runs `serve` with two API processes; the server CPU
+figure counts its whole process tree.
 """
 
 from __future__ import annotations
@@ -472,7 +474,7 @@ def main() -> int:
         if args.py_spy:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid), "--output", str(args.py_spy),
-                 "--duration", str(int(args.duration)), *os.environ.get("API_LOAD_PYSPY_FLAGS", "--idle --threads").split(), "--nonblocking",
+                 "--duration", str(int(args.duration)), "--subprocesses", *os.environ.get("API_LOAD_PYSPY_FLAGS", "--idle --threads").split(), "--nonblocking",
                  "--format", "flamegraph" if args.py_spy.suffix == ".svg" else "raw"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
