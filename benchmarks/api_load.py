@@ -16,6 +16,8 @@ kind, and writes them as JSON with `--json`.
 asyncio streams (httpx's pool was the bottleneck at 200 connections); `--procs` splits the
 clients over several client processes.
 `--py-spy FILE` records the server with py-spy (on PyPI) during the run: where requests wait.
+`--serve-env PGVAULT_API_PROCESSES=2` runs `serve` with two API processes; the server CPU
+figure counts its whole process tree.
 """
 
 from __future__ import annotations
@@ -366,11 +368,34 @@ def summarise(samples: list[tuple[str, float, int]], wall: float) -> dict[str, A
     }
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def server_pids(pid: int) -> list[int]:
+    """The server and its descendants (`--api-processes N`: uvicorn's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the server process so far (from /proc): the figure that does not
-    depend on what else runs on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of the server's process tree so far (from /proc): the figure that
+    does not depend on what else runs on a shared machine."""
+    total = 0
+    for p in server_pids(pid):
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(p)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def print_report(result: dict[str, Any]) -> None:
@@ -449,7 +474,7 @@ def main() -> int:
         if args.py_spy:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid), "--output", str(args.py_spy),
-                 "--duration", str(int(args.duration)), *os.environ.get("API_LOAD_PYSPY_FLAGS", "--idle --threads").split(), "--nonblocking",
+                 "--duration", str(int(args.duration)), "--subprocesses", *os.environ.get("API_LOAD_PYSPY_FLAGS", "--idle --threads").split(), "--nonblocking",
                  "--format", "flamegraph" if args.py_spy.suffix == ".svg" else "raw"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip

@@ -63,6 +63,9 @@ class Settings:
     missed_schedule_seconds: int = 600
     #: Threads serving API calls (sync routes); more only add GIL contention (api_load.py).
     api_threads: int = 8
+    #: API processes of one `serve` (uvicorn workers on one socket); only the first runs the
+    #: executor and scheduler. Raise it when one process's core is the limit (README).
+    api_processes: int = 1
     #: The deployment's regions, pairs and per-region datastores (JSON; see regions.parse).
     regions_file: Path | None = None
     #: Seconds a new recovery point waits before it is replicated (0: at once), to batch traffic.
@@ -167,6 +170,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "master_key": "master_key",
         "log_format": "log_format",
         "api_threads": "api_threads",
+        "api_processes": "api_processes",
         "token_lifetime_seconds": "token_lifetime_seconds",
         "keyvault_dns_suffix": "keyvault_dns_suffix",
     },
@@ -218,6 +222,7 @@ KINDS: dict[str, str] = {
     "trusted_proxies": "strs",
     "workers": "count",
     "api_threads": "int",
+    "api_processes": "int",
     "token_lifetime_seconds": "int",
     "max_body_bytes": "int",
     "audit_retention_days": "int",

@@ -145,6 +145,52 @@ def get(s: Session, job_id: str, vault_id: str | None = None) -> Job:
     return job
 
 
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as a list shows it: the columns of `Job` a response needs, read without the ORM.
+
+    Hydrating ORM objects (identity map, change tracking) was most of the cost of listing
+    jobs under load; a Core select of these columns builds plain rows.
+    """
+
+    id: str
+    vault_id: str
+    instance_id: str | None
+    operation: str
+    category: str
+    status: str
+    phase: str
+    phases: list[dict[str, Any]]
+    bytes_done: int
+    bytes_total: int | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    heartbeat_at: datetime | None
+    error_code: str | None
+    error_message: str | None
+    recommended_action: str | None
+    recovery_point_id: str | None
+    params: dict[str, Any]
+    result: dict[str, Any]
+    is_user_triggered: bool
+
+
+_ROW_COLUMNS = [getattr(Job, f) for f in JobRow.__dataclass_fields__]
+
+
+def list_rows(s: Session, vault_ids: list[str], limit: int = 200, offset: int = 0) -> list[JobRow]:
+    """A page of these vaults' jobs, newest first, as plain rows (one Core select)."""
+    q = (
+        select(*_ROW_COLUMNS)
+        .where(Job.vault_id.in_(vault_ids))
+        .order_by(Job.created_at.desc(), Job.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [JobRow(*row) for row in s.execute(q)]
+
+
 def list_jobs(s: Session, vault_ids: list[str], limit: int = 200, offset: int = 0) -> list[Job]:
     q = (
         select(Job)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import ipaddress
+import os
 import ssl
 import stat
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from pgvault.config import Settings
 from pgvault.context import Context
 from pgvault.errors import Code, PgVaultError
 from pgvault.portal import mount as mount_portal
+from pgvault.services import Service
 
 #: TLS 1.2 suites offered (TLS 1.3 suites are OpenSSL's, all strong); forward secret, AEAD only.
 TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -74,11 +77,73 @@ def check_tls(cert: Path | None, key: Path | None) -> None:
         ) from None
 
 
-def app_with_portal(ctx: Context, *, start_workers: bool = True, run_jobs: bool = True) -> FastAPI:
+def app_with_portal(
+    ctx: Context, *, start_workers: bool = True, run_jobs: bool = True, schedule: bool = True
+) -> FastAPI:
     """The API's app with the web portal mounted at `/` (the API keeps its paths)."""
-    app = create_app(ctx, start_workers=start_workers, run_jobs=run_jobs)
+    app = create_app(ctx, start_workers=start_workers, run_jobs=run_jobs, schedule=schedule)
     mount_portal(app)
     return app
+
+
+#: `serve --no-worker`, passed to the API processes uvicorn starts (they read only the env).
+_RUN_JOBS_ENV = "PGVAULT_SERVE_RUN_JOBS"
+#: The lock file whose holder is the first API process (kept open for the process's life).
+_PRIMARY_LOCK: list[int] = []
+
+
+def _take_primary(home: Path) -> bool:
+    """Whether this API process is the one that runs the executor and scheduler: the holder
+    of an exclusive lock on `home/serve.lock`. The kernel frees it when the process ends, so
+    the process uvicorn starts in place of a dead first one takes over."""
+    fd = os.open(home / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _PRIMARY_LOCK.append(fd)
+    return True
+
+
+def process_app() -> FastAPI:
+    """uvicorn's app factory in each process of `serve --api-processes N` (N > 1).
+
+    Each process builds its own context from the environment `serve` prepared. One of them
+    (the lock holder) runs the embedded workers, scheduler and housekeeping; the others
+    only answer calls: a job they queue is claimed by the first's pool within a second
+    (it polls), or by `pgvault worker`s under the procrastinate executor.
+    """
+    settings = Settings.from_env()
+    _limit_malloc_arenas()
+    logs.configure(settings.log_format)
+    ctx = Context.create(settings)
+    run_jobs = os.environ.get(_RUN_JOBS_ENV) != "0"
+    if _take_primary(settings.home):
+        return app_with_portal(ctx, run_jobs=run_jobs)
+    return app_with_portal(ctx, run_jobs=False, schedule=False)
+
+
+def _prepare_processes(settings: Settings, run_jobs: bool, say: Callable[[str], None]) -> None:
+    """Before uvicorn starts N processes: put the resolved settings the command line gave
+    into the environment they read, and migrate and bootstrap once (not N times at once)."""
+    os.environ["PGVAULT_HOME"] = str(settings.home)
+    os.environ["PGVAULT_WORKERS"] = str(settings.workers)
+    os.environ["PGVAULT_PUBLIC_URL"] = str(settings.public_url)
+    for name, path in (
+        ("PGVAULT_TLS_CERT", settings.tls_cert),
+        ("PGVAULT_TLS_KEY", settings.tls_key),
+    ):
+        if path is not None:
+            os.environ[name] = str(path)
+    os.environ[_RUN_JOBS_ENV] = "1" if run_jobs else "0"
+    ctx = Context.create(settings)
+    try:
+        note = Service(ctx, None).bootstrap()
+    finally:
+        ctx.db.dispose()  # no connection outlives this process's setup
+    if note:
+        say(note)
 
 
 def _is_loopback(host: str) -> bool:
@@ -96,16 +161,21 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     run_jobs: bool = True,
+    api_processes: int | None = None,
 ) -> None:
     """Run the REST API and the in-process workers until interrupted (`run_jobs=False`,
     `--no-worker`: API, portal and scheduler only; `pgvault worker`s run the jobs).
+    `api_processes` > 1: that many uvicorn processes on one socket (`process_app`).
 
     TLS comes from the arguments (`--tls-cert`/`--tls-key`), else PGVAULT_TLS_CERT and
     PGVAULT_TLS_KEY; with it the service speaks https only, sends HSTS, and its public URL
     defaults to https://HOST:PORT. A bad TLS setup raises `PgVaultError` before any state
     is touched.
     """
-    settings = Settings.from_env(workers=workers, tls_cert=tls_cert, tls_key=tls_key)
+    settings = Settings.from_env(
+        workers=workers, tls_cert=tls_cert, tls_key=tls_key, api_processes=api_processes
+    )
+
     check_tls(settings.tls_cert, settings.tls_key)
     _check_executor(settings)
     scheme = "https" if settings.tls else "http"
@@ -113,7 +183,13 @@ def serve(
         settings = dataclasses.replace(settings, public_url=f"{scheme}://{host}:{port}")
     _limit_malloc_arenas()
     logs.configure(settings.log_format)
-    ctx = Context.create(settings)
+    processes = settings.api_processes
+    app: FastAPI | str
+    if processes > 1:
+        _prepare_processes(settings, run_jobs, say)
+        app = "pgvault.server:process_app"
+    else:
+        app = app_with_portal(Context.create(settings), run_jobs=run_jobs)
     say(f"pgvault serving on {scheme}://{host}:{port} (home: {settings.home})")
     if settings.tls and str(settings.public_url).startswith("http:"):
         say(f"warning: PGVAULT_PUBLIC_URL is {settings.public_url}; clients will be sent to http")
@@ -125,7 +201,9 @@ def serve(
     say("Get a bearer token with: pgvault auth token")
     say(f"Portal: {scheme}://{host}:{port}/ (sign in with a user or service principal)")
     uvicorn.run(
-        app_with_portal(ctx, run_jobs=run_jobs),
+        app,
+        factory=processes > 1,
+        workers=processes if processes > 1 else None,
         host=host,
         port=port,
         log_level="info",

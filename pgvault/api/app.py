@@ -165,15 +165,23 @@ def _executor(ctx: Context, run_jobs: bool) -> executors.Executor:
     return WorkerPool(ctx, ctx.settings.workers)
 
 
-def create_app(ctx: Context, *, start_workers: bool = True, run_jobs: bool = True) -> FastAPI:
+def create_app(
+    ctx: Context, *, start_workers: bool = True, run_jobs: bool = True, schedule: bool = True
+) -> FastAPI:
     """The API over one service; its executor and scheduler start and stop with the app.
 
     `start_workers=False`: no background thread at all (tests). `run_jobs=False`
     (`serve --no-worker`): the scheduler queues, other processes run the jobs.
+    `schedule=False` (the other processes of `serve --api-processes N`): no scheduler or
+    housekeeping here; the first process runs them.
     """
     pool = _executor(ctx, run_jobs) if start_workers else None
     service = Service(ctx, pool)
-    scheduler = Scheduler(ctx, ctx.settings.scheduler_seconds, notify=pool.notify) if pool else None
+    scheduler = (
+        Scheduler(ctx, ctx.settings.scheduler_seconds, notify=pool.notify)
+        if pool and schedule
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -43,6 +43,8 @@ def _vault_id(sub: str, rg: str, vault: str) -> str:
 NOTIFY = V + "/notificationSettings/default"
 #: Recovery points per page of a list (`$top` changes it, up to 1000).
 POINTS_PAGE = 200
+#: Jobs per page: a job is ~2 kB of JSON (phases, details), ten times a point.
+JOBS_PAGE = 50
 
 
 def _notification_settings(vault_arm_id: str, summary: dict[str, object]) -> dict[str, object]:
@@ -314,13 +316,10 @@ def list_points(
     CLI follow) while more remain. A whole list of 10,000 points cost 0.7 s of CPU per call."""
     start, end = filter_dates(filter_)
     view, points = svc.list_points(sub, rg, vault, bi, start, end, limit=top + 1, offset=skiptoken)
-    next_link = None
-    if len(points) > top:
-        points = points[:top]
-        query = {k: v for k, v in request.query_params.items() if k != "$skipToken"}
-        query["$skipToken"] = str(skiptoken + top)
-        next_link = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
-    return json_response(shapes.page([shapes.recovery_point(view, p) for p in points], next_link))
+    next_link = _next_link(request, skiptoken, top, points)
+    return json_response(
+        shapes.page([shapes.recovery_point(view, p) for p in points[:top]], next_link)
+    )
 
 
 @router.get(BI + "/recoveryPoints/{point}")
@@ -423,11 +422,28 @@ def list_jobs(
     vault: str,
     svc: Svc,
     _: Auth,
+    request: Request,
     skip: int = Query(default=0, alias="$skip", ge=0, le=2**31 - 1),
-    top: int = Query(default=200, alias="$top", ge=1, le=1000),
+    skiptoken: int = Query(default=0, alias="$skipToken", ge=0, le=2**31 - 1),
+    top: int = Query(default=JOBS_PAGE, alias="$top", ge=1, le=1000),
 ) -> JSONResponse:
-    views = svc.list_jobs(sub, rg, vault, limit=top, offset=skip)
-    return json_response(shapes.page([shapes.job(v) for v in views]))
+    """A page of jobs, newest first, with `nextLink` while more remain (like points).
+    `$skip` (the older parameter) still offsets the first page."""
+    offset = skip + skiptoken
+    views = svc.list_jobs(sub, rg, vault, limit=top + 1, offset=offset)
+    return json_response(
+        shapes.page([shapes.job(v) for v in views[:top]], _next_link(request, offset, top, views))
+    )
+
+
+def _next_link(request: Request, offset: int, top: int, items: Sized) -> str | None:
+    """The next page's URL (Azure's `nextLink`), or None when `items` (read `top + 1`)
+    held no more than a page."""
+    if len(items) <= top:
+        return None
+    query = {k: v for k, v in request.query_params.items() if k not in ("$skipToken", "$skip")}
+    query["$skipToken"] = str(offset + top)
+    return f"{base_url(request)}{request.url.path}?{urlencode(query)}"
 
 
 @router.get(V + "/backupJobs/{job_id}")

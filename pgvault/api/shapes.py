@@ -24,7 +24,7 @@ from pgvault import (
 from pgvault.clock import iso, timespan
 from pgvault.errors import Code
 from pgvault.services.crossregion import SecondaryInstance, SecondaryPoint
-from pgvault.services.monitoring import JobView
+from pgvault.services.monitoring import JobRowView, JobView
 from pgvault.services.protection import InstanceView
 from pgvault.storage import accounts
 
@@ -283,7 +283,7 @@ def recovery_point(view: InstanceView, rp: recovery_points.RecoveryPoint) -> dic
     }
 
 
-def _error_details(job: jobs.Job) -> list[dict[str, Any]] | None:
+def _error_details(job: jobs.Job | jobs.JobRow) -> list[dict[str, Any]] | None:
     if not job.error_code:
         return None
     code = Code.stored(job.error_code)
@@ -298,7 +298,7 @@ def _error_details(job: jobs.Job) -> list[dict[str, Any]] | None:
     ]
 
 
-def job(view: JobView) -> dict[str, Any]:
+def job(view: JobView | JobRowView) -> dict[str, Any]:
     j, v, inst, sv, p = view.job, view.vault, view.instance, view.server, view.policy
     end = j.ended_at
     start = j.started_at or j.created_at

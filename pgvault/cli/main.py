@@ -77,6 +77,14 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; `pgvault worker`s run jobs.")
     ] = False,
+    api_processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="API processes on the one port (only the first runs jobs and the scheduler). "
+            "Default: PGVAULT_API_PROCESSES (1).",
+        ),
+    ] = None,
 ) -> None:
     """Start the service: REST API, in-process workers, embedded defaults under PGVAULT_HOME."""
     # Deferred: the server stack is expensive to import and only `serve` needs it (the other
@@ -92,6 +100,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             run_jobs=not no_worker,
+            api_processes=api_processes,
         )
     except PgVaultError as exc:  # a refused start: what is wrong and the fix, no traceback
         _refused(exc)

@@ -23,6 +23,17 @@ class JobView:
     policy: policies.Policy | None
 
 
+@dataclass(frozen=True)
+class JobRowView:
+    """A listed job (a plain row) with what it ran on, like `JobView`."""
+
+    job: jobs.JobRow
+    vault: vaults.Vault
+    instance: instances.Instance | None
+    server: servers.Server | None
+    policy: policies.Policy | None
+
+
 class MonitoringService(ServiceBase):
     """Jobs and operations: what ran, what runs, how it ended."""
 
@@ -37,13 +48,33 @@ class MonitoringService(ServiceBase):
 
     def list_jobs(
         self, sub: str, rg: str | None, vault_name: str | None, limit: int = 200, offset: int = 0
-    ) -> list[JobView]:
+    ) -> list[JobRowView]:
         with self.ctx.db.session() as s:
             if vault_name and rg:
                 ids = [vaults.get(s, sub, rg, vault_name).id]
             else:
                 ids = [v.id for v in vaults.list_vaults(s, sub, rg)]
-            return [self._job_view(s, j) for j in jobs.list_jobs(s, ids, limit, offset)]
+            return self._row_views(s, jobs.list_rows(s, ids, limit, offset))
+
+    def _row_views(self, s: Session, rows: list[jobs.JobRow]) -> list[JobRowView]:
+        """Each row with its vault, instance, server and policy, each read once per call:
+        even an identity-map hit of `Session.get` cost more than building the row."""
+        found: dict[str | None, JobRowView] = {}
+        out = []
+        for j in rows:
+            key = j.instance_id or f"vault:{j.vault_id}"
+            seen = found.get(key)
+            if seen is None:
+                vault = vaults.by_id(s, j.vault_id)
+                if j.instance_id is None:
+                    seen = JobRowView(j, vault, None, None, None)
+                else:
+                    inst = instances.by_id(s, j.instance_id)
+                    _, server, policy = instances.related(s, inst)
+                    seen = JobRowView(j, vault, inst, server, policy)
+                found[key] = seen
+            out.append(JobRowView(j, seen.vault, seen.instance, seen.server, seen.policy))
+        return out
 
     def find_jobs(
         self,
