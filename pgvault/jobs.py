@@ -174,6 +174,7 @@ class JobRow:
     params: dict[str, Any]
     result: dict[str, Any]
     is_user_triggered: bool
+    worker_id: str | None
 
 
 _ROW_COLUMNS = [getattr(Job, f) for f in JobRow.__dataclass_fields__]

@@ -344,9 +344,13 @@ def test_home_datastore_and_restored_files_have_private_modes(setup: Setup) -> N
     assert _mode(s.root / "sa2") == 0o700
     assert _mode(out) == 0o700
     restored = sorted(out.iterdir())
-    assert [p.name for p in restored] == ["m1.dump", "m1.manifest.json"]
-    for p in restored:
+    assert [p.name for p in restored] == ["m1", "m1.manifest.json"]  # a -Fd archive + manifest
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) >= 3  # toc.dat, a table's data, the manifest
+    for p in files:
         assert _mode(p) == 0o640, p  # the documented mode of restored files
+    for p in out.rglob("*"):
+        assert p.is_file() or not _mode(p) & 0o007, p  # nothing for other users
 
 
 # -- finding 3: no ambient credentials, no internal endpoints ---------------------------------

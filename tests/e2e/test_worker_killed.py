@@ -136,8 +136,11 @@ def test_killed_worker_fails_job_and_leaves_nothing(
         assert time.monotonic() < deadline, f"no progress reported: {job}"
         time.sleep(0.1)
 
-    dumpers = [pid for pid in _children(srv.pid) if "pg_dump" in _cmdline(pid)]
-    assert dumpers, f"no pg_dump child of pgvault serve ({_children(srv.pid)})"
+    # Format 2: pg_dump passes the TOC, then psql streams each table's COPY.
+    dumpers = [
+        pid for pid in _children(srv.pid) if any(t in _cmdline(pid) for t in ("pg_dump", "psql"))
+    ]
+    assert dumpers, f"no pg_dump or psql child of pgvault serve ({_children(srv.pid)})"
 
     srv.kill9()
 
@@ -150,7 +153,7 @@ def test_killed_worker_fails_job_and_leaves_nothing(
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if survivors:
-        warnings.warn(f"pg_dump {survivors} outlived pgvault serve; killed it", stacklevel=1)
+        warnings.warn(f"dumpers {survivors} outlived pgvault serve; killed it", stacklevel=1)
 
     srv.start()  # same PGVAULT_HOME and port; start-up sweeps abandoned jobs
 
