@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from pgvault import arm, retention
-from pgvault.api import limits
+from pgvault.api import actions, limits
 from pgvault.api.deps import base_url
 from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.portal import chart, views
@@ -69,6 +69,7 @@ def signin(
         else:
             token, lifetime = svc.access.token_for_user(name, secret)
     except PgVaultError as exc:
+        _audit_failed_sign_in(svc, exc)
         context = {"next": _local(next), "error": exc, "name": name, "kind": kind}
         return page(
             request, "signin.html", {**context, "crumbs": [], "session": None}, status=exc.status
@@ -84,6 +85,13 @@ def signin(
         path="/",
     )
     return response
+
+
+def _audit_failed_sign_in(svc: Service, exc: PgVaultError) -> None:
+    """A refused or throttled sign-in is audited as the API's token endpoint records one
+    (no caller: nobody is signed in; never the secret that was tried)."""
+    wanted = actions.requested("POST", "/oauth2/token")
+    svc.access.record(None, wanted.action, wanted.scope, "POST", exc.status, str(exc.code))
 
 
 @router.post("/signout")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pgvault import jobs, recovery_points, vaults
+from pgvault import jobs, recovery_points, regions, vaults
+from pgvault.errors import PgVaultError
 from pgvault.portal.session import Session
 from pgvault.services.monitoring import JobView
 from pgvault.services.protection import InstanceView
@@ -45,6 +46,19 @@ def instance_region(view: InstanceView | JobView) -> str:
     if server is None:
         return PRIMARY
     return PRIMARY if server.location == view.vault.location else SECONDARY
+
+
+def geo_redundant(v: vaults.Vault) -> bool:
+    """Whether Cross Region Restore may be enabled on the vault (GeoRedundant storage)."""
+    return vaults.redundancy(v.properties).lower() == "georedundant"
+
+
+def paired_region(v: vaults.Vault) -> str:
+    """The vault's secondary region, or "none" when its region has no pair."""
+    try:
+        return regions.paired(v.location)
+    except (KeyError, PgVaultError):
+        return "none"
 
 
 def visible_vaults(session: Session) -> list[vaults.Vault]:

@@ -327,7 +327,14 @@ def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     page.get_by_role("button", name="Create vault").click()
     expect(page.get_by_role("heading", name=re.compile("^v2"))).to_be_visible()
     expect(page.locator("dl.props")).to_contain_text("GeoRedundant")
+    expect(page.get_by_test_id("crr-state")).to_have_text("Disabled")
     check_page(page)
+    # Cross Region Restore: irreversible, so confirmed first
+    expect(page.locator("#crr-words")).to_contain_text("cannot be disabled")
+    page.get_by_role("checkbox", name="I understand that this cannot be undone").check()
+    page.get_by_role("button", name="Enable Cross Region Restore").click()
+    expect(page.get_by_test_id("crr-state")).to_have_text("Enabled")
+    expect(page.get_by_role("button", name="Enable Cross Region Restore")).to_have_count(0)
     # a secret's value is write-only: set from the page, never shown again
     page.goto(portal.server.url + "/resources")
     page.get_by_label("Secret name in kv1").fill("portal-set")
@@ -504,6 +511,13 @@ def test_policy_protection_backup_now_and_lifecycle(portal: Portal, browser: Bro
     )
 
     page.get_by_label("Protection", exact=True).select_option("suspendBackups")
+    page.get_by_role("button", name="Apply").click()  # not confirmed: refused, nothing changed
+    expect(page.get_by_role("alert")).to_contain_text("needs confirmation")
+    page.go_back()
+    expect(page.locator("dl.props")).to_contain_text("ProtectionConfigured")
+    expect(page.locator("#stop-words")).to_contain_text("Retain as per policy")
+    page.get_by_label("Protection", exact=True).select_option("suspendBackups")
+    page.get_by_role("checkbox", name=re.compile("stop backup of shop2")).check()
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("dl.props")).to_contain_text("BackupSchedulesSuspended")
     delete = page.get_by_role("button", name="Delete")
@@ -524,3 +538,32 @@ def test_no_secret_in_any_html(portal: Portal) -> None:
     for html in SEEN:
         for secret in portal.secrets:
             assert secret not in html
+
+
+def test_failed_sign_in_is_audited_and_a_finished_job_cannot_be_cancelled(
+    portal: Portal, browser: Browser
+) -> None:
+    page = _page(browser)
+    page.goto(portal.server.url + "/signin")
+    page.get_by_label("User name or client id").fill("rita")
+    page.get_by_label("Password or client secret").fill("not-" + "her-password")
+    page.get_by_label("User (name and password)").check()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    sign_in_admin(page, portal)
+    page.goto(portal.server.url + "/audit")
+    expect(page.get_by_role("table")).to_contain_text("401")
+    # the backup of the fixture is Completed: its page offers no Cancel, and a POST is refused
+    listed = portal.server.cli_json("job", "list", "--vault-name", VAULT)["value"]
+    job_id = next(j["name"] for j in listed if j["properties"]["status"] == "Completed")
+    vault = portal.server.cli_json("vault", "show", "--name", VAULT)["id"]
+    sub, rg = vault.split("/")[2], vault.split("/")[4]
+    url = f"{portal.server.url}/vaults/{sub}/{rg}/{VAULT}/jobs/{job_id}"
+    page.goto(url)
+    expect(page.get_by_test_id("job-status")).to_have_text(re.compile("Completed|Failed"))
+    expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    assert csrf
+    resp = page.request.post(url + "/cancel", form={"csrf": csrf})
+    assert resp.status == 409
+    assert "JobAlreadyFinished" in resp.text()
