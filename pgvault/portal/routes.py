@@ -130,6 +130,7 @@ def backup_center(
         and (not region or views.instance_region(i) == region)
     ]
     instances = matching[:CENTER_ROWS]
+    secondary = views.secondary_instances(session, chosen) if region == views.SECONDARY else []
     job_vaults = views.job_vault_ids(session, chosen)
     recent = views.find_jobs(
         session, chosen, views.JobFilter(status=status, region=region), now, 20
@@ -142,6 +143,7 @@ def backup_center(
         "matching": len(matching),
         "states": sorted({i.instance.protection_state for i in all_instances}),
         "jobs": recent,
+        "secondary": secondary[:CENTER_ROWS],
         "day": session.svc.job_status_counts(job_vaults, now - timedelta(hours=24)),
         "week": session.svc.job_status_counts(job_vaults, now - timedelta(days=7)),
         "filters": {"vault": vault, "state": state, "status": status, "region": region,
@@ -267,6 +269,7 @@ def instance_page(
         "duration_chart": duration_chart,
         "views": views,
         "region": views.instance_region(view),
+        "secondary_url": views.secondary_instance_url(view),
         "tags": [
             str(r.get("name"))
             for r in view.policy.properties.get("policyRules", [])

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pgvault import jobs, recovery_points, regions, vaults
 from pgvault.errors import PgVaultError
 from pgvault.portal.session import Session
+from pgvault.services.crossregion import SecondaryInstance
 from pgvault.services.monitoring import JobView
 from pgvault.services.protection import InstanceView
 
@@ -160,3 +161,55 @@ def tier(point: recovery_points.RecoveryPoint) -> str:
     if point.in_vault:
         return "Vault-standard"
     return "Archive"
+
+
+# -- the secondary region (cross-region restore) -------------------------------------------
+
+
+def loc(sub: str, rg: str, region: str) -> str:
+    """The ARM path of a secondary-region call (`.../locations/{region}`)."""
+    return (
+        f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataProtection"
+        f"/locations/{region}"
+    )
+
+
+def secondary_url(item: SecondaryInstance) -> str:
+    return secondary_instance_url(item.view) or "/"
+
+
+def secondary_instance_url(view: InstanceView) -> str | None:
+    """The instance's page in its secondary region, when its vault has Cross Region Restore."""
+    v = view.vault
+    region = paired_region(v)
+    if not vaults.crr_enabled(v.properties) or region == "none":
+        return None
+    return (
+        f"/secondary/{region}/{v.subscription_id}/{v.resource_group}/{v.name}"
+        f"/instances/{view.instance.name}"
+    )
+
+
+def crr_vaults(vs: list[vaults.Vault]) -> list[vaults.Vault]:
+    """The vaults among `vs` with Cross Region Restore on (and a paired region)."""
+    return [v for v in vs if vaults.crr_enabled(v.properties) and paired_region(v) != "none"]
+
+
+def secondary_instances(session: Session, vs: list[vaults.Vault]) -> list[SecondaryInstance]:
+    """Instance Region == Secondary Region: the instances of the CRR vaults among `vs` as
+    their secondary region holds them, where the caller may list that region's instances."""
+    wanted = {v.id for v in crr_vaults(vs)}
+    found: list[SecondaryInstance] = []
+    pairs = sorted({(v.subscription_id, v.resource_group, paired_region(v))
+                    for v in crr_vaults(vs)})  # fmt: skip
+    seen: set[tuple[str, str]] = set()
+    for sub, rg, region in pairs:
+        if (sub, region) in seen:
+            continue
+        if not session.can("GET", loc(sub, rg, region) + "/secondaryBackupInstances"):
+            continue
+        seen.add((sub, region))
+        found += [
+            i for i in session.svc.secondary_instances(sub, region) if i.view.vault.id in wanted
+        ]
+    return found

@@ -533,6 +533,86 @@ def test_policy_protection_backup_now_and_lifecycle(portal: Portal, browser: Bro
     expect(page.locator("dl.props")).to_contain_text("ProtectionStopped")
 
 
+def test_cross_region_restore(portal: Portal, browser: Browser) -> None:
+    """A GeoRedundant vault with Cross Region Restore: its instance in the Backup center's
+    Secondary Region filter (lag, primary datastore), its points in westus, Restore to
+    secondary region (only westus targets; validateCrossRegionRestore on Review), the job in
+    the secondary-region jobs."""
+    srv, pg = portal.server, portal.source
+    pg.create_database("geodb")
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)", dbname="geodb")
+    geo_secret = srv.cli_json(
+        "keyvault", "secret", "set", "--vault-name", "kv1", "--name", "geodb",
+        input=superuser_connstr(pg, "geodb"),
+    )["properties"]["secretUri"]  # fmt: skip
+    srv.cli("server", "add", "--name", "west", "--host", HOST, "--port", str(pg.port),
+            "--region", "westus")  # fmt: skip
+    vault = srv.cli_json("vault", "create", "--name", "geo", "--region", REGION,
+                         "--storage-redundancy", "GeoRedundant", "--cross-region-restore")  # fmt: skip
+    srv.cli("policy", "create", "--vault-name", "geo", "--name", "weekly")
+    for name in ("src", "west"):
+        srv.grant("vault:geo", "Reader", srv.cli_json("server", "show", "--name", name)["id"])
+    kv1_id = next(
+        kv["id"] for kv in srv.cli_json("keyvault", "list")["value"] if kv["name"] == "kv1"
+    )
+    srv.grant("vault:geo", "Key Vault Secrets User", kv1_id)
+    srv.cli("instance", "create", "--vault-name", "geo", "--server", "src", "--database",
+            "geodb", "--policy", "weekly", "--secret", geo_secret, "--name", "geo1")  # fmt: skip
+    job = srv.cli_json("backup", "now", "--vault-name", "geo", "--instance", "geo1", "--wait")
+    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
+
+    page = _page(browser)
+    sign_in_admin(page, portal)
+    page.goto(portal.server.url + "/?region=Secondary")
+    table = page.get_by_role("table", name=re.compile("as their secondary region holds them"))
+    row = table.get_by_role("row", name=re.compile("geo1"))
+    for _ in range(60):  # replication follows the backup (near-immediate by default)
+        if "1 (0 pending)" in (row.text_content() or ""):
+            break
+        time.sleep(0.5)
+        page.reload()
+    expect(row).to_contain_text("westus")
+    expect(row).to_contain_text("1 (0 pending)")
+    expect(row).to_contain_text("Available")
+    check_page(page, "backup-center-secondary-region")
+    row.get_by_role("link", name="geo1").click()
+    expect(page.get_by_test_id("primary-status")).to_have_text("Available")
+    points = page.get_by_role("table", name=re.compile("^Recovery points replicated to westus"))
+    expect(points.locator("tbody tr")).to_have_count(1)
+    check_page(page, "secondary-region-instance")
+    page.get_by_role("link", name="Restore to secondary region").click()
+    expect(page.get_by_test_id("restore-region")).to_contain_text("westus")
+    page.get_by_role("button", name="Next: Select restore point").click()
+    expect(page.locator("input[name=point]").first).to_be_checked()
+    page.get_by_role("button", name="Next: Restore parameters").click()
+    page.get_by_label("Restore as Database").check()
+    servers = page.locator("#server option").all_text_contents()
+    assert any(t.startswith("west ") for t in servers), servers
+    assert not any(t.startswith("src ") for t in servers), servers  # eastus is not a target
+    west = page.locator("#server option", has_text=re.compile(r"^west ")).get_attribute("value")
+    assert west
+    page.get_by_label(re.compile("^Target server")).select_option(west)
+    page.get_by_label("Restore database name").fill("shop_west")
+    page.get_by_label(re.compile("^Select key vault and secret")).select_option(
+        label="kv2 / restorer"
+    )
+    page.get_by_role("button", name="Review + restore").click()
+    review_then_grant(page, "UserErrorMissingPermissionsOnSecretStore", "Key Vault Secrets User")
+    check_page(page, "wizard-4-review-secondary-region")
+    page.get_by_role("button", name="Restore", exact=True).click()
+    page.get_by_test_id("job-link").click()
+    wait_completed(page)
+    sub, rg = vault["id"].split("/")[2], vault["id"].split("/")[4]
+    page.goto(f"{portal.server.url}/secondary/westus/{sub}/{rg}/geo/instances/geo1")
+    expect(
+        page.get_by_role("table", name=re.compile("^Cross-region restore jobs"))
+    ).to_contain_text("Completed")
+    assert_same_data(
+        snapshot(portal.source.admin_dsn("geodb")),
+        snapshot(portal.source.admin_dsn("shop_west")),
+    )
+
+
 def test_no_secret_in_any_html(portal: Portal) -> None:
     assert len(SEEN) > 10
     for html in SEEN:
