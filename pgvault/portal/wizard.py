@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from pgvault import rehydration
@@ -217,7 +217,11 @@ def wizard(
     bi: str,
     session: Annotated[Session, Depends(current)],
     tab: str = "basics",
+    page_no: Annotated[int, Query(alias="page", ge=0, le=1_000_000)] = 0,
+    top: Annotated[int, Query(ge=1, le=POINTS_SHOWN)] = POINTS_SHOWN,
 ) -> Response:
+    """A tab of the wizard. Select restore point pages through every point (`page`, `top`
+    points a page, newest first); the latest is preselected whichever page is shown."""
     view = session.svc.get_instance(sub, rg, vault, bi)
     inst_arm = views.instance_arm(view)
     session.require("GET", inst_arm)
@@ -227,14 +231,19 @@ def wizard(
         secondary = cross.points(session, inst_arm)
         points = [sp.point for sp in secondary]
         replicas_in_vault = {sp.point.id: sp.replica.tier == VAULT_STORE for sp in secondary}
+    more = False
+    if cross:
+        shown = points
     else:
-        _, points = session.svc.list_points(sub, rg, vault, bi, limit=POINTS_SHOWN)
-    if not c.point and points:
-        c.point = points[0].id  # the latest is preselected
+        _, shown = session.svc.list_points(sub, rg, vault, bi, limit=top + 1, offset=page_no * top)
+        more, points = len(shown) > top, shown[:top]
+        if not c.point and page_no:
+            shown = session.svc.list_points(sub, rg, vault, bi, limit=1)[1]
+    if not c.point and shown:
+        c.point = shown[0].id  # the latest is preselected
     chosen = next((p for p in points if p.id == c.point), None)
-    if chosen is None and c.point and not cross:  # older than the page shows, chosen by id
+    if chosen is None and c.point and not cross:  # on another page, chosen by id
         chosen = session.svc.get_point(sub, rg, vault, bi, c.point)[1]
-        points = [*points, chosen]
     in_vault = chosen.in_vault if chosen else True
     if cross and chosen:
         in_vault = replicas_in_vault[chosen.id]
@@ -276,6 +285,9 @@ def wizard(
             session.svc.count_points(sub, rg, vault, bi) if tab == "point" else 0
         ),
         "cross": cross,
+        "page_no": page_no,
+        "top": top,
+        "more": more,
         "chosen": chosen,
         "archive": not in_vault,
         "problems": problems,

@@ -613,6 +613,35 @@ def test_cross_region_restore(portal: Portal, browser: Browser) -> None:
     )
 
 
+def test_every_point_is_reachable_in_the_wizard(portal: Portal, browser: Browser) -> None:
+    """Select restore point pages (one point a page here): the latest is preselected, an
+    older point is chosen from the next page and carried to Review."""
+    job = portal.server.cli_json(
+        "backup", "now", "--vault-name", VAULT, "--instance", INSTANCE, "--wait"
+    )
+    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
+    page = _page(browser)
+    sign_in_admin(page, portal)
+    open_instance(page, portal)
+    page.goto(page.url + "/restore?tab=point&top=1")
+    radios = page.locator("input[name=point]")
+    expect(radios).to_have_count(1)
+    expect(radios.first).to_be_checked()  # the latest
+    latest = radios.first.get_attribute("value")
+    page.get_by_role("link", name="Older points").click()
+    expect(radios).to_have_count(1)
+    expect(radios.first).not_to_be_checked()  # the latest stays chosen, on another page
+    expect(page.get_by_text(re.compile("^Selected: .*on another page"))).to_be_visible()
+    older = radios.first.get_attribute("value")
+    assert older
+    assert older != latest
+    check_page(page)
+    radios.first.check()
+    page.get_by_role("button", name="Next: Restore parameters").click()
+    expect(page.get_by_role("heading", name="Restore parameters")).to_be_visible()
+    assert f"point={older}" in page.url
+
+
 def test_no_secret_in_any_html(portal: Portal) -> None:
     assert len(SEEN) > 10
     for html in SEEN:
