@@ -359,5 +359,6 @@ def resources(request: Request, session: Current) -> Response:
         **found,
         "base": base_url(request),
         "arm": arm,
+        "subscriptions": svc.list_subscriptions(),
     }
     return page(request, "resources.html", context)

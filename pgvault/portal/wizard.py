@@ -285,6 +285,7 @@ def wizard(
             session.svc.count_points(sub, rg, vault, bi) if tab == "point" else 0
         ),
         "cross": cross,
+        "target_region": c.secondary or view.vault.location,
         "page_no": page_no,
         "top": top,
         "more": more,
