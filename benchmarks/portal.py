@@ -134,6 +134,7 @@ def main() -> None:
         arm = f"/subscriptions/{sub}/resourceGroups/{RG}/providers/Microsoft.DataProtection/backupVaults/vault0"
         pages = {
             "Backup center (/)": lambda: client.get("/"),
+            "Backup center (Secondary Region filter)": lambda: client.get("/?region=Secondary"),
             "instance list (vault page, 100 instances)": lambda: client.get(vault),
             f"point list (instance page, {args.points} points)": lambda: client.get(f"{vault}/instances/{big}"),
             "point list (wizard tab)": lambda: client.get(f"{vault}/instances/{big}/restore?tab=point"),

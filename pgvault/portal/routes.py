@@ -132,6 +132,9 @@ def backup_center(
     instances = matching[:CENTER_ROWS]
     secondary = views.secondary_instances(session, chosen) if region == views.SECONDARY else []
     job_vaults = views.job_vault_ids(session, chosen)
+    day, week = session.svc.job_status_windows(
+        job_vaults, [now - timedelta(hours=24), now - timedelta(days=7)]
+    )
     recent = views.find_jobs(
         session, chosen, views.JobFilter(status=status, region=region), now, 20
     )
@@ -144,8 +147,8 @@ def backup_center(
         "states": sorted({i.instance.protection_state for i in all_instances}),
         "jobs": recent,
         "secondary": secondary[:CENTER_ROWS],
-        "day": session.svc.job_status_counts(job_vaults, now - timedelta(hours=24)),
-        "week": session.svc.job_status_counts(job_vaults, now - timedelta(days=7)),
+        "day": day,
+        "week": week,
         "filters": {"vault": vault, "state": state, "status": status, "region": region,
                     "datasource": datasource},
         "views": views,
