@@ -611,6 +611,19 @@ def test_cross_region_restore(portal: Portal, browser: Browser) -> None:
         snapshot(portal.source.admin_dsn("geodb")),
         snapshot(portal.source.admin_dsn("shop_west")),
     )
+    # the primary datastore lost: shown Unavailable, and the secondary's pages still answer
+    primary = srv.home / "datastore"
+    moved = primary.with_name("datastore-away")
+    primary.rename(moved)
+    try:
+        page.goto(portal.server.url + "/?region=Secondary")
+        expect(row).to_contain_text("Unavailable")
+        row.get_by_role("link", name="geo1").click()
+        expect(page.get_by_test_id("primary-status")).to_have_text("Unavailable")
+        expect(points.locator("tbody tr")).to_have_count(1)
+        expect(page.get_by_role("link", name="Restore to secondary region")).to_be_visible()
+    finally:
+        moved.rename(primary)
 
 
 def test_every_point_is_reachable_in_the_wizard(portal: Portal, browser: Browser) -> None:
