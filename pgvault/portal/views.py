@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 
 from pgvault import jobs, recovery_points, regions, vaults
 from pgvault.errors import PgVaultError
+from pgvault.jobkinds import kind_for
 from pgvault.portal.session import Session
 from pgvault.services.crossregion import SecondaryInstance
 from pgvault.services.monitoring import JobView
 from pgvault.services.protection import InstanceView
 
 PRIMARY, SECONDARY = "Primary", "Secondary"
-RUNNING_PHASES_NO_CANCEL = ("Transferring data",)
 
 
 def vault_url(v: vaults.Vault) -> str:
@@ -146,8 +146,17 @@ def progress(j: jobs.Job, now: datetime) -> Progress:
     eta = None
     if running and j.bytes_total and j.bytes_done > 0 and elapsed > 0:
         eta = elapsed * (j.bytes_total - j.bytes_done) / j.bytes_done
-    no_cancel = running and j.operation == jobs.RESTORE and j.phase in RUNNING_PHASES_NO_CANCEL
+    no_cancel = running and j.phase in _uncancellable(j.operation)
     return Progress(j.phase, j.bytes_done, j.bytes_total, percent, eta, elapsed, running, no_cancel)
+
+
+def _uncancellable(operation: str) -> tuple[str, ...]:
+    """The phases in which a job of `operation` can no longer be cancelled (the same list
+    `Service.cancel_job` refuses on: a restore once it creates the database or moves data)."""
+    try:
+        return kind_for(operation).uncancellable_phases
+    except KeyError:
+        return ()
 
 
 def job_seconds(j: jobs.Job) -> float | None:
