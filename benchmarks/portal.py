@@ -38,10 +38,15 @@ RG = "default"
 REGION = "eastus"
 VAULTS = 10
 PAGE = 100
+#: `--crr`: GeoRedundant vaults with Cross Region Restore (the Secondary Region filter's worst case)
+GEO = {
+    "storageSettings": [{"datastoreType": "VaultStore", "type": "GeoRedundant"}],
+    "featureSettings": {"crossRegionRestoreSettings": {"state": "Enabled"}},
+}
 
 
 def seed(
-    svc: Service, ctx: Context, n_instances: int, n_points: int, n_jobs: int
+    svc: Service, ctx: Context, n_instances: int, n_points: int, n_jobs: int, crr: bool = False
 ) -> tuple[str, str]:
     sub = svc.list_subscriptions()[0].id
     svc.put_server(sub, RG, "bench", "127.0.0.1", 5432, REGION)
@@ -51,7 +56,7 @@ def seed(
     server = svc.get_server(sub, RG, "bench")
     vault_ids: list[tuple[str, str]] = []
     for v in range(VAULTS):
-        vault, _ = svc.put_vault(sub, RG, f"vault{v}", REGION, {}, {})
+        vault, _ = svc.put_vault(sub, RG, f"vault{v}", REGION, GEO if crr else {}, {})
         svc.put_policy(sub, RG, f"vault{v}", "p", {})
         vault_ids.append((vault.id, vault.arm_id))
     instance_ids: list[tuple[str, str]] = []
@@ -103,6 +108,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=10_000)
     ap.add_argument("--jobs", type=int, default=20_000)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--crr", action="store_true", help="vaults with Cross Region Restore on")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pgvault-bench-")) / "home"
     home.mkdir(parents=True)
@@ -111,7 +117,7 @@ def main() -> None:
     with TestClient(app) as client:
         svc: Service = app.state.service
         t0 = time.perf_counter()
-        sub, big = seed(svc, ctx, args.instances, args.points, args.jobs)
+        sub, big = seed(svc, ctx, args.instances, args.points, args.jobs, args.crr)
         print(f"seeded {args.instances} instances, {args.points} points, {args.jobs} jobs "
               f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
         creds = json.loads(ctx.settings.credentials_file.read_text())
@@ -134,6 +140,7 @@ def main() -> None:
         arm = f"/subscriptions/{sub}/resourceGroups/{RG}/providers/Microsoft.DataProtection/backupVaults/vault0"
         pages = {
             "Backup center (/)": lambda: client.get("/"),
+            "Backup center (Secondary Region filter)": lambda: client.get("/?region=Secondary"),
             "instance list (vault page, 100 instances)": lambda: client.get(vault),
             f"point list (instance page, {args.points} points)": lambda: client.get(f"{vault}/instances/{big}"),
             "point list (wizard tab)": lambda: client.get(f"{vault}/instances/{big}/restore?tab=point"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ForeignKey, Select, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -101,6 +102,31 @@ def related(s: Session, inst: Instance) -> tuple[Vault, Server, Policy]:
         s.get_one(Server, inst.server_id),
         s.get_one(Policy, inst.policy_id),
     )
+
+
+def related_many(s: Session, insts: list[Instance]) -> list[tuple[Vault, Server, Policy]]:
+    """`related` for many instances in three queries (not three lookups per instance: the
+    Backup center lists a thousand of them)."""
+    found: dict[Any, dict[str, Any]] = {}
+    wanted_ids: list[tuple[Any, set[str]]] = [
+        (Vault, {i.vault_id for i in insts}),
+        (Server, {i.server_id for i in insts}),
+        (Policy, {i.policy_id for i in insts}),
+    ]
+    for model, ids in wanted_ids:
+        rows: dict[str, Any] = {}
+        wanted = sorted(ids)
+        for at in range(0, len(wanted), _CHUNK):
+            chunk = wanted[at : at + _CHUNK]
+            rows.update((r.id, r) for r in s.scalars(select(model).where(model.id.in_(chunk))))
+        found[model] = rows
+    return [
+        (found[Vault][i.vault_id], found[Server][i.server_id], found[Policy][i.policy_id])
+        for i in insts
+    ]
+
+
+_CHUNK = 500  #: ids per IN list (well under SQLite's bound on query parameters)
 
 
 def find(s: Session, vault_id: str, name: str) -> Instance | None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    case,
     false,
     func,
     or_,
@@ -234,6 +235,27 @@ def status_counts(s: Session, vault_ids: list[str], since: datetime) -> dict[str
         .group_by(Job.status)
     )
     return {status: count for status, count in s.execute(q)}
+
+
+def status_counts_since(
+    s: Session, vault_ids: list[str], sinces: list[datetime]
+) -> list[dict[str, int]]:
+    """`status_counts` for several start times in one grouped query (the Backup center's
+    last 24 hours and last 7 days read the jobs table once, not once per window)."""
+    if not sinces:
+        return []
+    windows = [func.sum(case((Job.created_at >= since, 1), else_=0)) for since in sinces]
+    q = (
+        select(Job.status, *windows)
+        .where(Job.vault_id.in_(vault_ids), Job.created_at >= min(sinces))
+        .group_by(Job.status)
+    )
+    counts: list[dict[str, int]] = [{} for _ in sinces]
+    for status, *numbers in s.execute(q):
+        for found, n in zip(counts, numbers, strict=True):
+            if n:
+                found[status] = int(n)
+    return counts
 
 
 def claim_next(

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from pgvault.errors import BadRequest, Code, PgVaultError
-from pgvault.portal import manage, protect, routes, wizard
+from pgvault.portal import manage, protect, register, routes, secondary, wizard
 from pgvault.portal.render import HERE, error_page
 from pgvault.portal.session import SignInNeeded, current
 
@@ -43,6 +43,8 @@ def mount(app: FastAPI) -> None:
     app.include_router(wizard.router)
     app.include_router(manage.router)
     app.include_router(protect.router)
+    app.include_router(secondary.router)
+    app.include_router(register.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="portal-static")
     api_error = app.exception_handlers[PgVaultError]
     api_validation = app.exception_handlers[RequestValidationError]

@@ -17,13 +17,14 @@ from pgvault.portal.render import page
 from pgvault.portal.routes import BI, V, crumbs
 from pgvault.portal.session import Session, checked, current, mark_portal
 from pgvault.schemas.base import parse
-from pgvault.schemas.dataprotection import VaultBody
+from pgvault.schemas.dataprotection import VaultBody, VaultPatch
 
 router = APIRouter(dependencies=[Depends(mark_portal)], include_in_schema=False)
 Current = Annotated[Session, Depends(current)]
 Checked = Annotated[Session, Depends(checked)]
 AUTHZ = "/providers/Microsoft.Authorization/roleAssignments"
 LIFECYCLE = ("stopProtection", "suspendBackups", "resumeProtection", "resumeBackups")
+CONFIRMED = ("stopProtection", "suspendBackups")  #: actions the form must confirm
 
 
 def _back(url: str) -> Response:
@@ -81,8 +82,10 @@ def backup_now(
 def lifecycle(
     sub: str, rg: str, vault: str, bi: str, session: Checked,
     action: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
 ) -> Response:  # fmt: skip
-    """Stop / suspend / resume protection, or delete (soft delete when the vault keeps it)."""
+    """Stop / suspend / resume protection, or delete (soft delete when the vault keeps it).
+    Stopping, suspending and deleting need the form's confirmation, as Azure's dialogs ask."""
     view = session.svc.get_instance(sub, rg, vault, bi)
     inst_arm = views.instance_arm(view)
     if action == "delete":
@@ -92,6 +95,11 @@ def lifecycle(
         return _back(views.vault_url(view.vault))
     if action not in LIFECYCLE:
         raise BadRequest(f"Unknown action {action!r}.", code=Code.BadParameter)
+    if action in CONFIRMED and not confirm:
+        raise BadRequest(
+            "Stopping backup needs confirmation: tick the confirmation box, then Apply.",
+            code=Code.BadParameter,
+        )
     session.require("POST", f"{inst_arm}/{action}")
     session.svc.protection_action(sub, rg, vault, bi, action)
     session.audit("POST", f"{inst_arm}/{action}", 202)
@@ -106,6 +114,41 @@ def undelete(sub: str, rg: str, vault: str, bi: str, session: Checked) -> Respon
     session.svc.undelete_instance(sub, rg, vault, bi)
     session.audit("POST", arm_path, 202)
     return _back(f"{views.vault_url(v)}/instances/{bi}")
+
+
+@router.post(V + "/jobs/{job_id}/cancel")
+def cancel_job(sub: str, rg: str, vault: str, job_id: str, session: Checked) -> Response:
+    """Cancel a queued or running job, authorised like the API's backupJobs/{id}/cancel; a
+    restore already transferring data is refused (JobCannotBeCancelled, shown as a page)."""
+    v = session.svc.get_vault(sub, rg, vault)
+    arm_path = f"{v.arm_id}/backupJobs/{job_id}/cancel"
+    session.require("POST", arm_path)
+    session.svc.cancel_job(sub, rg, vault, job_id)
+    session.audit("POST", arm_path, 200)
+    return _back(f"{views.vault_url(v)}/jobs/{job_id}")
+
+
+@router.post(V + "/crossregionrestore")
+def enable_crr(
+    sub: str, rg: str, vault: str, session: Checked, confirm: Annotated[str, Form()] = ""
+) -> Response:
+    """Turn Cross Region Restore on (a PATCH of the vault's feature settings, as the API
+    takes it). Irreversible, so the form must confirm; a vault that is not GeoRedundant is
+    refused by the same check as the API's."""
+    v = session.svc.get_vault(sub, rg, vault)
+    session.require("PATCH", v.arm_id)
+    if not confirm:
+        raise BadRequest(
+            "Enabling Cross Region Restore cannot be undone: tick the confirmation box first.",
+            code=Code.BadParameter,
+        )
+    body = parse(
+        VaultPatch,
+        {"properties": {"featureSettings": {"crossRegionRestoreSettings": {"state": "Enabled"}}}},
+    )
+    session.svc.put_vault(sub, rg, vault, v.location, body.settings(), body.tag_map())
+    session.audit("PATCH", v.arm_id, 200)
+    return _back(views.vault_url(v))
 
 
 @router.post("/keyvaults/{sub}/{rg}/{kv}/secrets")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from pgvault import arm, retention
-from pgvault.api import limits
+from pgvault.api import actions, limits
 from pgvault.api.deps import base_url
 from pgvault.errors import BadRequest, Code, PgVaultError
 from pgvault.portal import chart, views
@@ -69,6 +69,7 @@ def signin(
         else:
             token, lifetime = svc.access.token_for_user(name, secret)
     except PgVaultError as exc:
+        _audit_failed_sign_in(svc, exc)
         context = {"next": _local(next), "error": exc, "name": name, "kind": kind}
         return page(
             request, "signin.html", {**context, "crumbs": [], "session": None}, status=exc.status
@@ -84,6 +85,13 @@ def signin(
         path="/",
     )
     return response
+
+
+def _audit_failed_sign_in(svc: Service, exc: PgVaultError) -> None:
+    """A refused or throttled sign-in is audited as the API's token endpoint records one
+    (no caller: nobody is signed in; never the secret that was tried)."""
+    wanted = actions.requested("POST", "/oauth2/token")
+    svc.access.record(None, wanted.action, wanted.scope, "POST", exc.status, str(exc.code))
 
 
 @router.post("/signout")
@@ -122,7 +130,11 @@ def backup_center(
         and (not region or views.instance_region(i) == region)
     ]
     instances = matching[:CENTER_ROWS]
+    secondary = views.secondary_instances(session, chosen) if region == views.SECONDARY else []
     job_vaults = views.job_vault_ids(session, chosen)
+    day, week = session.svc.job_status_windows(
+        job_vaults, [now - timedelta(hours=24), now - timedelta(days=7)]
+    )
     recent = views.find_jobs(
         session, chosen, views.JobFilter(status=status, region=region), now, 20
     )
@@ -134,8 +146,9 @@ def backup_center(
         "matching": len(matching),
         "states": sorted({i.instance.protection_state for i in all_instances}),
         "jobs": recent,
-        "day": session.svc.job_status_counts(job_vaults, now - timedelta(hours=24)),
-        "week": session.svc.job_status_counts(job_vaults, now - timedelta(days=7)),
+        "secondary": secondary[:CENTER_ROWS],
+        "day": day,
+        "week": week,
         "filters": {"vault": vault, "state": state, "status": status, "region": region,
                     "datasource": datasource},
         "views": views,
@@ -259,6 +272,7 @@ def instance_page(
         "duration_chart": duration_chart,
         "views": views,
         "region": views.instance_region(view),
+        "secondary_url": views.secondary_instance_url(view),
         "tags": [
             str(r.get("name"))
             for r in view.policy.properties.get("policyRules", [])
@@ -348,5 +362,6 @@ def resources(request: Request, session: Current) -> Response:
         **found,
         "base": base_url(request),
         "arm": arm,
+        "subscriptions": svc.list_subscriptions(),
     }
     return page(request, "resources.html", context)

@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pgvault import jobs, recovery_points, vaults
+from pgvault import jobs, recovery_points, regions, vaults
+from pgvault.errors import PgVaultError
+from pgvault.jobkinds import kind_for
 from pgvault.portal.session import Session
+from pgvault.services.crossregion import SecondaryInstance
 from pgvault.services.monitoring import JobView
 from pgvault.services.protection import InstanceView
 
 PRIMARY, SECONDARY = "Primary", "Secondary"
-RUNNING_PHASES_NO_CANCEL = ("Transferring data",)
 
 
 def vault_url(v: vaults.Vault) -> str:
@@ -45,6 +47,19 @@ def instance_region(view: InstanceView | JobView) -> str:
     if server is None:
         return PRIMARY
     return PRIMARY if server.location == view.vault.location else SECONDARY
+
+
+def geo_redundant(v: vaults.Vault) -> bool:
+    """Whether Cross Region Restore may be enabled on the vault (GeoRedundant storage)."""
+    return vaults.redundancy(v.properties).lower() == "georedundant"
+
+
+def paired_region(v: vaults.Vault) -> str:
+    """The vault's secondary region, or "none" when its region has no pair."""
+    try:
+        return regions.paired(v.location)
+    except (KeyError, PgVaultError):
+        return "none"
 
 
 def visible_vaults(session: Session) -> list[vaults.Vault]:
@@ -131,8 +146,17 @@ def progress(j: jobs.Job, now: datetime) -> Progress:
     eta = None
     if running and j.bytes_total and j.bytes_done > 0 and elapsed > 0:
         eta = elapsed * (j.bytes_total - j.bytes_done) / j.bytes_done
-    no_cancel = running and j.operation == jobs.RESTORE and j.phase in RUNNING_PHASES_NO_CANCEL
+    no_cancel = running and j.phase in _uncancellable(j.operation)
     return Progress(j.phase, j.bytes_done, j.bytes_total, percent, eta, elapsed, running, no_cancel)
+
+
+def _uncancellable(operation: str) -> tuple[str, ...]:
+    """The phases in which a job of `operation` can no longer be cancelled (the same list
+    `Service.cancel_job` refuses on: a restore once it creates the database or moves data)."""
+    try:
+        return kind_for(operation).uncancellable_phases
+    except KeyError:
+        return ()
 
 
 def job_seconds(j: jobs.Job) -> float | None:
@@ -146,3 +170,55 @@ def tier(point: recovery_points.RecoveryPoint) -> str:
     if point.in_vault:
         return "Vault-standard"
     return "Archive"
+
+
+# -- the secondary region (cross-region restore) -------------------------------------------
+
+
+def loc(sub: str, rg: str, region: str) -> str:
+    """The ARM path of a secondary-region call (`.../locations/{region}`)."""
+    return (
+        f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataProtection"
+        f"/locations/{region}"
+    )
+
+
+def secondary_url(item: SecondaryInstance) -> str:
+    return secondary_instance_url(item.view) or "/"
+
+
+def secondary_instance_url(view: InstanceView) -> str | None:
+    """The instance's page in its secondary region, when its vault has Cross Region Restore."""
+    v = view.vault
+    region = paired_region(v)
+    if not vaults.crr_enabled(v.properties) or region == "none":
+        return None
+    return (
+        f"/secondary/{region}/{v.subscription_id}/{v.resource_group}/{v.name}"
+        f"/instances/{view.instance.name}"
+    )
+
+
+def crr_vaults(vs: list[vaults.Vault]) -> list[vaults.Vault]:
+    """The vaults among `vs` with Cross Region Restore on (and a paired region)."""
+    return [v for v in vs if vaults.crr_enabled(v.properties) and paired_region(v) != "none"]
+
+
+def secondary_instances(session: Session, vs: list[vaults.Vault]) -> list[SecondaryInstance]:
+    """Instance Region == Secondary Region: the instances of the CRR vaults among `vs` as
+    their secondary region holds them, where the caller may list that region's instances."""
+    wanted = {v.id for v in crr_vaults(vs)}
+    found: list[SecondaryInstance] = []
+    pairs = sorted({(v.subscription_id, v.resource_group, paired_region(v))
+                    for v in crr_vaults(vs)})  # fmt: skip
+    seen: set[tuple[str, str]] = set()
+    for sub, rg, region in pairs:
+        if (sub, region) in seen:
+            continue
+        if not session.can("GET", loc(sub, rg, region) + "/secondaryBackupInstances"):
+            continue
+        seen.add((sub, region))
+        found += [
+            i for i in session.svc.secondary_instances(sub, region) if i.view.vault.id in wanted
+        ]
+    return found

@@ -234,7 +234,9 @@ class ProtectionService(ServiceBase):
     def list_instances_in(self, vault_ids: list[str]) -> list[InstanceView]:
         """Live instances of several vaults, read in one session (the Backup center)."""
         with self.ctx.db.session() as s:
-            return [instance_view(s, i) for i in instances.list_in_vaults(s, vault_ids)]
+            rows = instances.list_in_vaults(s, vault_ids)
+            related = instances.related_many(s, rows)
+            return [InstanceView(i, *r) for i, r in zip(rows, related, strict=True)]
 
     def delete_instance(self, sub: str, rg: str, vault_name: str, name: str) -> None:
         """Soft-delete (kept for the vault's soft-delete days, then purged) or delete now.

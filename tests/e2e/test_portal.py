@@ -328,7 +328,14 @@ def test_other_pages_and_sign_out(portal: Portal, browser: Browser) -> None:
     page.get_by_role("button", name="Create vault").click()
     expect(page.get_by_role("heading", name=re.compile("^v2"))).to_be_visible()
     expect(page.locator("dl.props")).to_contain_text("GeoRedundant")
+    expect(page.get_by_test_id("crr-state")).to_have_text("Disabled")
     check_page(page)
+    # Cross Region Restore: irreversible, so confirmed first
+    expect(page.locator("#crr-words")).to_contain_text("cannot be disabled")
+    page.get_by_role("checkbox", name="I understand that this cannot be undone").check()
+    page.get_by_role("button", name="Enable Cross Region Restore").click()
+    expect(page.get_by_test_id("crr-state")).to_have_text("Enabled")
+    expect(page.get_by_role("button", name="Enable Cross Region Restore")).to_have_count(0)
     # a secret's value is write-only: set from the page, never shown again
     page.goto(portal.server.url + "/resources")
     page.get_by_label("Secret name in kv1").fill("portal-set")
@@ -505,6 +512,13 @@ def test_policy_protection_backup_now_and_lifecycle(portal: Portal, browser: Bro
     )
 
     page.get_by_label("Protection", exact=True).select_option("suspendBackups")
+    page.get_by_role("button", name="Apply").click()  # not confirmed: refused, nothing changed
+    expect(page.get_by_role("alert")).to_contain_text("needs confirmation")
+    page.go_back()
+    expect(page.locator("dl.props")).to_contain_text("ProtectionConfigured")
+    expect(page.locator("#stop-words")).to_contain_text("Retain as per policy")
+    page.get_by_label("Protection", exact=True).select_option("suspendBackups")
+    page.get_by_role("checkbox", name=re.compile("stop backup of shop2")).check()
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("dl.props")).to_contain_text("BackupSchedulesSuspended")
     delete = page.get_by_role("button", name="Delete")
@@ -520,8 +534,220 @@ def test_policy_protection_backup_now_and_lifecycle(portal: Portal, browser: Bro
     expect(page.locator("dl.props")).to_contain_text("ProtectionStopped")
 
 
+def test_cross_region_restore(portal: Portal, browser: Browser) -> None:
+    """A GeoRedundant vault with Cross Region Restore: its instance in the Backup center's
+    Secondary Region filter (lag, primary datastore), its points in westus, Restore to
+    secondary region (only westus targets; validateCrossRegionRestore on Review), the job in
+    the secondary-region jobs."""
+    srv, pg = portal.server, portal.source
+    pg.create_database("geodb")
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)", dbname="geodb")
+    geo_secret = srv.cli_json(
+        "keyvault", "secret", "set", "--vault-name", "kv1", "--name", "geodb",
+        input=superuser_connstr(pg, "geodb"),
+    )["properties"]["secretUri"]  # fmt: skip
+    srv.cli("server", "add", "--name", "west", "--host", HOST, "--port", str(pg.port),
+            "--region", "westus")  # fmt: skip
+    vault = srv.cli_json("vault", "create", "--name", "geo", "--region", REGION,
+                         "--storage-redundancy", "GeoRedundant", "--cross-region-restore")  # fmt: skip
+    srv.cli("policy", "create", "--vault-name", "geo", "--name", "weekly")
+    for name in ("src", "west"):
+        srv.grant("vault:geo", "Reader", srv.cli_json("server", "show", "--name", name)["id"])
+    kv1_id = next(
+        kv["id"] for kv in srv.cli_json("keyvault", "list")["value"] if kv["name"] == "kv1"
+    )
+    srv.grant("vault:geo", "Key Vault Secrets User", kv1_id)
+    srv.cli("instance", "create", "--vault-name", "geo", "--server", "src", "--database",
+            "geodb", "--policy", "weekly", "--secret", geo_secret, "--name", "geo1")  # fmt: skip
+    job = srv.cli_json("backup", "now", "--vault-name", "geo", "--instance", "geo1", "--wait")
+    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
+
+    page = _page(browser)
+    sign_in_admin(page, portal)
+    page.goto(portal.server.url + "/?region=Secondary")
+    table = page.get_by_role("table", name=re.compile("as their secondary region holds them"))
+    row = table.get_by_role("row", name=re.compile("geo1"))
+    for _ in range(60):  # replication follows the backup (near-immediate by default)
+        if "1 (0 pending)" in (row.text_content() or ""):
+            break
+        time.sleep(0.5)
+        page.reload()
+    expect(row).to_contain_text("westus")
+    expect(row).to_contain_text("1 (0 pending)")
+    expect(row).to_contain_text("Available")
+    check_page(page, "backup-center-secondary-region")
+    row.get_by_role("link", name="geo1").click()
+    expect(page.get_by_test_id("primary-status")).to_have_text("Available")
+    points = page.get_by_role("table", name=re.compile("^Recovery points replicated to westus"))
+    expect(points.locator("tbody tr")).to_have_count(1)
+    check_page(page, "secondary-region-instance")
+    page.get_by_role("link", name="Restore to secondary region").click()
+    expect(page.get_by_test_id("restore-region")).to_contain_text("westus")
+    page.get_by_role("button", name="Next: Select restore point").click()
+    expect(page.locator("input[name=point]").first).to_be_checked()
+    page.get_by_role("button", name="Next: Restore parameters").click()
+    page.get_by_label("Restore as Database").check()
+    servers = page.locator("#server option").all_text_contents()
+    assert any(t.startswith("west ") for t in servers), servers
+    assert not any(t.startswith("src ") for t in servers), servers  # eastus is not a target
+    west = page.locator("#server option", has_text=re.compile(r"^west ")).get_attribute("value")
+    assert west
+    page.get_by_label(re.compile("^Target server")).select_option(west)
+    page.get_by_label("Restore database name").fill("shop_west")
+    page.get_by_label(re.compile("^Select key vault and secret")).select_option(
+        label="kv2 / restorer"
+    )
+    page.get_by_role("button", name="Review + restore").click()
+    review_then_grant(page, "UserErrorMissingPermissionsOnSecretStore", "Key Vault Secrets User")
+    check_page(page, "wizard-4-review-secondary-region")
+    page.get_by_role("button", name="Restore", exact=True).click()
+    page.get_by_test_id("job-link").click()
+    wait_completed(page)
+    sub, rg = vault["id"].split("/")[2], vault["id"].split("/")[4]
+    page.goto(f"{portal.server.url}/secondary/westus/{sub}/{rg}/geo/instances/geo1")
+    expect(
+        page.get_by_role("table", name=re.compile("^Cross-region restore jobs"))
+    ).to_contain_text("Completed")
+    assert_same_data(
+        snapshot(portal.source.admin_dsn("geodb")),
+        snapshot(portal.source.admin_dsn("shop_west")),
+    )
+    # the primary datastore lost: shown Unavailable, and the secondary's pages still answer
+    primary = srv.home / "datastore"
+    moved = primary.with_name("datastore-away")
+    primary.rename(moved)
+    try:
+        page.goto(portal.server.url + "/?region=Secondary")
+        expect(row).to_contain_text("Unavailable")
+        row.get_by_role("link", name="geo1").click()
+        expect(page.get_by_test_id("primary-status")).to_have_text("Unavailable")
+        expect(points.locator("tbody tr")).to_have_count(1)
+        expect(page.get_by_role("link", name="Restore to secondary region")).to_be_visible()
+    finally:
+        moved.rename(primary)
+
+
+def test_every_point_is_reachable_in_the_wizard(portal: Portal, browser: Browser) -> None:
+    """Select restore point pages (one point a page here): the latest is preselected, an
+    older point is chosen from the next page and carried to Review."""
+    job = portal.server.cli_json(
+        "backup", "now", "--vault-name", VAULT, "--instance", INSTANCE, "--wait"
+    )
+    assert job["properties"]["status"] == "Completed", job["properties"]["errorDetails"]
+    page = _page(browser)
+    sign_in_admin(page, portal)
+    open_instance(page, portal)
+    page.goto(page.url + "/restore?tab=point&top=1")
+    radios = page.locator("input[name=point]")
+    expect(radios).to_have_count(1)
+    expect(radios.first).to_be_checked()  # the latest
+    latest = radios.first.get_attribute("value")
+    page.get_by_role("link", name="Older points").click()
+    expect(radios).to_have_count(1)
+    expect(radios.first).not_to_be_checked()  # the latest stays chosen, on another page
+    expect(page.get_by_text(re.compile("^Selected: .*on another page"))).to_be_visible()
+    older = radios.first.get_attribute("value")
+    assert older
+    assert older != latest
+    check_page(page)
+    radios.first.check()
+    page.get_by_role("button", name="Next: Restore parameters").click()
+    expect(page.get_by_role("heading", name="Restore parameters")).to_be_visible()
+    assert f"point={older}" in page.url
+
+
+def test_register_resources_without_javascript(portal: Portal, browser: Browser) -> None:
+    """Servers, key vaults, storage accounts and containers from the Resources page, with the
+    API's validation; the wizard's Target Container list re-renders server-side without JS."""
+    srv = portal.server
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(srv.url + "/signin")
+    page.get_by_label("Service principal (client id and secret)").check()
+    page.get_by_label("User name or client id").fill(portal.admin_id)
+    page.get_by_label("Password or client secret").fill(portal.admin_secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(srv.url + "/resources")
+    page.get_by_text("Register a server").click()
+    page.get_by_label("Server name").fill("portalsrv")
+    page.get_by_label("Host").fill(HOST)
+    page.get_by_label("Port").fill(str(portal.source.port))
+    page.get_by_label("Server region").fill("westeurope")
+    page.get_by_role("button", name="Register server").click()
+    expect(page.get_by_role("table", name="Registered servers")).to_contain_text("portalsrv")
+    page.get_by_text("Create a key vault").click()
+    page.get_by_label("Key vault name").fill("kvportal")
+    page.get_by_role("button", name="Create key vault").click()
+    expect(page.get_by_role("table", name=re.compile("^Key vaults"))).to_contain_text("kvportal")
+    # a directory outside the local storage roots is refused, as by the API and the CLI
+    page.get_by_text("Create a storage account").click()
+    page.get_by_label("Storage account name").fill("saout")
+    page.get_by_label(re.compile("^Directory")).fill("/etc")
+    page.get_by_role("button", name="Create storage account").click()
+    expect(page.get_by_role("heading", name="Something needs fixing")).to_be_visible()
+    SEEN.append(page.content())
+    target = srv.home.parent / "storage-sa2"
+    target.mkdir()
+    page.goto(srv.url + "/resources")
+    page.get_by_text("Create a storage account").click()
+    page.get_by_label("Storage account name").fill("sa2")
+    page.get_by_label(re.compile("^Directory")).fill(str(target))
+    page.get_by_role("button", name="Create storage account").click()
+    page.get_by_label("Container name in sa2").fill("portalfiles")
+    page.get_by_role("button", name="Create container").last.click()
+    accounts = page.get_by_role("table", name="Storage accounts and their containers")
+    expect(accounts.get_by_role("row", name=re.compile("^sa2"))).to_contain_text("portalfiles")
+    SEEN.append(page.content())  # axe needs JavaScript: test_other_pages checks this page
+    assert srv.cli_json("server", "show", "--name", "portalsrv")["location"] == "westeurope"
+    # Restore as Files: choosing the account and "Show the containers" re-renders the tab
+    page.goto(srv.url + "/vaults")
+    page.get_by_role("link", name=VAULT, exact=True).first.click()
+    page.get_by_role("link", name=INSTANCE, exact=True).click()
+    page.get_by_role("link", name="Restore", exact=True).click()
+    page.get_by_role("button", name="Next: Select restore point").click()
+    page.get_by_role("button", name="Next: Restore parameters").click()
+    expect(page.get_by_label("Target Container").locator("option")).to_have_count(1)
+    page.get_by_label("Restore as Files").check()
+    page.get_by_label(re.compile("^Storage account")).select_option(label="sa2")
+    page.get_by_role("button", name="Show the containers of this account").click()
+    expect(page.get_by_role("heading", name="Restore parameters")).to_be_visible()
+    options = page.get_by_label("Target Container").locator("option")
+    expect(options).to_have_text(["Select a container", "portalfiles"])
+    expect(page.get_by_label("Restore as Files")).to_be_checked()
+    context.close()
+
+
 def test_no_secret_in_any_html(portal: Portal) -> None:
     assert len(SEEN) > 10
     for html in SEEN:
         for secret in portal.secrets:
             assert secret not in html
+
+
+def test_failed_sign_in_is_audited_and_a_finished_job_cannot_be_cancelled(
+    portal: Portal, browser: Browser
+) -> None:
+    page = _page(browser)
+    page.goto(portal.server.url + "/signin")
+    page.get_by_label("User name or client id").fill("rita")
+    page.get_by_label("Password or client secret").fill("not-" + "her-password")
+    page.get_by_label("User (name and password)").check()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    sign_in_admin(page, portal)
+    page.goto(portal.server.url + "/audit")
+    expect(page.get_by_role("table")).to_contain_text("401")
+    # the backup of the fixture is Completed: its page offers no Cancel, and a POST is refused
+    listed = portal.server.cli_json("job", "list", "--vault-name", VAULT)["value"]
+    job_id = next(j["name"] for j in listed if j["properties"]["status"] == "Completed")
+    vault = portal.server.cli_json("vault", "show", "--name", VAULT)["id"]
+    sub, rg = vault.split("/")[2], vault.split("/")[4]
+    url = f"{portal.server.url}/vaults/{sub}/{rg}/{VAULT}/jobs/{job_id}"
+    page.goto(url)
+    expect(page.get_by_test_id("job-status")).to_have_text(re.compile("Completed|Failed"))
+    expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    assert csrf
+    resp = page.request.post(url + "/cancel", form={"csrf": csrf})
+    assert resp.status == 409
+    assert "JobAlreadyFinished" in resp.text()

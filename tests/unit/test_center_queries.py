@@ -1,0 +1,94 @@
+"""The Backup center's batched reads agree with the one-row-at-a-time reads they replace:
+instance views with their servers and policies in three IN queries, and the 24-hour and
+7-day job counts in one grouped query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pgvault import jobs
+from pgvault.api.app import create_app
+from pgvault.config import Settings
+from pgvault.context import Context
+from pgvault.instances import InstanceSpec
+from pgvault.services import Service
+from pgvault.services.protection import instance_view
+
+RG = "default"
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, list[str]]]:
+    home = tmp_path_factory.mktemp("center") / "home"
+    home.mkdir()
+    ctx = Context.create(Settings(home=home, datastore_url="memory://"))
+    app = create_app(ctx, start_workers=False)
+    with TestClient(app):  # its start migrates the metadata database
+        svc: Service = app.state.service
+        yield svc, _seed(svc, ctx)
+    ctx.db.dispose()
+
+
+def _seed(svc: Service, ctx: Context) -> list[str]:
+    sub = svc.list_subscriptions()[0].id
+    svc.put_keyvault(sub, RG, "kvc", "eastus")
+    svc.put_secret(sub, RG, "kvc", "s", "Server=127.0.0.1;User Id=u;Password=p;", None)
+    secret = f"{ctx.base_url}/keyvaults/kvc/secrets/s"
+    for name, region in (("east", "eastus"), ("west", "eastus")):
+        svc.put_server(sub, RG, name, "127.0.0.1", 5432, region)
+    vault_ids = []
+    for v in ("a", "b"):
+        vault, _ = svc.put_vault(sub, RG, v, "eastus", {}, {})
+        vault_ids.append(vault.id)
+        for p in ("p1", "p2"):
+            svc.put_policy(sub, RG, v, p, {})
+        for i, (server, policy) in enumerate((("east", "p1"), ("west", "p2"), ("east", "p2"))):
+            db = svc.get_server(sub, RG, server).database_id(f"{v}db{i}")
+            spec = InstanceSpec(db, f"{vault.arm_id}/backupPolicies/{policy}", secret)
+            svc.put_instance(sub, RG, v, f"{v}{i}", spec)
+    now = ctx.clock.now()
+    with ctx.db.session() as s:
+        for n, (hours, status) in enumerate(
+            [(1, jobs.COMPLETED), (5, jobs.FAILED), (30, jobs.COMPLETED), (100, jobs.FAILED),
+             (200, jobs.COMPLETED), (2, jobs.IN_PROGRESS)]
+        ):  # fmt: skip
+            job = jobs.create(s, vault_id=vault_ids[n % 2], instance_id=None,
+                              operation=jobs.BACKUP, params={}, now=now - timedelta(hours=hours))  # fmt: skip
+            job.status = status
+    return vault_ids
+
+
+def test_batched_instance_views_match_the_single_reads(seeded: tuple[Service, list[str]]) -> None:
+    svc, vault_ids = seeded
+    batched = svc.list_instances_in(vault_ids)
+    assert len(batched) == 6
+    with svc.ctx.db.session() as s:
+        for view in batched:
+            single = instance_view(s, view.instance)
+            assert (view.vault.id, view.server.id, view.policy.id) == (
+                single.vault.id, single.server.id, single.policy.id,
+            )  # fmt: skip
+    assert {(v.instance.name, v.server.name) for v in batched} >= {("a0", "east"), ("b1", "west")}
+
+
+def test_one_query_counts_both_windows_as_two_queries_would(
+    seeded: tuple[Service, list[str]],
+) -> None:
+    svc, vault_ids = seeded
+    now = svc.ctx.clock.now()
+    day, week = now - timedelta(hours=24), now - timedelta(days=7)
+    assert svc.job_status_windows(vault_ids, [day, week]) == [
+        svc.job_status_counts(vault_ids, day),
+        svc.job_status_counts(vault_ids, week),
+    ]
+    assert svc.job_status_windows(vault_ids, [day]) == [
+        {jobs.COMPLETED: 1, jobs.FAILED: 1, jobs.IN_PROGRESS: 1}
+    ]
+    assert svc.job_status_windows(vault_ids[:1], [week])[0] == svc.job_status_counts(
+        vault_ids[:1], week
+    )
+    assert svc.job_status_windows(vault_ids, []) == []
