@@ -8,8 +8,8 @@ an empty table, large objects. Both round trips go into the same cluster and are
 on the schema dump, a content hash per table, every sequence's state and every large
 object. Restore as database (no owners, no grants, as pgvault restores) and restore as
 files (the user's `pg_restore -Fd -j 2`, owners and grants kept) are both checked.
-(PostgreSQL's own regression database would need the server built from source and
-`make installcheck`; too heavy for this suite on 2 cores, so this rich database stands in.)
+PostgreSQL's own regression database gets the same comparison in
+benchmarks/fidelity_regression.py (a few minutes: too heavy for this suite on 2 cores).
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 from pgvault.connstr import Credentials
 from pgvault.engine import load, pardump, parload, pgtools
 from pgvault.engine.manifest import Manifest
 from pgvault.storage.backends import Location, local_location
+from tests.support.fidelity import content, raw_round_trip, schema
 from tests.support.pg import PgCluster, find_bindir
 from tests.support.sampledb import build_rich_database, create_sample_roles
 
@@ -60,46 +59,6 @@ SELECT setval('app.invoice_no', 77, false);
 """
 
 
-def _hashes(dsn: str) -> dict[str, Any]:
-    """Content hash per table, sequence states and large objects of a database."""
-    out: dict[str, Any] = {}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        tables = conn.execute(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
-            " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
-            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
-        ).fetchall()
-        for (table,) in tables:
-            row = conn.execute(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), ''))"
-                f" FROM ONLY {table} t"
-            ).fetchone()
-            out[f"table {table}"] = row
-        seqs = conn.execute(
-            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences"
-        ).fetchall()
-        for (seq,) in seqs:
-            out[f"sequence {seq}"] = conn.execute(
-                f"SELECT last_value, is_called FROM {seq}"
-            ).fetchone()
-        out["large objects"] = conn.execute(
-            "SELECT oid::bigint, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid"
-        ).fetchall()
-    return out
-
-
-def _schema(cluster: PgCluster, db: str, *extra: str) -> str:
-    dump = subprocess.run(
-        [str(find_bindir() / "pg_dump"), "--schema-only", *extra, cluster.admin_dsn(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    skip = ("-- Dumped", "\\restrict", "\\unrestrict")  # random per dump (PostgreSQL 15.14+)
-    return "\n".join(line for line in dump.stdout.splitlines() if not line.startswith(skip))
-
-
 @pytest.fixture(scope="module")
 def point(
     tmp_path_factory: pytest.TempPathFactory,
@@ -120,38 +79,21 @@ def point(
         cluster.stop()
 
 
-def _raw_round_trip(cluster: PgCluster, db: str, *restore_flags: str) -> None:
-    cluster.execute(f'CREATE DATABASE "{db}"')
-    dump = subprocess.Popen(
-        [str(find_bindir() / "pg_dump"), "-Fc", cluster.admin_dsn("src")], stdout=subprocess.PIPE
-    )
-    subprocess.run(
-        [str(find_bindir() / "pg_restore"), "--exit-on-error", *restore_flags, "-d",
-         cluster.admin_dsn(db)],
-        stdin=dump.stdout,
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    assert dump.stdout is not None
-    dump.stdout.close()
-    assert dump.wait() == 0
-
-
 def test_restore_as_database_matches_a_raw_round_trip(
     point: tuple[PgCluster, Location, Manifest],
 ) -> None:
     cluster, store, manifest = point
     raw, ours = f"raw_{uuid.uuid4().hex[:6]}", f"ours_{uuid.uuid4().hex[:6]}"
-    _raw_round_trip(cluster, raw, "--no-owner", "--no-acl")
+    raw_round_trip(cluster, "src", raw, "--no-owner", "--no-acl")
     ep = pgtools.Endpoint(
         "127.0.0.1", cluster.port, Credentials("postgres", cluster.superuser_password)
     )
     load.create_database(ep, ours)
     parload.into_database(ep, ours, store, manifest, lambda _n: None, jobs=2)
-    assert _hashes(cluster.admin_dsn(ours)) == _hashes(cluster.admin_dsn(raw))
-    assert _hashes(cluster.admin_dsn(ours)) == _hashes(cluster.admin_dsn("src"))
+    assert content(cluster.admin_dsn(ours)) == content(cluster.admin_dsn(raw))
+    assert content(cluster.admin_dsn(ours)) == content(cluster.admin_dsn("src"))
     flags = ("--no-owner", "--no-acl")
-    assert _schema(cluster, ours, *flags) == _schema(cluster, raw, *flags)
+    assert schema(cluster, ours, *flags) == schema(cluster, raw, *flags)
 
 
 def test_restore_as_files_matches_a_raw_round_trip(
@@ -161,7 +103,7 @@ def test_restore_as_files_matches_a_raw_round_trip(
     target = local_location(tmp_path / "container")
     parload.into_files(store, manifest, target, "fid/archive", lambda _n: None)
     raw, ours = f"rawf_{uuid.uuid4().hex[:6]}", f"oursf_{uuid.uuid4().hex[:6]}"
-    _raw_round_trip(cluster, raw)
+    raw_round_trip(cluster, "src", raw)
     cluster.execute(f'CREATE DATABASE "{ours}"')
     subprocess.run(
         [str(find_bindir() / "pg_restore"), "--exit-on-error", "-Fd", "-j", "2", "-d",
@@ -169,5 +111,5 @@ def test_restore_as_files_matches_a_raw_round_trip(
         check=True,
         capture_output=True,
     )  # fmt: skip
-    assert _hashes(cluster.admin_dsn(ours)) == _hashes(cluster.admin_dsn(raw))
-    assert _schema(cluster, ours) == _schema(cluster, raw)
+    assert content(cluster.admin_dsn(ours)) == content(cluster.admin_dsn(raw))
+    assert schema(cluster, ours) == schema(cluster, raw)
