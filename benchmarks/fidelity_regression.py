@@ -103,7 +103,7 @@ def fetch_suite(cache: Path) -> Path:
     version = run(["dpkg-query", "-W", "-f=${Version}", SOURCE_PACKAGE]).stdout.strip()
     upstream = version.split("-")[0]
     regress = cache / f"postgresql-{upstream}" / "src" / "test" / "regress"
-    if (regress / "parallel_schedule").exists():
+    if (regress / "parallel_schedule").exists() and (regress.parent.parent / "include").is_dir():
         return regress
     opts = _apt_options(cache)
     log(f"downloading the {SOURCE_PACKAGE} {version} source package")
@@ -112,15 +112,21 @@ def fetch_suite(cache: Path) -> Path:
         cwd=cache)  # fmt: skip
     tarball = cache / f"{SOURCE_PACKAGE}_{upstream}.orig.tar.bz2"
     run(["tar", "-xjf", str(tarball), "-C", str(cache), "--wildcards",
-         f"postgresql-{upstream}/src/test/regress/*"])  # fmt: skip
+         f"postgresql-{upstream}/src/test/regress/*", f"postgresql-{upstream}/src/include/*"])  # fmt: skip
     return regress
 
 
-def server_includes(cache: Path) -> list[Path]:
-    """Server header dirs: the installed ones, else postgresql-server-dev-15 unpacked in cache."""
+def server_includes(cache: Path, regress: Path) -> list[Path]:
+    """Header dirs for regress.c: the installed version's own headers from its source tree, then
+    the generated ones (pg_config.h, catalog/*_d.h, ...) from the server-dev package.
+
+    The source tree comes first because the dev package may be a newer minor release whose
+    headers do not match the installed server (15.20 made DatumGetHeapTupleHeader a function
+    that the 15.18 server does not export)."""
+    own = regress.parent.parent / "include"
     installed = Path(pg_config("--includedir-server"))
     if (installed / "postgres.h").exists():
-        return [installed, installed.parent.parent / "internal"]
+        return [own, installed, installed.parent.parent / "internal"]
     unpacked = cache / "dev" / "usr" / "include" / "postgresql"
     if not (unpacked / "15" / "server" / "postgres.h").exists():
         log(f"downloading {DEV_PACKAGE} (unpacked into the cache, not installed)")
@@ -129,7 +135,7 @@ def server_includes(cache: Path) -> list[Path]:
         run(["apt-get", "-q", "download", DEV_PACKAGE], cwd=debs)
         deb = sorted(debs.glob(f"{DEV_PACKAGE}_*.deb"))[-1]
         run(["dpkg-deb", "-x", str(deb), str(cache / "dev")])
-    return [unpacked / "15" / "server", unpacked / "internal"]
+    return [own, unpacked / "15" / "server", unpacked / "internal"]
 
 
 def build_libs(cache: Path, regress: Path) -> Path:
@@ -138,10 +144,10 @@ def build_libs(cache: Path, regress: Path) -> Path:
     libdir.mkdir(exist_ok=True)
     target = libdir / "regress.so"
     if not target.exists():
-        includes = [f"-I{path}" for path in server_includes(cache)]
+        includes = [f"-I{path}" for path in server_includes(cache, regress)]
         log("compiling regress.c")
         run(["gcc", "-O2", "-fPIC", "-shared", "-fno-strict-aliasing", "-fwrapv",
-             "-fexcess-precision=standard", *includes, "-o", str(target),
+             "-fexcess-precision=standard", "-Werror=implicit-function-declaration", *includes, "-o", str(target),
              str(regress / "regress.c")])  # fmt: skip
     for name in ("autoinc.so", "refint.so"):  # triggers.sql loads them from the same dir
         link = libdir / name
@@ -169,7 +175,7 @@ def build_regression(cluster: PgCluster, regress: Path, libdir: Path) -> Regress
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(path, pw.pw_uid, pw.pw_gid)
-    pg_regress = Path(pg_config("--pgxs")).parent.parent / "src/test/regress/pg_regress"
+    pg_regress = Path(pg_config("--pgxs")).parent.parent / "test/regress/pg_regress"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     started = time.monotonic()
     proc = subprocess.run(
@@ -220,7 +226,7 @@ def _judge(
     src_schema: str,
     flags: tuple[str, ...],
 ) -> None:
-    diff = differences(src, content(cluster.admin_dsn(db)))
+    diff = differences(src, content(cluster.admin_dsn(db), by_name=True))
     copy.content = {key: [repr(a), repr(b)] for key, (a, b) in diff.items()}
     copy.schema = schema_differences(src_schema, schema(cluster, db, *flags))
 
@@ -277,10 +283,19 @@ def _ours_files(
     return copy
 
 
-def round_trips(cluster: PgCluster, jobs: int, backup_seconds: list[float]) -> list[Copy]:
-    src = content(cluster.admin_dsn("regression"))
+def round_trips(
+    cluster: PgCluster, jobs: int, backup_seconds: list[float], stats: dict[str, Any]
+) -> list[Copy]:
+    src = content(cluster.admin_dsn("regression"), by_name=True)
     src_schema = {flags: schema(cluster, "regression", *flags) for flags in (NO_OWNER, ())}
-    log(f"source: {len(src) - 1} tables and sequences hashed")
+    stats.update(
+        tables=sum(key.startswith("table ") for key in src),
+        sequences=sum(key.startswith("sequence ") for key in src),
+        large_objects=len(src["large objects"]),
+        rows=sum(v[0] for k, v in src.items() if k.startswith("table ") and isinstance(v[0], int)),
+        unreadable=[k for k, v in src.items() if k.startswith("table ") and v[0] == "error"],
+    )
+    log(f"source: {stats}")
     copies = [_raw(cluster, "raw pg_dump -Fc | pg_restore --no-owner --no-acl", NO_OWNER, src,
                    src_schema[NO_OWNER])]  # fmt: skip
     log(f"{copies[-1].name}: {copies[-1].seconds:.1f} s")
@@ -330,10 +345,17 @@ def _show(title: str, items: list[str], limit: int = 40) -> None:
         print(f"    ... {len(items) - limit} more (see --json)")
 
 
-def report(regress: RegressRun, copies: list[Copy], backup: float, total: float) -> list[str]:
+def report(
+    regress: RegressRun, stats: dict[str, Any], copies: list[Copy], backup: float, total: float
+) -> list[str]:
     print("\n== PostgreSQL regression database: fidelity of round trips ==")
     print(
         f"pg_regress: {regress.summary} in {regress.seconds:.0f} s; failed: {regress.failed or 'none'}"
+    )
+    print(
+        f"source database: {stats['tables']} tables ({stats['rows']} rows; unreadable, compared by"
+        f" error: {len(stats['unreadable'])}), {stats['sequences']} sequences,"
+        f" {stats['large_objects']} large objects"
     )
     print(f"pgvault backup: {backup:.1f} s")
     for copy in copies:
@@ -374,11 +396,12 @@ def main() -> int:
         log(f"pg_regress: {regress.summary} ({regress.seconds:.0f} s)")
         cluster.execute("VACUUM ANALYZE", dbname="regression")
         backup: list[float] = []
-        copies = round_trips(cluster, args.jobs, backup)
-        verdicts = report(regress, copies, backup[0], time.monotonic() - started)
+        stats: dict[str, Any] = {}
+        copies = round_trips(cluster, args.jobs, backup, stats)
+        verdicts = report(regress, stats, copies, backup[0], time.monotonic() - started)
         if args.json:
             args.json.write_text(json.dumps({
-                "regress": regress.__dict__, "backup_seconds": backup[0],
+                "regress": regress.__dict__, "source": stats, "backup_seconds": backup[0],
                 "copies": [c.__dict__ for c in copies], "not_in_raw": verdicts,
                 "seconds": time.monotonic() - started}, indent=2), encoding="utf-8")  # fmt: skip
         return 1 if verdicts else 0
