@@ -55,11 +55,10 @@ CACHE = REPO / ".cache" / "azcli"
 
 
 def _wheel() -> Path | None:
-    """The vendored extension wheel: PGVAULT_AZ_EXTENSION_WHEEL, else ../shared/vendor."""
+    """The extension wheel: PGVAULT_AZ_EXTENSION_WHEEL, else the copy in tests/vendor."""
     named = os.environ.get("PGVAULT_AZ_EXTENSION_WHEEL")
     candidates = [Path(named)] if named else []
-    for up in (REPO.parent, REPO.parent.parent):
-        candidates.append(up / "shared" / "vendor" / EXTENSION)
+    candidates.append(REPO / "tests" / "vendor" / EXTENSION)
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -185,7 +184,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory, source_pg: PgCluster) -> Iterator[World]:
     wheel = _wheel()
     if wheel is None:
-        pytest.skip(f"{EXTENSION} not found (set PGVAULT_AZ_EXTENSION_WHEEL)")
+        pytest.fail(f"{EXTENSION} not found in tests/vendor (or PGVAULT_AZ_EXTENSION_WHEEL)")
     install = _install(wheel)
     base = tmp_path_factory.mktemp("azcli")
     tls = make_self_signed(base / "tls", extra_dns=(f"*.{SUFFIX}",))
