@@ -63,6 +63,12 @@ class Settings:
     missed_schedule_seconds: int = 600
     #: Threads serving API calls (sync routes); more only add GIL contention (api_load.py).
     api_threads: int = 8
+    #: Connections of one backup (tables dumped at once) and one restore (`pg_restore -j`);
+    #: 0: the machine's cores.
+    jobs: int = 0
+    #: Recovery-point format new backups write: 2 (one object per table, parallel) or 1 (one
+    #: custom-format stream, as before 2026-12).
+    backup_format: int = 2
     #: API processes of one `serve` (uvicorn workers on one socket); only the first runs the
     #: executor and scheduler. Raise it when one process's core is the limit (README).
     api_processes: int = 1
@@ -195,6 +201,8 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "stale_after_seconds": "stale_after_seconds",
         "scheduler_seconds": "scheduler_seconds",
         "missed_schedule_seconds": "missed_schedule_seconds",
+        "parallel": "jobs",
+        "backup_format": "backup_format",
     },
     "regions": {"file": "regions_file", "replication_delay_seconds": "replication_delay_seconds"},
     #: The job executor (README, "Workers on several machines").
@@ -211,7 +219,8 @@ FILE_KEYS: dict[str, dict[str, str]] = {
 
 #: How a field's value is read (file values must already have the type; env values are text).
 #: path, paths (file: list; env: os.pathsep-separated), strs (file: list; env: comma-separated),
-#: int (>= 1), count (>= 0), seconds (> 0, float), delay (>= 0, float), log_format; else: str.
+#: int (>= 1), count (>= 0), seconds (> 0, float), delay (>= 0, float), backup_format (1, 2),
+#: log_format...; anything else: str.
 KINDS: dict[str, str] = {
     "home": "path",
     "tls_cert": "path",
@@ -236,6 +245,8 @@ KINDS: dict[str, str] = {
     "scheduler_seconds": "seconds",
     "log_format": "log_format",
     "regions_file": "path",
+    "jobs": "count",
+    "backup_format": "backup_format",
     "replication_delay_seconds": "delay",
     "executor": "executor",
     "worker_concurrency": "int",
@@ -330,7 +341,7 @@ def _env_value(field_name: str, text: str) -> object:
         return [p for p in text.split(os.pathsep) if p]
     if kind == "strs":
         return [v.strip() for v in text.split(",") if v.strip()]
-    if kind in ("int", "count"):
+    if kind in ("int", "count", "backup_format"):
         try:
             return int(text)
         except ValueError:
@@ -354,6 +365,10 @@ def _typed(field_name: str, value: object, where: str) -> object:
         low = 1 if kind == "int" else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise bad("a positive integer" if low else "a whole number, 0 or more")
+        return value
+    if kind == "backup_format":
+        if isinstance(value, bool) or value not in (1, 2):
+            raise bad("1 or 2")
         return value
     if kind == "delay":
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:

@@ -84,19 +84,16 @@ COPY_OPTIONS = (
 )
 
 
-def enabled() -> bool:
+def enabled(backup_format: int = 2) -> bool:
     """Format 2 needs a pg_dump whose archive layout `toc` reads (PostgreSQL 12-16);
-    $PGVAULT_BACKUP_FORMAT=1 keeps the single-stream format."""
-    if os.environ.get("PGVAULT_BACKUP_FORMAT") == "1":
+    `backup_format` 1 (PGVAULT_BACKUP_FORMAT) keeps the single-stream format."""
+    if backup_format == 1:
         return False
     return 12 <= pgtools.tool_version("pg_dump")[0] <= 16
 
 
 def default_jobs() -> int:
-    """Workers per backup or restore: $PGVAULT_JOBS, else the machine's cores."""
-    text = os.environ.get("PGVAULT_JOBS", "")
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+    """Workers per backup or restore when the settings name none: the machine's cores."""
     return max(1, os.cpu_count() or 1)
 
 

@@ -203,10 +203,20 @@ def run(ctx: Context, job_id: str) -> None:
             "policyName": policy.name,
             "retentionTag": _tag(policy, ctx.clock.now(), params),
         }
-        dump = pardump.run if pardump.enabled() else engine.run
-        manifest = dump(
-            ep, inst.database, server.name, location, params["pointId"], progress, info, catalog
+        args = (
+            ep,
+            inst.database,
+            server.name,
+            location,
+            params["pointId"],
+            progress,
+            info,
+            catalog,
         )
+        if pardump.enabled(ctx.settings.backup_format):
+            manifest = pardump.run(*args, jobs=ctx.settings.jobs or None)
+        else:
+            manifest = engine.run(*args)
         progress.phase("Committing recovery point")
         with ctx.db.session() as s:
             now = ctx.clock.now()

@@ -567,6 +567,7 @@ def run(ctx: Context, job_id: str) -> None:
                     source,
                     manifest,
                     progress,
+                    jobs=ctx.settings.jobs or None,
                     tables=list(req.tables),
                     schemas=list(req.schemas),
                 )

@@ -6,6 +6,7 @@ import dataclasses
 import subprocess
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -230,9 +231,9 @@ def test_single_stream_point_stays_restorable(
     """A point of format 1 (one custom-format stream) restores as before, both ways."""
     db = _fresh_db(pg_source, "old")
     instance = vault.protect(pg_source, db)
-    monkeypatch.setenv("PGVAULT_BACKUP_FORMAT", "1")
+    monkeypatch.setattr(vault.ctx, "settings", replace(vault.ctx.settings, backup_format=1))
     assert vault.backup(instance).status == jobs.COMPLETED
-    monkeypatch.delenv("PGVAULT_BACKUP_FORMAT")
+    monkeypatch.undo()
     point = vault.latest_point(instance)
     _, rp = vault.service.get_point(vault.sub, RG, vault.name, instance, point)
     assert (rp.manifest["version"], rp.manifest["backupDumpFormat"]) == ("1.0", "CUSTOM")
