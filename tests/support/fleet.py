@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import select
 
 from pgvault import jobs
@@ -57,6 +58,21 @@ class Fleet:
                         stderr=subprocess.STDOUT,
                     )
                 )
+
+    def wait_workers_ready(self, n: int, timeout: float = 120) -> None:
+        """Until `n` Procrastinate workers have registered (each then listens for jobs), so a
+        backlog queued next reaches all of them rather than the ones that started first."""
+        deadline = time.monotonic() + timeout
+        query = (
+            "SELECT count(*) FROM procrastinate_workers"
+            " WHERE last_heartbeat > now() - interval '30 seconds'"
+        )
+        with psycopg.connect(self.env["PGVAULT_DATABASE_URL"], autocommit=True) as conn:
+            while (row := conn.execute(query).fetchone()) is None or row[0] < n:
+                dead = [p.args for p in self.procs if p.poll() is not None]
+                assert not dead, f"a worker exited: {dead}; logs in {self.base}"
+                assert time.monotonic() < deadline, f"fewer than {n} workers registered"
+                time.sleep(0.2)
 
     def stop_workers(self) -> None:
         """SIGTERM every worker (Procrastinate stops cleanly) and wait; kill stragglers."""
