@@ -206,7 +206,40 @@ def run(
         raise
     finally:
         proc.stdout.close()  # stderr is closed by its drain thread
-    manifest = Manifest(
+    manifest = source_manifest(
+        ep,
+        dbname,
+        server_name,
+        point_id,
+        info,
+        args,
+        raw=counters["raw"],
+        stored=counters["stored"],
+        objects=[StoredObject(DUMP, counters["stored"], digest.hexdigest())],
+        catalog=catalog,
+    )
+    location.put_bytes(MANIFEST, manifest.to_json())
+    return manifest
+
+
+def source_manifest(
+    ep: pgtools.Endpoint,
+    dbname: str,
+    server_name: str,
+    point_id: str,
+    info: SourceInfo,
+    args: list[str],
+    *,
+    raw: int,
+    stored: int,
+    objects: list[StoredObject],
+    catalog: dict[str, Any] | None,
+    **layout: Any,
+) -> Manifest:
+    """What every recovery point records of its source, the tool and its objects, whatever
+    its layout (`layout`: the format's own fields, e.g. `version`). Connection and snapshot
+    arguments are left out: they name a session, not how the point was made."""
+    return Manifest(
         recoveryPointId=point_id,
         dbName=dbname,
         serverName=server_name,
@@ -216,14 +249,13 @@ def run(
         serverVersionNum=info.server_version_num,
         backupToolPath=args[0],
         backupToolVersion=pgtools.tool_version("pg_dump")[1],
-        backupToolArgs=[a for a in args[1:] if not a.startswith("--dbname")],
+        backupToolArgs=[a for a in args[1:] if not a.startswith(("--dbname", "--snapshot"))],
         createdTime=datetime.now(UTC).isoformat(),
         dataSourceSize=info.database_size,
-        bytesTransferred=counters["raw"],
-        storedBytes=counters["stored"],
-        objects=[StoredObject(DUMP, counters["stored"], digest.hexdigest())],
+        bytesTransferred=raw,
+        storedBytes=stored,
+        objects=objects,
         compression={"algorithm": "zstd", "level": ZSTD_LEVEL, "contentChecksum": True},
         catalog=dict(catalog or {}),
+        **layout,
     )
-    location.put_bytes(MANIFEST, manifest.to_json())
-    return manifest

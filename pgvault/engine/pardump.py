@@ -31,7 +31,6 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import IO, Any
 
 import psycopg
@@ -51,6 +50,7 @@ from pgvault.engine.dump import (
     check_tool_version,
     dump_args,
     inspect_source,
+    source_manifest,
 )
 from pgvault.engine.manifest import (
     BLOBS,
@@ -420,24 +420,17 @@ def run(
     for obj in objects:
         if obj.dumpId in ids:
             obj.rowEstimate = sizes.get(ids[obj.dumpId], (0, 0))[1]
-    manifest = Manifest(
-        recoveryPointId=point_id,
-        dbName=dbname,
-        serverName=server_name,
-        serverFQDN=f"{ep.host}:{ep.port}",
-        usernameUsed=ep.creds.user,
-        postgresVersion=info.server_version,
-        serverVersionNum=info.server_version_num,
-        backupToolPath=args[0],
-        backupToolVersion=pgtools.tool_version("pg_dump")[1],
-        backupToolArgs=[a for a in args[1:] if not a.startswith(("--dbname", "--snapshot"))],
-        createdTime=datetime.now(UTC).isoformat(),
-        dataSourceSize=info.database_size,
-        bytesTransferred=total.raw,
-        storedBytes=total.stored,
+    manifest = source_manifest(
+        ep,
+        dbname,
+        server_name,
+        point_id,
+        info,
+        args,
+        raw=total.raw,
+        stored=total.stored,
         objects=[schema_obj, *objects],
-        catalog=dict(catalog or {}),
-        compression={"algorithm": "zstd", "level": ZSTD_LEVEL, "contentChecksum": True},
+        catalog=catalog,
         version=FORMAT_PARALLEL,
         backupDumpFormat="DIRECTORY",
     )

@@ -33,10 +33,17 @@ import zstandard
 
 from pgvault.engine import pgtools
 from pgvault.engine import toc as tocmod
-from pgvault.engine.load import WRITE_SIZE, ProgressFn, _corrupt, _HashingReader, restore_args
+from pgvault.engine.load import (
+    WRITE_SIZE,
+    ProgressFn,
+    _corrupt,
+    _file_exists,
+    _HashingReader,
+    restore_args,
+)
 from pgvault.engine.manifest import BLOBS, SCHEMA, Manifest, StoredObject, table_object
 from pgvault.engine.pardump import BLOB_HEAD, default_jobs
-from pgvault.errors import Code, CorruptRecoveryPoint, PgVaultError, UserError
+from pgvault.errors import Code, CorruptRecoveryPoint, PgVaultError
 from pgvault.storage.backends import Location, pumped, put_new
 
 F_SETPIPE_SZ = 1031
@@ -500,7 +507,7 @@ def into_files(
     finals = file_names(prefix, toc)
     for name in [*finals, manifest_name]:
         if target.exists(name):
-            raise _taken(name)
+            raise _file_exists(name)
     created: list[str] = []
 
     def note(name: str) -> None:
@@ -525,11 +532,11 @@ def into_files(
         target.put_bytes(f"{prefix}/toc.dat.partial", tocmod.directory_toc(toc))
         for final in finals:  # every checksum matched: commit, toc.dat last
             if not target.commit(f"{final}.partial", final):
-                raise _taken(final)
+                raise _file_exists(final)
             created.remove(f"{final}.partial")
             note(final)
         if not put_new(target, manifest_name, manifest.to_json()):
-            raise _taken(manifest_name)
+            raise _file_exists(manifest_name)
         note(manifest_name)
     except BaseException:
         for name in created:
@@ -557,11 +564,3 @@ def _blob_files(
         note(name)
         target.put_stream(name, pumped(functools.partial(frames.pieces, length)))
     frames.finish()
-
-
-def _taken(name: str) -> UserError:
-    return UserError(
-        f"{name!r} already exists in the target container.",
-        code=Code.UserErrorFileAlreadyExists,
-        recommended_action="Choose another file prefix (restores never overwrite).",
-    )
