@@ -398,12 +398,30 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds(cluster: Cluster | None) -> float:
+    """CPU of the metadata cluster (its backends, and the exited ones reaped by the
+    postmaster): what the server's queries cost on the database side of the same 2 cores."""
+    if cluster is None:
+        return 0.0
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for p in server_pids(postmaster):
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(p)
+            total += int(fields[11]) + int(fields[12])
+            if p == postmaster:
+                total += int(fields[13]) + int(fields[14])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def print_report(result: dict[str, Any]) -> None:
     print(f"\n{result['label']}: wall {result['wall_s']} s, statuses {result['statuses']}")
     print(
         f"server CPU {result['server_cpu_s']} s = {result['server_cpu_ms_per_request']} ms "
         f"per request; load average during the run {result['load_average']}"
     )
+    if result.get("postgres_cpu_ms_per_request"):
+        print(f"metadata PostgreSQL CPU {result['postgres_cpu_ms_per_request']} ms per request")
     print(
         f"{'kind':<16}{'requests':>9}{'errors':>8}{'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
     )
@@ -450,6 +468,7 @@ def main() -> int:
         env_extra = dict(kv.split("=", 1) for kv in args.serve_env)
         env_extra.setdefault("PGVAULT_DATASTORE_URL", (root / "datastore").as_uri())
         database_url = None
+        cluster = None
         if args.metadata == "postgresql":
             root.chmod(0o755)  # initdb runs as postgres when we are root; the home stays 0700
             cluster = Cluster(root=root / "pg", bindir=pg_bindir())
@@ -479,14 +498,16 @@ def main() -> int:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         log(f"{args.clients} clients for {args.duration:.0f} s on {args.metadata} metadata")
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, pg0 = cpu_seconds(proc.pid), postgres_cpu_seconds(cluster)
         samples, wall = drive(plan, args.procs)
         cpu = cpu_seconds(proc.pid) - cpu0
+        pg_cpu = postgres_cpu_seconds(cluster) - pg0
         if spy is not None:
             spy.wait(timeout=120)
         result = summarise(samples, wall)
         result["server_cpu_s"] = round(cpu, 1)
         result["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, len(samples)), 2)
+        result["postgres_cpu_ms_per_request"] = round(1000 * pg_cpu / max(1, len(samples)), 2)
         result["load_average"] = os.getloadavg()
         label = f"{args.metadata}, {args.clients} clients, {args.duration:.0f} s"
         if args.points:

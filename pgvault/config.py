@@ -63,6 +63,10 @@ class Settings:
     missed_schedule_seconds: int = 600
     #: Threads serving API calls (sync routes); more only add GIL contention (api_load.py).
     api_threads: int = 8
+    #: Calls of one API process that run at once, per lane (reads; writes and actions); the
+    #: rest wait their turn in the event loop. More at once only add GIL contention
+    #: (benchmarks/api_load.py); a lane each, so a slow validation never blocks the reads.
+    api_concurrency: int = 2
     #: Connections of one backup (tables dumped at once) and one restore (`pg_restore -j`);
     #: 0: the machine's cores.
     jobs: int = 0
@@ -176,6 +180,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "master_key": "master_key",
         "log_format": "log_format",
         "api_threads": "api_threads",
+        "api_concurrency": "api_concurrency",
         "api_processes": "api_processes",
         "token_lifetime_seconds": "token_lifetime_seconds",
         "keyvault_dns_suffix": "keyvault_dns_suffix",
@@ -231,6 +236,7 @@ KINDS: dict[str, str] = {
     "trusted_proxies": "strs",
     "workers": "count",
     "api_threads": "int",
+    "api_concurrency": "int",
     "api_processes": "int",
     "token_lifetime_seconds": "int",
     "max_body_bytes": "int",

@@ -8,17 +8,33 @@ never leaves half-written metadata behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 #: Connections kept open to a SQLite metadata file (more than the API's worker threads).
 SQLITE_POOL_SIZE = 64
+#: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
+PING_IDLE_SECONDS = 5.0
+_RETURNED_AT = "pgvault_returned_at"
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """JSON columns decoded by orjson (a page of jobs decodes one document per row), with
+    the standard library's wider grammar (NaN, huge integers) as the fallback."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -66,7 +82,42 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_size=10, max_overflow=10, json_deserializer=_json_loads)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it sat idle: SQLAlchemy's `pool_pre_ping`
+    pings on every checkout, a round trip to the server per transaction that was a fifth of
+    the PostgreSQL round trips of an API read under load (benchmarks/api_load.py). A
+    connection that fails the ping is replaced (DisconnectionError makes the pool retry)."""
+
+    def connected(_dbapi: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    def checked_in(_dbapi: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    def checked_out(dbapi: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT, 0.0)
+        if time.monotonic() - returned < PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:
+            raise DisconnectionError(f"metadata database connection lost: {exc}") from exc
+
+    event.listen(engine, "connect", connected)
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
+
+
+def _refuse_writes(session: Session, _ctx: Any, _instances: Any) -> None:
+    """A read session that tries to write is a bug: on PostgreSQL it runs in autocommit,
+    so a write there would not be atomic with the rest of the block."""
+    if session.info.get("read_only"):
+        raise RuntimeError("a Database.read() session tried to write; use Database.session()")
 
 
 class Database:
@@ -76,6 +127,18 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads on PostgreSQL run in autocommit: no BEGIN and COMMIT round trips around
+        # a request's SELECTs. Under READ COMMITTED every statement takes its own snapshot
+        # either way, so the answers are the same. SQLite's driver does not BEGIN for reads.
+        self.read_engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+        self._reads = sessionmaker(
+            self.read_engine, expire_on_commit=False, autoflush=False, info={"read_only": True}
+        )
+        event.listen(self._reads, "before_flush", _refuse_writes)
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -92,6 +155,21 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for a block that only reads (the API's GETs): one round trip per query
+        on PostgreSQL. A flush in it raises."""
+        with self._reads() as s:
+            yield s
+            if s.new or s.deleted or any(s.is_modified(o) for o in s.dirty):
+                raise RuntimeError("a Database.read() session changed rows; use Database.session()")
+
+    @contextlib.contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for one cheap read (the access epoch of every API call)."""
+        with self.read_engine.connect() as conn:
+            yield conn
 
     @property
     def is_sqlite(self) -> bool:

@@ -35,6 +35,8 @@ log = logging.getLogger("pgvault.procworker")
 GLOBAL_SLOTS = 0x70677661  # "pgva"
 
 
+#: The key of the turnstile lock jobs queue on, in order, before they look for a slot.
+TURNSTILE = -1
 #: How often a job waiting for a global slot tries again.
 SLOT_POLL_SECONDS = 0.5
 #: How often an idle worker looks for a job whose lock was freed (a new job wakes it at once
@@ -96,10 +98,7 @@ class ProcrastinateWorker:
             return
         conn = self.ctx.db.engine.connect()
         try:
-            slot = _take_slot(conn, limit)
-            while slot is None:
-                time.sleep(SLOT_POLL_SECONDS)
-                slot = _take_slot(conn, limit)
+            slot = _wait_for_slot(conn, limit)
             try:
                 yield
             finally:
@@ -140,6 +139,27 @@ class ProcrastinateWorker:
                 release_stalled(self.ctx)
             except Exception:
                 log.exception("heartbeat or sweep failed")
+
+
+def _wait_for_slot(conn: Connection, limit: int) -> int:
+    """A free slot, taken in the order jobs asked for one, whichever worker holds them.
+
+    Waiters first queue on one more advisory lock, the turnstile: PostgreSQL grants it in
+    request order, and only its holder polls for a free slot. Without it, the worker that
+    just freed a slot took it again at once with its next job, while jobs that had waited
+    longer in another worker kept polling: the third of three workers could run nothing."""
+    turnstile = {"c": GLOBAL_SLOTS, "k": TURNSTILE}
+    conn.execute(text("SELECT pg_advisory_lock(:c, :k)"), turnstile)
+    conn.commit()
+    try:
+        slot = _take_slot(conn, limit)
+        while slot is None:
+            time.sleep(SLOT_POLL_SECONDS)
+            slot = _take_slot(conn, limit)
+        return slot
+    finally:
+        conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"), turnstile)
+        conn.commit()
 
 
 def _take_slot(conn: Connection, limit: int) -> int | None:

@@ -8,6 +8,7 @@ sees the old one's data.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -197,6 +198,11 @@ def get(s: Session, sub: str, rg: str, name: str) -> Vault:
 def by_id(s: Session, vault_id: str) -> Vault:
     """The vault a job or an instance refers to (a foreign key: it exists)."""
     return s.get_one(Vault, vault_id)
+
+
+def by_ids(s: Session, vault_ids: Iterable[str]) -> dict[str, Vault]:
+    """The vaults jobs or instances refer to, by id, in one query."""
+    return armstore.by_ids(s, Vault, vault_ids)
 
 
 def unique_by_name(s: Session, name: str) -> Vault:

@@ -294,6 +294,8 @@ def create_app(
             [(e.caller, e.action, e.scope, e.method, e.status, None) for e in entries]
         )
 
+    # innermost: a read waits for its turn before any handler work, holds it only while it runs
+    app.add_middleware(limits.ConcurrencyGate, slots=ctx.settings.api_concurrency)
     app.add_middleware(audittrail.AuditTrail, commit=audittrail.GroupCommit(write_audit))
     app.add_middleware(CanonicalPath)
     if ctx.settings.keyvault_dns_suffix:  # before CanonicalPath: a key vault's host → its path

@@ -143,7 +143,7 @@ class AccessService:
         `scope`: one metadata query (the access epoch) when the answers are cached."""
         claims = identity.verify_access_token(self.ctx.token_key, token, self.ctx.clock.now())
         key = token  # the whole signed token: its claims are what was verified
-        with self.ctx.db.engine.connect() as conn:  # no ORM session for the one cheap read
+        with self.ctx.db.read_connection() as conn:  # no ORM session for the one cheap read
             cache = self._cache_at(access_epoch.read(conn))
         caller = cache.callers.get(key)
         wanted = (caller.principal_id, action, scope) if caller and action else None

@@ -68,11 +68,11 @@ class ProtectionService(ServiceBase):
             )
 
     def get_vault(self, sub: str, rg: str, name: str) -> vaults.Vault:
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             return vaults.get(s, sub, rg, name)
 
     def list_vaults(self, sub: str, rg: str | None) -> list[vaults.Vault]:
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             return vaults.list_vaults(s, sub, rg)
 
     def delete_vault(self, sub: str, rg: str, name: str) -> None:
@@ -222,18 +222,18 @@ class ProtectionService(ServiceBase):
         return view, created
 
     def get_instance(self, sub: str, rg: str, vault_name: str, name: str) -> InstanceView:
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             return instance_view(s, instances.get(s, vault.id, name))
 
     def list_instances(self, sub: str, rg: str, vault_name: str) -> list[InstanceView]:
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             return [instance_view(s, i) for i in instances.list_instances(s, vault.id)]
 
     def list_instances_in(self, vault_ids: list[str]) -> list[InstanceView]:
         """Live instances of several vaults, read in one session (the Backup center)."""
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             rows = instances.list_in_vaults(s, vault_ids)
             related = instances.related_many(s, rows)
             return [InstanceView(i, *r) for i, r in zip(rows, related, strict=True)]

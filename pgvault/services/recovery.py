@@ -64,7 +64,7 @@ class RecoveryService(ServiceBase):
         limit: int | None = None,
         offset: int = 0,
     ) -> tuple[InstanceView, list[recovery_points.RecoveryPoint]]:
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
             points = recovery_points.list_points(s, inst.id, start, end, limit=limit, offset=offset)
@@ -72,14 +72,14 @@ class RecoveryService(ServiceBase):
 
     def count_points(self, sub: str, rg: str, vault_name: str, name: str) -> int:
         """How many recovery points an instance lists (the portal shows the newest page)."""
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             return recovery_points.count(s, instances.get(s, vault.id, name).id)
 
     def get_point(
         self, sub: str, rg: str, vault_name: str, name: str, point_id: str
     ) -> tuple[InstanceView, recovery_points.RecoveryPoint]:
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             vault = vaults.get(s, sub, rg, vault_name)
             inst = instances.get(s, vault.id, name)
             return self._view(s, inst), recovery_points.get(s, inst.id, point_id)

@@ -1,6 +1,6 @@
 """The Backup center's batched reads agree with the one-row-at-a-time reads they replace:
-instance views with their servers and policies in three IN queries, and the 24-hour and
-7-day job counts in one grouped query."""
+instance views with their servers and policies in three IN queries, a page of jobs with
+what each ran on, and the 24-hour and 7-day job counts in one grouped query."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
-from pgvault import jobs
+from pgvault import instances, jobs
 from pgvault.api.app import create_app
 from pgvault.config import Settings
 from pgvault.context import Context
@@ -92,3 +93,58 @@ def test_one_query_counts_both_windows_as_two_queries_would(
         vault_ids[:1], week
     )
     assert svc.job_status_windows(vault_ids, []) == []
+
+
+def test_a_page_of_jobs_reads_its_instances_in_a_few_queries(
+    seeded: tuple[Service, list[str]],
+) -> None:
+    """Jobs of many instances are joined to their vaults, instances, servers and policies in
+    one IN query each, not one lookup per row (a round trip each on PostgreSQL): the count
+    of statements does not grow with the page, and the rows match the one-at-a-time reads."""
+    svc, _ = seeded
+    ctx = svc.ctx
+    sub = svc.list_subscriptions()[0].id
+    vault, _ = svc.put_vault(sub, RG, "c", "eastus", {}, {})
+    svc.put_policy(sub, RG, "c", "pc", {})
+    secret = f"{ctx.base_url}/keyvaults/kvc/secrets/s"
+    names = [f"c{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        server = svc.get_server(sub, RG, "east" if i % 2 else "west")
+        spec = InstanceSpec(server.database_id(name), f"{vault.arm_id}/backupPolicies/pc", secret)
+        svc.put_instance(sub, RG, "c", name, spec)
+    now = ctx.clock.now()
+    with ctx.db.session() as s:
+        ids = [svc_view.instance.id for svc_view in svc.list_instances(sub, RG, "c")]
+        for n in range(40):
+            job = jobs.create(s, vault_id=vault.id, instance_id=None if n % 5 == 0 else ids[n % 4],
+                              operation=jobs.BACKUP, params={}, now=now - timedelta(minutes=n))  # fmt: skip
+            job.status = jobs.COMPLETED
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(ctx.db.engine, "before_cursor_execute", count)
+    try:
+        small = svc.list_jobs(sub, RG, "c", limit=5)
+        small_count = len(statements)
+        statements.clear()
+        page = svc.list_jobs(sub, RG, "c", limit=40)
+        page_count = len(statements)
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", count)
+    assert len(small) == 5
+    assert len(page) == 40
+    assert page_count <= small_count <= 6
+    with ctx.db.session() as s:
+        for row in page:
+            assert row.vault.id == vault.id
+            if row.job.instance_id is None:
+                assert (row.instance, row.server, row.policy) == (None, None, None)
+                continue
+            assert row.instance is not None
+            assert row.instance.id == row.job.instance_id
+            single = instance_view(s, instances.by_id(s, row.job.instance_id))
+            assert (row.server and row.server.id, row.policy and row.policy.id) == (
+                single.server.id, single.policy.id,
+            )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,31 @@ def test_every_field_has_a_place() -> None:
 
     assert {f.name for f in fields(Settings)} == in_file
     assert set(KINDS) <= in_file
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "pgvault.toml.example"
+
+
+def test_the_example_file_documents_every_key_and_parses(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/pgvault.toml.example shows every key of every table (commented out), and with
+    each one uncommented it is a valid config: the shipped example cannot drift."""
+    lines = EXAMPLE.read_text().splitlines()
+    uncommented = [re.sub(r"^# ([a-z_]+ = )", r"\1", line) for line in lines]
+    tables: dict[str, set[str]] = {}
+    table = ""
+    for line in uncommented:
+        if line.startswith("["):
+            table = line.strip("[]")
+        elif (key := re.match(r"^([a-z_]+) = ", line)) is not None:
+            tables.setdefault(table, set()).add(key.group(1))
+    documented = {name: set(keys) for name, keys in FILE_KEYS.items()}
+    documented["service"].remove("master_key")  # named in the header: keep it out of the file
+    assert "master_key" in "\n".join(lines[:8])
+    assert tables == documented
+    (clean_env / "full.toml").write_text("\n".join(uncommented))
+    monkeypatch.setenv("PGVAULT_CONFIG", str(clean_env / "full.toml"))
+    st = Settings.from_env()
+    assert st.api_concurrency == 2
+    assert st.database_url == "postgresql://pgvault@db.internal/pgvault"
