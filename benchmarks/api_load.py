@@ -387,31 +387,27 @@ def server_pids(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the server's process tree so far (from /proc): the figure that
-    does not depend on what else runs on a shared machine."""
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """User + system CPU of the process tree under `pid` so far (from /proc): the figure that
+    does not depend on what else runs on a shared machine. `reaped`: with the CPU of the
+    children `pid` has already waited for (a postmaster's exited backends)."""
     total = 0
     for p in server_pids(pid):
         with contextlib.suppress(OSError, IndexError):
             fields = _stat(p)
             total += int(fields[11]) + int(fields[12])
+            if reaped and p == pid:
+                total += int(fields[13]) + int(fields[14])
     return total / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds(cluster: Cluster | None) -> float:
-    """CPU of the metadata cluster (its backends, and the exited ones reaped by the
-    postmaster): what the server's queries cost on the database side of the same 2 cores."""
+    """CPU of the metadata cluster (its backends, live and exited): what the server's
+    queries cost on the database side of the same 2 cores."""
     if cluster is None:
         return 0.0
     postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    total = 0
-    for p in server_pids(postmaster):
-        with contextlib.suppress(OSError, IndexError):
-            fields = _stat(p)
-            total += int(fields[11]) + int(fields[12])
-            if p == postmaster:
-                total += int(fields[13]) + int(fields[14])
-    return total / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(postmaster, reaped=True)
 
 
 def print_report(result: dict[str, Any]) -> None:

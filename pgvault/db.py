@@ -93,10 +93,7 @@ def _ping_when_idle(engine: Engine) -> None:
     the PostgreSQL round trips of an API read under load (benchmarks/api_load.py). A
     connection that fails the ping is replaced (DisconnectionError makes the pool retry)."""
 
-    def connected(_dbapi: Any, record: Any) -> None:
-        record.info[_RETURNED_AT] = time.monotonic()
-
-    def checked_in(_dbapi: Any, record: Any) -> None:
+    def stamp(_dbapi: Any, record: Any) -> None:  # new or returned: not idle from here
         record.info[_RETURNED_AT] = time.monotonic()
 
     def checked_out(dbapi: Any, record: Any, _proxy: Any) -> None:
@@ -108,8 +105,8 @@ def _ping_when_idle(engine: Engine) -> None:
         except Exception as exc:
             raise DisconnectionError(f"metadata database connection lost: {exc}") from exc
 
-    event.listen(engine, "connect", connected)
-    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
     event.listen(engine, "checkout", checked_out)
 
 

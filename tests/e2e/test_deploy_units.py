@@ -68,7 +68,7 @@ def metadata() -> Iterator[str]:
     cluster = PgCluster.start("units")
     name = f"meta_{uuid.uuid4().hex[:8]}"
     cluster.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres:{cluster.superuser_password}@127.0.0.1:{cluster.port}/{name}"
+    yield cluster.superuser_url(name)
     cluster.stop()
 
 

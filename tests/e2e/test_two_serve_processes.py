@@ -51,8 +51,7 @@ def shared_pg() -> Iterator[PgCluster]:
 def two_servers(shared_pg: PgCluster) -> Iterator[tuple[PgvaultServer, PgvaultServer]]:
     base = Path(tempfile.mkdtemp(prefix="pgvault-e2e-two-"))
     shared = {
-        "PGVAULT_DATABASE_URL": f"postgresql://postgres:{shared_pg.superuser_password}"
-        f"@{HOST}:{shared_pg.port}/{METADATA}",
+        "PGVAULT_DATABASE_URL": shared_pg.superuser_url(METADATA),
         "PGVAULT_DATASTORE_URL": (base / "datastore").as_uri(),
         "PGVAULT_ARCHIVE_URL": (base / "archive").as_uri(),
         "PGVAULT_MASTER_KEY": secrets.token_hex(32),

@@ -38,17 +38,13 @@ START = datetime(2024, 1, 3, 12, 0, tzinfo=UTC)
 POLICY = "p1"
 
 
-def pg_url(cluster: PgCluster, database: str) -> str:
-    return f"postgresql://postgres:{cluster.superuser_password}@127.0.0.1:{cluster.port}/{database}"
-
-
 @contextlib.contextmanager
 def fresh_pg_database(cluster: PgCluster) -> Iterator[str]:
     """A new, empty metadata database on `cluster` (dropped afterwards); yields its URL."""
     name = f"meta_{uuid.uuid4().hex[:10]}"
     cluster.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield pg_url(cluster, name)
+        yield cluster.superuser_url(name)
     finally:
         cluster.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

@@ -58,12 +58,8 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     cluster: PgCluster = request.getfixturevalue("pg_metadata")
     name = f"meta_{uuid.uuid4().hex[:10]}"
     cluster.execute(f'CREATE DATABASE "{name}"')
-    yield _pg_url(cluster, name)
+    yield cluster.superuser_url(name)
     cluster.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-def _pg_url(cluster: PgCluster, name: str) -> str:
-    return f"postgresql://postgres:{cluster.superuser_password}@127.0.0.1:{cluster.port}/{name}"
 
 
 @dataclass

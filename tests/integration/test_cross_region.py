@@ -100,9 +100,7 @@ def crr(
         meta: PgCluster = request.getfixturevalue("pg_metadata")
         name = f"meta_{uuid.uuid4().hex[:10]}"
         meta.execute(f'CREATE DATABASE "{name}"')
-        metadata_url = (
-            f"postgresql://postgres:{meta.superuser_password}@127.0.0.1:{meta.port}/{name}"
-        )
+        metadata_url = meta.superuser_url(name)
     bucket = f"west-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(bucket)
     regions_file = tmp / "regions.json"

@@ -28,11 +28,9 @@ TURNSTILE_LOCKS = text(
 def engine(pg_metadata: PgCluster) -> Iterator[Engine]:
     name = f"slots_{uuid.uuid4().hex[:8]}"
     pg_metadata.execute(f'CREATE DATABASE "{name}"')
-    url = (
-        f"postgresql+psycopg://postgres:{pg_metadata.superuser_password}"
-        f"@127.0.0.1:{pg_metadata.port}/{name}"
+    made = create_engine(
+        pg_metadata.superuser_url(name).replace("postgresql:", "postgresql+psycopg:")
     )
-    made = create_engine(url)
     yield made
     made.dispose()
     pg_metadata.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -91,10 +91,7 @@ def test_processes_starting_together_migrate_a_fresh_database_once(
     metadata database: one creates the schema, the others wait for it and find it done."""
     name = f"fresh_{uuid.uuid4().hex[:8]}"
     pg_metadata.execute(f'CREATE DATABASE "{name}"')
-    url = (
-        f"postgresql://postgres:{pg_metadata.superuser_password}"
-        f"@127.0.0.1:{pg_metadata.port}/{name}"
-    )
+    url = pg_metadata.superuser_url(name)
     code = (
         "import sys; from pgvault import migrations; from pgvault.db import Database;"
         "migrations.upgrade(Database(sys.argv[1]).engine)"

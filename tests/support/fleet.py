@@ -138,10 +138,6 @@ def _protect_all(vault: Vault, cluster: PgCluster, server: str, count: int) -> l
     return names
 
 
-def _pg_url(cluster: PgCluster, name: str) -> str:
-    return f"postgresql://postgres:{cluster.superuser_password}@127.0.0.1:{cluster.port}/{name}"
-
-
 @contextlib.contextmanager
 def fleet(
     metadata: PgCluster, base: Path, servers: int, databases_per_server: int, **env: str
@@ -151,7 +147,7 @@ def fleet(
         sources = list(threads.map(PgCluster.start, [f"src{n}" for n in range(servers)]))
     meta_db = f"meta_{uuid.uuid4().hex[:10]}"
     metadata.execute(f'CREATE DATABASE "{meta_db}"')
-    url = _pg_url(metadata, meta_db)
+    url = metadata.superuser_url(meta_db)
     ctx: Context | None = None
     made: Fleet | None = None
     try:

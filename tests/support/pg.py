@@ -341,6 +341,10 @@ class PgCluster:
             params["password"] = password
         return make_conninfo(**params)
 
+    def superuser_url(self, dbname: str) -> str:
+        """A `postgresql://` URL for the superuser over TCP: what PGVAULT_DATABASE_URL takes."""
+        return f"postgresql://{SUPERUSER}:{self.superuser_password}@{HOST}:{self._port}/{dbname}"
+
     def admin_dsn(self, dbname: str = "postgres") -> str:
         """libpq conninfo for the superuser over the unix socket (trust)."""
         return make_conninfo(
